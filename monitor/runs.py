@@ -1,0 +1,254 @@
+"""Typed clustering runs, and parsing PostHog's run payloads into them.
+
+The run payload is the largest thing the monitor reads (up to 45 MB for a 200k-item backfill), so it is
+decoded with msgspec straight into the few fields the monitor uses: decoding into dicts first costs 2-3x the
+time and 3-4x the memory (../shared/reference/performance.md). Everything here is pure: bytes or dicts in,
+frozen values out, and a bad payload raises `RunParseError` naming the run and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+NOISE_CLUSTER_ID = -1
+
+
+class RunParseError(ValueError):
+    """A run payload the monitor cannot use; the message names the run id and the field."""
+
+    def __init__(self, run_id: str, field: str, problem: str) -> None:
+        super().__init__(f"run {run_id!r}: field {field!r}: {problem}")
+        self.run_id = run_id
+        self.field = field
+        self.problem = problem
+
+
+class Item(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One clustered item (a trace, or a generation at generation level)."""
+
+    rank: int = 0
+    distance_to_centroid: float | None = None
+    trace_id: str | None = None
+    generation_id: str | None = None
+    timestamp: str | None = None
+
+
+class PayloadMetrics(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The `metrics` PostHog itself attaches to a cluster (absent or null on older runs)."""
+
+    avg_cost: float | None = None
+    avg_latency: float | None = None
+    avg_tokens: float | None = None
+    total_cost: float | None = None
+    error_rate: float | None = None
+    error_count: int | None = None
+    item_count: int | None = None
+
+
+class Cluster(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One cluster of a run. `traces` maps item key -> item, as PostHog stores it."""
+
+    cluster_id: int
+    size: int = 0
+    title: str = ""
+    description: str = ""
+    traces: dict[str, Item] = msgspec.field(default_factory=dict)
+    centroid_x: float | None = None
+    centroid_y: float | None = None
+    metrics: PayloadMetrics | None = None
+
+    @property
+    def is_noise(self) -> bool:
+        return self.cluster_id == NOISE_CLUSTER_ID
+
+    def top_items(self, n: int = 5) -> list[str]:
+        """Item keys by rank (rank 0 first): the most central items, or the most anomalous for noise."""
+        return [k for k, _ in sorted(self.traces.items(), key=lambda kv: kv[1].rank)[:n]]
+
+    def top_trace_ids(self, n: int = 5) -> list[str]:
+        """Trace ids of the top items; at generation level the key is the generation, not the trace."""
+        out: list[str] = []
+        for key, item in sorted(self.traces.items(), key=lambda kv: kv[1].rank)[:n]:
+            out.append(item.trace_id or key)
+        return out
+
+
+class _WireCluster(msgspec.Struct, omit_defaults=True):
+    """Lenient wire shape: LLM-written fields can be null, and sizes can be missing."""
+
+    cluster_id: int
+    size: int | None = None
+    title: str | None = None
+    description: str | None = None
+    traces: dict[str, Item] | None = None
+    centroid_x: float | None = None
+    centroid_y: float | None = None
+    metrics: PayloadMetrics | None = None
+
+
+_clusters_decoder = msgspec.json.Decoder(list[_WireCluster])
+
+
+class Run(msgspec.Struct, frozen=True):
+    """One clustering run: the unit the monitor discovers, diffs, measures and alerts on."""
+
+    run_id: str
+    level: str
+    job_id: str
+    job_name: str
+    window_start: datetime
+    window_end: datetime
+    total_items: int
+    clusters: tuple[Cluster, ...]
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+    timestamp: datetime | None = None
+
+    @property
+    def job_key(self) -> tuple[str, str]:
+        """Runs are compared only within one job and level. Legacy runs have no job id: key on the name."""
+        return (self.job_id or f"name:{self.job_name}", self.level)
+
+    @property
+    def clustered_size(self) -> int:
+        return sum(c.size for c in self.clusters)
+
+    def cluster(self, cluster_id: int) -> Cluster | None:
+        for c in self.clusters:
+            if c.cluster_id == cluster_id:
+                return c
+        return None
+
+    def share(self, cluster_id: int) -> float:
+        """Share of the run's items in one cluster, in [0, 1]."""
+        total = self.clustered_size
+        c = self.cluster(cluster_id)
+        if c is None or total <= 0:
+            return 0.0
+        return c.size / total
+
+    @property
+    def noise_share(self) -> float:
+        return self.share(NOISE_CLUSTER_ID)
+
+
+def parse_time(run_id: str, field: str, value: Any) -> datetime:
+    """PostHog writes windows with isoformat() and timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff'."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str) or not value:
+        raise RunParseError(run_id, field, f"expected an ISO timestamp, got {value!r}")
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise RunParseError(run_id, field, f"not a timestamp: {value!r}") from exc
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def parse_clusters(run_id: str, raw: bytes | str | list[Any] | None) -> tuple[Cluster, ...]:
+    """`$ai_clusters` arrives as a JSON string cell (JSONExtractRaw) or a native array (event export)."""
+    if raw is None:
+        raise RunParseError(run_id, "$ai_clusters", "missing")
+    try:
+        if isinstance(raw, (bytes, str)):
+            wire = _clusters_decoder.decode(raw)
+        else:
+            wire = msgspec.convert(raw, list[_WireCluster])
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise RunParseError(run_id, "$ai_clusters", str(exc)) from exc
+    out: list[Cluster] = []
+    seen: set[int] = set()
+    for w in wire:
+        if w.cluster_id in seen:
+            raise RunParseError(run_id, "$ai_clusters", f"cluster_id {w.cluster_id} appears twice")
+        seen.add(w.cluster_id)
+        traces = w.traces or {}
+        size = w.size if w.size is not None and w.size >= 0 else len(traces)
+        title = (w.title or "").strip() or (
+            "Outliers" if w.cluster_id == NOISE_CLUSTER_ID else f"Cluster {w.cluster_id}"
+        )
+        out.append(
+            Cluster(
+                cluster_id=w.cluster_id,
+                size=size,
+                title=title,
+                description=w.description or "",
+                traces=traces,
+                centroid_x=w.centroid_x,
+                centroid_y=w.centroid_y,
+                metrics=w.metrics,
+            )
+        )
+    return tuple(out)
+
+
+def _int(run_id: str, field: str, value: Any, default: int | None = None) -> int:
+    if value is None or value == "":
+        if default is not None:
+            return default
+        raise RunParseError(run_id, field, "missing")
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise RunParseError(run_id, field, f"expected an integer, got {value!r}") from exc
+
+
+def _params(run_id: str, value: Any) -> dict[str, Any]:
+    if value is None or value == "":
+        return {}
+    if isinstance(value, (str, bytes)):
+        try:
+            value = msgspec.json.decode(value)
+        except msgspec.DecodeError as exc:
+            raise RunParseError(run_id, "$ai_clustering_params", str(exc)) from exc
+    if not isinstance(value, dict):
+        raise RunParseError(run_id, "$ai_clustering_params", f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def run_from_properties(props: Mapping[str, Any], timestamp: Any = None) -> Run:
+    """Build a Run from a run event's properties as PostHog stores them."""
+    run_id = props.get("$ai_clustering_run_id")
+    if not isinstance(run_id, str) or not run_id:
+        raise RunParseError(str(run_id), "$ai_clustering_run_id", "missing or not a string")
+    level = props.get("$ai_clustering_level") or _level_from_run_id(run_id)
+    clusters = parse_clusters(run_id, props.get("$ai_clusters"))
+    return Run(
+        run_id=run_id,
+        level=str(level),
+        job_id=str(props.get("$ai_clustering_job_id") or ""),
+        job_name=str(props.get("$ai_clustering_job_name") or ""),
+        window_start=parse_time(run_id, "$ai_window_start", props.get("$ai_window_start")),
+        window_end=parse_time(run_id, "$ai_window_end", props.get("$ai_window_end")),
+        total_items=_int(
+            run_id, "$ai_total_items_analyzed", props.get("$ai_total_items_analyzed"),
+            default=sum(c.size for c in clusters),
+        ),
+        clusters=clusters,
+        params=_params(run_id, props.get("$ai_clustering_params")),
+        timestamp=parse_time(run_id, "timestamp", timestamp) if timestamp else None,
+    )
+
+
+def _level_from_run_id(run_id: str) -> str:
+    parts = run_id.split("_")
+    if len(parts) >= 2 and parts[1] in ("trace", "generation", "evaluation"):
+        return parts[1]
+    raise RunParseError(run_id, "$ai_clustering_level", "missing, and the run id does not name a level")
+
+
+def load_run_file(data: bytes) -> Run:
+    """A file for `cluster-monitor diff`: a run event's properties, or a whole event holding them."""
+    try:
+        doc = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise RunParseError("?", "(file)", f"not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise RunParseError("?", "(file)", "expected a JSON object")
+    if "properties" in doc and isinstance(doc["properties"], dict):
+        return run_from_properties(doc["properties"], doc.get("timestamp"))
+    return run_from_properties(doc, doc.get("timestamp"))
