@@ -1,0 +1,193 @@
+"""Every command of `cluster-monitor`. Thin: parse arguments, call one function, map errors to exit codes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+import typer
+
+from monitor import logs
+from monitor.config import ConfigError, load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Watch PostHog LLM clustering runs; alert on Slack and email when AI traffic changes.")
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config file")]
+
+
+def _load(path: Path):  # type: ignore[no-untyped-def]
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def run(config: ConfigOpt, log_level: str = "info") -> None:
+    """Run the daemon: poll on the configured schedule until SIGTERM or SIGINT."""
+    logs.configure(log_level)
+    from monitor.daemon import Daemon
+
+    cfg = _load(config)
+    daemon = Daemon(config, cfg=cfg)
+    daemon.install_signals()
+    raise typer.Exit(daemon.serve())
+
+
+@app.command()
+def once(config: ConfigOpt, log_level: str = "info") -> None:
+    """Run one cycle and exit: 0 when it succeeded, 1 when any part of it failed (it is retried next time)."""
+    logs.configure(log_level)
+    from monitor.daemon import build_monitor
+
+    monitor = build_monitor(_load(config))
+    try:
+        result = monitor.cycle()
+    finally:
+        monitor.client.close()
+        monitor.store.close()
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command()
+def diff(
+    prev: Annotated[Path, typer.Argument(help="previous run: a run event's properties as JSON")],
+    new: Annotated[Path, typer.Argument(help="new run: a run event's properties as JSON")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="show the signal scores behind each match")] = False,
+    threshold: float = 0.5,
+) -> None:
+    """Compare two runs of one job: matched, new, disappeared, split and merged clusters."""
+    from monitor.reports import render_diff
+    from monitor.matching import match_runs
+    from monitor.runs import RunParseError, load_run_file
+
+    try:
+        a = load_run_file(prev.read_bytes())
+        b = load_run_file(new.read_bytes())
+    except (OSError, RunParseError) as exc:
+        typer.echo(f"cluster-monitor diff: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    d = match_runs(a, b, threshold=threshold, explain=explain)
+    if as_json:
+        sys.stdout.buffer.write(msgspec.json.encode(d) + b"\n")
+    else:
+        typer.echo(render_diff(a, b, d, explain=explain))
+
+
+@app.command("check-config")
+def check_config(config: ConfigOpt) -> None:
+    """Validate the config (and templates) without sending anything."""
+    cfg = _load(config)
+    from monitor.notify.render import check_templates
+
+    problems = check_templates()
+    if problems:
+        for p in problems:
+            typer.echo(p, err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{config}: ok (project {cfg.posthog.project_id} on {cfg.posthog.host}; "
+               f"channels: {', '.join(c for c in ('slack', 'email') if getattr(cfg, c)) or 'none'})")
+
+
+@app.command()
+def history(
+    config: ConfigOpt,
+    lineage: Annotated[str | None, typer.Option(help="lineage id")] = None,
+    title: Annotated[str | None, typer.Option(help="find lineages whose latest title contains this text")] = None,
+    limit: int = 30,
+) -> None:
+    """A cluster lineage's sizes, costs and titles over runs."""
+    from monitor.reports import show_history
+    from monitor.store.sqlite import SQLiteStore
+
+    cfg = _load(config)
+    store = SQLiteStore(cfg.state.path)
+    try:
+        typer.echo(show_history(store, lineage=lineage, title=title, limit=limit))
+    finally:
+        store.close()
+
+
+@app.command()
+def outbox(config: ConfigOpt, status: Annotated[str | None, typer.Option(help="pending|sent|failed")] = None) -> None:
+    """Notifications waiting, delivered or failed."""
+    from monitor.store.sqlite import SQLiteStore
+
+    cfg = _load(config)
+    store = SQLiteStore(cfg.state.path)
+    try:
+        rows = store.outbox(status)
+    finally:
+        store.close()
+    if not rows:
+        typer.echo("outbox is empty" if status is None else f"no {status} notifications")
+        return
+    for e in rows:
+        err = f"  error: {e.last_error}" if e.last_error else ""
+        typer.echo(f"#{e.id} {e.status:<7} {e.channel:<5} {e.key} attempts={e.attempts} "
+                   f"created={e.created_at:%Y-%m-%d %H:%M:%S}{err}")
+
+
+@app.command("test-notify")
+def test_notify(config: ConfigOpt) -> None:
+    """Send a sample notification to every configured channel."""
+    logs.configure("info")
+    from monitor.daemon import build_notifiers
+    from monitor.notify.sample import sample_notification
+
+    cfg = _load(config)
+    notifiers = build_notifiers(cfg)
+    if not notifiers:
+        typer.echo("no channel configured (slack, email)", err=True)
+        raise typer.Exit(2)
+    failed = False
+    for name, n in notifiers.items():
+        r = n.send(sample_notification(cfg))
+        typer.echo(f"{name}: {'sent' if r.ok else 'FAILED: ' + str(r.error)}")
+        failed |= not r.ok
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command("local-posthog")
+def local_posthog(
+    host: str = "127.0.0.1",
+    port: int = 8010,
+    scenario: str = "drift",
+    seed: int = 7,
+    days: int = 14,
+    api_key: Annotated[str, typer.Option(envvar="LOCAL_POSTHOG_API_KEY")] = "phx_local_key",
+    query_log: Annotated[Path | None, typer.Option(help="one JSON line per request")] = None,
+    project_id: int = 1,
+    scale: float = 1.0,
+) -> None:
+    """Serve a PostHog-compatible API on real ClickHouse, loaded with generated LLM traffic and runs."""
+    logs.configure("info")
+    from monitor.localposthog.run import serve_forever
+
+    serve_forever(host=host, port=port, scenario=scenario, seed=seed, days=days, api_key=api_key,
+                  query_log=query_log, project_id=project_id, scale=scale)
+
+
+@app.command()
+def demo(
+    seconds: Annotated[float, typer.Option("--for", help="stop after this many seconds (0: until Ctrl-C)")] = 75.0,
+    step: Annotated[float, typer.Option(help="seconds of wall time per simulated day")] = 3.0,
+) -> None:
+    """Everything local: PostHog-compatible server with drifting runs, Slack endpoint, SMTP server, daemon."""
+    logs.configure("warning")
+    from monitor.demo import run_demo
+
+    raise typer.Exit(run_demo(seconds=seconds, step=step))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

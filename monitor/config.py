@@ -1,0 +1,334 @@
+"""The YAML config people edit by hand: loading, `${ENV}` expansion, validation with line numbers.
+
+Every error names the file, the key path and the line, because the person reading it is editing that
+file in a terminal at 3 a.m. Validation is pydantic; line numbers come from PyYAML's node marks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import structlog
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+log = structlog.get_logger()
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """A config the monitor refuses to run with; `problems` are 'file:line: key.path: message' lines."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"invalid config {path}:\n  " + "\n  ".join(problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PostHogConfig(_Strict):
+    host: str = "https://us.posthog.com"
+    project_id: int = Field(gt=0)
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    # "ai-observability" on current PostHog, "llm-analytics" on older deployments.
+    ui_path: str = "ai-observability"
+    ui_host: str | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=4, ge=0, le=10)
+    # Discovery looks back this far for runs; bounds every discovery query in time as PostHog advises.
+    lookback_days: int = Field(default=14, ge=1, le=90)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not re.match(r"^https?://", v):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _key(self) -> PostHogConfig:
+        if self.api_key is None and self.api_key_file is None:
+            raise ValueError("set api_key (e.g. ${POSTHOG_API_KEY}) or api_key_file")
+        return self
+
+    def resolved_api_key(self) -> str:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        assert self.api_key_file is not None
+        return self.api_key_file.read_text().strip()
+
+    @property
+    def links_host(self) -> str:
+        return (self.ui_host or self.host).rstrip("/")
+
+
+Level = Literal["trace", "generation", "evaluation"]
+
+
+class WatchConfig(_Strict):
+    # Job names or ids; empty means every enabled job.
+    jobs: list[str] = Field(default_factory=list)
+    levels: list[Level] = Field(default_factory=lambda: ["trace", "generation"])
+
+
+class ScheduleConfig(_Strict):
+    interval_seconds: float = Field(default=300.0, gt=0)
+    cron: str | None = None
+    # A cycle that cannot start within this many seconds of its slot is skipped, not stacked.
+    misfire_grace_seconds: int = Field(default=60, ge=1)
+
+
+class MatchingConfig(_Strict):
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class Thresholds(_Strict):
+    """Limits one cluster is held to. Any left unset is not checked."""
+
+    total_cost_usd: float | None = Field(default=None, ge=0)
+    avg_cost_usd: float | None = Field(default=None, ge=0)
+    # Relative rise of average cost per item against the matched cluster of the previous run (1.0 = +100%).
+    avg_cost_increase: float | None = Field(default=None, ge=0)
+    error_rate: float | None = Field(default=None, ge=0, le=1)
+    # Rise of the error rate in percentage points against the previous run.
+    error_rate_increase_pp: float | None = Field(default=None, ge=0)
+    p95_latency_s: float | None = Field(default=None, ge=0)
+    share_shift_pp: float | None = Field(default=None, ge=0)
+    new_cluster_min_share: float | None = Field(default=None, ge=0, le=1)
+    disappeared_min_share: float | None = Field(default=None, ge=0, le=1)
+    # Clusters with fewer items than this never page on rates and averages.
+    min_items: int = Field(default=20, ge=0)
+
+
+class Override(_Strict):
+    """Thresholds for clusters whose title matches `title` (a glob, case-insensitive) or a lineage id."""
+
+    title: str | None = None
+    lineage: str | None = None
+    thresholds: Thresholds
+
+    @model_validator(mode="after")
+    def _one(self) -> Override:
+        if not self.title and not self.lineage:
+            raise ValueError("an override needs `title` (a glob) or `lineage`")
+        return self
+
+
+def _default_thresholds() -> Thresholds:
+    return Thresholds(
+        total_cost_usd=None,
+        avg_cost_usd=None,
+        avg_cost_increase=1.0,
+        error_rate=0.10,
+        error_rate_increase_pp=5.0,
+        p95_latency_s=None,
+        share_shift_pp=5.0,
+        new_cluster_min_share=0.02,
+        disappeared_min_share=0.02,
+        min_items=20,
+    )
+
+
+class ThresholdsConfig(_Strict):
+    defaults: Thresholds = Field(default_factory=_default_thresholds)
+    overrides: list[Override] = Field(default_factory=list)
+
+
+class SlackConfig(_Strict):
+    webhook_url: SecretStr | None = None
+    bot_token: SecretStr | None = None
+    channel: str | None = None
+    # Only for a Slack-compatible endpoint other than slack.com (tests, the demo).
+    base_url: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> SlackConfig:
+        if self.webhook_url is None and self.bot_token is None:
+            raise ValueError("set webhook_url or bot_token (with channel)")
+        if self.bot_token is not None and not self.channel:
+            raise ValueError("bot_token needs channel")
+        return self
+
+
+class EmailConfig(_Strict):
+    host: str
+    port: int = Field(default=587, gt=0, lt=65536)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class AlertingConfig(_Strict):
+    # A level alert that keeps firing is repeated after this long; changes are notified once.
+    repeat_interval_hours: float = Field(default=72.0, gt=0)
+
+
+class StateConfig(_Strict):
+    path: Path = Path("state/monitor.sqlite")
+
+
+class DeliveryConfig(_Strict):
+    # Undelivered notifications are retried with exponential backoff up to this delay between tries.
+    max_backoff_seconds: float = Field(default=600.0, gt=0)
+    # After this many tries a retryable failure is parked as failed (still listed by `outbox`).
+    max_attempts: int = Field(default=50, ge=1)
+
+
+class ServerConfig(_Strict):
+    """The daemon's own HTTP port: /healthz, /readyz, /metrics. Off when port is null."""
+
+    host: str = "127.0.0.1"
+    port: int | None = None
+    # /readyz turns unready when no cycle has succeeded for this long.
+    ready_after_failure_seconds: float = Field(default=900.0, gt=0)
+
+
+class Config(_Strict):
+    posthog: PostHogConfig
+    watch: WatchConfig = Field(default_factory=WatchConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    matching: MatchingConfig = Field(default_factory=MatchingConfig)
+    thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    slack: SlackConfig | None = None
+    email: EmailConfig | None = None
+    state: StateConfig = Field(default_factory=StateConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    timezone: Annotated[str, Field(description="IANA zone for times shown in alerts")] = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _expand(value: str, where: str, problems: list[str], env: dict[str, str]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        problems.append(f"{where}: environment variable {name} is not set")
+        return ""
+
+    return _ENV.sub(sub, value)
+
+
+def _build(
+    node: yaml.Node, path: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int],
+    where: str, problems: list[str], env: dict[str, str],
+) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for k, v in node.value:
+            key = _Loader(k.value).construct_scalar(k) if isinstance(k, yaml.ScalarNode) else str(k.value)
+            key_s = str(key)
+            if key_s in out:
+                problems.append(f"{where}:{k.start_mark.line + 1}: {'.'.join(map(str, (*path, key_s)))}: "
+                                "duplicate key")
+            out[key_s] = _build(v, (*path, key_s), lines, where, problems, env)
+            lines[(*path, key_s)] = k.start_mark.line + 1
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(v, (*path, i), lines, where, problems, env) for i, v in enumerate(node.value)]
+    assert isinstance(node, yaml.ScalarNode)
+    loader = _Loader("")
+    value = loader.construct_object(node)  # type: ignore[no-untyped-call]
+    if isinstance(value, str):
+        dotted = ".".join(map(str, path)) or "(top)"
+        expanded = _expand(value, f"{where}:{node.start_mark.line + 1}: {dotted}", problems, env)
+        if expanded != value and node.style is None:
+            # An unquoted ${VAR} holding a number should still validate as a number.
+            return yaml.safe_load(expanded) if expanded.strip() else expanded
+        return expanded
+    return value
+
+
+def _line_for(loc: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> int | None:
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return None
+
+
+def parse_config(text: str, source: str = "<config>", env: dict[str, str] | None = None) -> Config:
+    """Parse and validate config text; raises ConfigError listing every problem with its line."""
+    env = dict(os.environ) if env is None else env
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(source, [f"{source}{line}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from exc
+    if node is None:
+        raise ConfigError(source, [f"{source}: empty file"])
+    lines: dict[tuple[str | int, ...], int] = {}
+    problems: list[str] = []
+    data = _build(node, (), lines, source, problems, env)
+    if problems:
+        raise ConfigError(source, problems)
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"{source}:1: the top level must be a mapping of sections"])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            line = _line_for(loc, lines)
+            dotted = ".".join(map(str, loc)) or "(top)"
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (check the spelling against config/example.yaml)"
+            problems.append(f"{source}:{line if line else '?'}: {dotted}: {msg}")
+        raise ConfigError(source, problems) from None
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(str(p), [f"{p}: cannot read: {exc.strerror}"]) from exc
+    cfg = parse_config(text, str(p), env)
+    _warn_world_readable(p, cfg)
+    return cfg
+
+
+def _warn_world_readable(path: Path, cfg: Config) -> None:
+    """Secrets written into a file others can read deserve a warning, not a refusal."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    literal_secret = "${" not in path.read_text() and (
+        cfg.posthog.api_key is not None or cfg.slack is not None or cfg.email is not None
+    )
+    if literal_secret and mode & (stat.S_IROTH | stat.S_IWOTH):
+        log.warning("config_world_readable", path=str(path), mode=oct(mode & 0o777))

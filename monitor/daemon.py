@@ -1,0 +1,233 @@
+"""The long-lived process: scheduler, signals, config reload, and the health and metrics port.
+
+One cycle at a time (APScheduler: max one instance, coalesced, with a misfire grace), so a slow cycle
+delays the next instead of stacking. SIGTERM/SIGINT stop it: a cycle in flight finishes (every run is
+committed in one transaction, so abandoning one at the deadline corrupts nothing). SIGHUP, or an edit
+of the config file, reloads the config at the next cycle; an invalid edit is reported and the last good
+config stays in force.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from monitor import telemetry
+from monitor.config import Config, ConfigError, load_config
+from monitor.notify.email import EmailNotifier
+from monitor.notify.outbox import Deliverer, Notifier
+from monitor.notify.slack import SlackNotifier
+from monitor.pipeline import CycleResult, Monitor
+from monitor.posthog.client import PostHogClient, RequestBudget
+from monitor.store.sqlite import SQLiteStore
+
+log = structlog.get_logger()
+
+# One budget per API key for the whole process, whatever the number of projects that share it.
+_BUDGETS: dict[str, RequestBudget] = {}
+
+
+def budget_for(key: str) -> RequestBudget:
+    return _BUDGETS.setdefault(key, RequestBudget())
+
+
+def build_notifiers(cfg: Config) -> dict[str, Notifier]:
+    notifiers: dict[str, Notifier] = {}
+    if cfg.slack is not None:
+        notifiers["slack"] = SlackNotifier.from_config(cfg.slack, timezone=cfg.timezone)
+    if cfg.email is not None:
+        notifiers["email"] = EmailNotifier.from_config(cfg.email, timezone=cfg.timezone)
+    return notifiers
+
+
+def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
+                  sleep: Callable[[float], None] = time.sleep) -> Monitor:
+    key = cfg.posthog.resolved_api_key()
+    client = PostHogClient(cfg.posthog.host, cfg.posthog.project_id, key,
+                           timeout=cfg.posthog.timeout_seconds, max_retries=cfg.posthog.max_retries,
+                           budget=budget_for(key), sleep=sleep)
+    store = SQLiteStore(cfg.state.path)
+    deliverer = Deliverer(store, build_notifiers(cfg), max_backoff=cfg.delivery.max_backoff_seconds,
+                          max_attempts=cfg.delivery.max_attempts, sleep=sleep)
+    return Monitor(cfg, client, store, deliverer, clock=clock or (lambda: datetime.now(UTC)))
+
+
+@dataclass
+class Health:
+    started_at: float
+    last_success: float | None = None
+    last_failure: float | None = None
+    ready_after_failure: float = 900.0
+
+    def ready(self, now: float) -> bool:
+        """Ready once a cycle has succeeded and failures have not lasted longer than the bound."""
+        if self.last_success is None:
+            return False
+        if self.last_failure is not None and self.last_failure > self.last_success:
+            return now - self.last_success <= self.ready_after_failure
+        return True
+
+
+class _HealthHandler(BaseHTTPRequestHandler):
+    server: _HealthServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        return
+
+    def do_GET(self) -> None:
+        health = self.server.health
+        if self.path == "/healthz":
+            self._reply(200, b"ok\n", "text/plain")
+        elif self.path == "/readyz":
+            ok = health.ready(time.time())
+            self._reply(200 if ok else 503, b"ready\n" if ok else b"not ready\n", "text/plain")
+        elif self.path == "/metrics":
+            self._reply(200, generate_latest(telemetry.REGISTRY), CONTENT_TYPE_LATEST)
+        else:
+            self._reply(404, b"not found\n", "text/plain")
+
+    def _reply(self, status: int, body: bytes, ctype: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class _HealthServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, addr: tuple[str, int], health: Health) -> None:
+        self.health = health
+        super().__init__(addr, _HealthHandler)
+
+
+class Daemon:
+    def __init__(self, config_path: str | Path, *, cfg: Config | None = None,
+                 on_cycle: Callable[[CycleResult], None] | None = None) -> None:
+        self.config_path = Path(config_path)
+        self.cfg = cfg or load_config(self.config_path)
+        self._mtime = self._config_mtime()
+        self.monitor = build_monitor(self.cfg)
+        self.health = Health(started_at=time.time(),
+                             ready_after_failure=self.cfg.server.ready_after_failure_seconds)
+        self.stop_event = threading.Event()
+        self._reload_requested = threading.Event()
+        self._cycle_lock = threading.Lock()
+        self._on_cycle = on_cycle
+        self._scheduler = BackgroundScheduler(timezone="UTC")
+        self._health_server: _HealthServer | None = None
+
+    def _config_mtime(self) -> float | None:
+        try:
+            return self.config_path.stat().st_mtime
+        except OSError:
+            return None
+
+    def maybe_reload(self) -> None:
+        mtime = self._config_mtime()
+        if not self._reload_requested.is_set() and mtime == self._mtime:
+            return
+        self._reload_requested.clear()
+        self._mtime = mtime
+        try:
+            cfg = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("config_reload_rejected", path=str(self.config_path), problems=exc.problems)
+            return
+        if cfg == self.cfg:
+            return
+        old = self.monitor
+        self.monitor = build_monitor(cfg)
+        old.client.close()
+        old.store.close()
+        self.cfg = cfg
+        log.info("config_reloaded", path=str(self.config_path))
+
+    def run_cycle(self) -> CycleResult | None:
+        if not self._cycle_lock.acquire(blocking=False):
+            return None
+        try:
+            self.maybe_reload()
+            try:
+                result = self.monitor.cycle()
+            except Exception as exc:  # the daemon outlives any bug in one cycle; the next one retries
+                log.exception("cycle_crashed")
+                result = CycleResult(error=f"{type(exc).__name__}: {exc}")
+            now = time.time()
+            if result.ok:
+                self.health.last_success = now
+            else:
+                self.health.last_failure = now
+            if self._on_cycle is not None:
+                self._on_cycle(result)
+            return result
+        finally:
+            self._cycle_lock.release()
+
+    def _trigger(self) -> IntervalTrigger | CronTrigger:
+        sched = self.cfg.schedule
+        if sched.cron:
+            return CronTrigger.from_crontab(sched.cron, timezone="UTC")
+        return IntervalTrigger(seconds=sched.interval_seconds, timezone="UTC")
+
+    def start_health_server(self) -> None:
+        srv = self.cfg.server
+        if srv.port is None:
+            return
+        self._health_server = _HealthServer((srv.host, srv.port), self.health)
+        threading.Thread(target=self._health_server.serve_forever, name="health", daemon=True).start()
+        log.info("health_server_started", host=srv.host, port=self._health_server.server_address[1])
+
+    def install_signals(self) -> None:
+        def stop(signum: int, _frame: Any) -> None:
+            log.info("shutdown_requested", signal=signal.Signals(signum).name)
+            self.stop_event.set()
+
+        def reload(_signum: int, _frame: Any) -> None:
+            self._reload_requested.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, reload)
+
+    def serve(self, *, run_first: bool = True, shutdown_deadline: float = 30.0) -> int:
+        """Run until stopped; returns the process exit code."""
+        self.start_health_server()
+        self._scheduler.add_job(
+            self.run_cycle, self._trigger(), id="cycle", max_instances=1, coalesce=True,
+            misfire_grace_time=self.cfg.schedule.misfire_grace_seconds,
+            next_run_time=datetime.now(UTC) if run_first else None)
+        self._scheduler.start()
+        log.info("daemon_started", project_id=self.cfg.posthog.project_id, host=self.cfg.posthog.host,
+                 interval_s=self.cfg.schedule.interval_seconds, cron=self.cfg.schedule.cron,
+                 state=str(self.cfg.state.path))
+        self.stop_event.wait()
+        self._scheduler.shutdown(wait=False)
+        # Let a cycle in flight finish its current run; a run is one transaction, so stopping later is safe.
+        finished = self._cycle_lock.acquire(timeout=shutdown_deadline)
+        if finished:
+            self._cycle_lock.release()
+        else:
+            log.warning("shutdown_deadline_passed", seconds=shutdown_deadline)
+        if self._health_server is not None:
+            self._health_server.shutdown()
+        if finished:
+            self.monitor.client.close()
+            self.monitor.store.close()
+        log.info("daemon_stopped", clean=finished)
+        return 0

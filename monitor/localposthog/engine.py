@@ -1,0 +1,148 @@
+"""The local PostHog's data: an `events` table on a real ClickHouse engine (chdb, in-process).
+
+Queries reach it only after monitor.localposthog.hogql has parsed them with PostHog's own parser and
+printed ClickHouse SQL from the AST, so a query PostHog would reject is rejected here too. Visibility
+follows a virtual clock: an event exists for the API only once the clock has passed its timestamp,
+which is how the demo, the tests and the latency benchmark make runs "land" on demand.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from monitor.localposthog.hogql import CompiledQuery, HogQLError, compile_hogql
+
+EventRow = tuple[str, str, str, str, str, int]
+
+
+@dataclass(frozen=True)
+class QueryAnswer:
+    columns: list[str]
+    types: list[list[str]]
+    results: list[list[Any]]
+    has_more: bool
+    limit: int
+    sql: str
+
+
+class VirtualClock:
+    """Time as the local PostHog sees it; None means 'no limit' (every event is visible)."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self._now = now
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime | None:
+        with self._lock:
+            return self._now
+
+    def set(self, now: datetime | None) -> None:
+        with self._lock:
+            self._now = now
+
+
+class _Compact(msgspec.Struct):
+    meta: list[dict[str, str]]
+    data: list[list[Any]]
+
+
+class Engine:
+    """One chdb session holding PostHog's `events` table; queries are serialised (chdb is one engine).
+
+    chdb runs one ClickHouse per process: every Session sees the same databases. So there is one Engine
+    per process (`Engine.shared()`), and separate servers or tests keep apart by team id, as PostHog does.
+    """
+
+    _shared: Engine | None = None
+    _shared_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> Engine:
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def __init__(self) -> None:
+        from chdb import session
+
+        self._session = session.Session()
+        self._lock = threading.Lock()
+        self._q("SET output_format_json_quote_64bit_integers = 0")
+        self._q("CREATE DATABASE IF NOT EXISTS ph")
+        self._q(
+            "CREATE TABLE IF NOT EXISTS ph.events (uuid UUID, event String, distinct_id String, "
+            "properties String, timestamp DateTime64(6, 'UTC'), team_id Int64) "
+            "ENGINE = MergeTree ORDER BY (team_id, event, timestamp)"
+        )
+
+    def _q(self, sql: str, fmt: str = "CSV") -> bytes:
+        with self._lock:
+            res = self._session.query(sql, fmt)
+        data: bytes = res.bytes() if res is not None else b""
+        return data
+
+    def insert(self, rows: Sequence[EventRow]) -> None:
+        """Bulk insert through Arrow: 200k events load in well under a second."""
+        if not rows:
+            return
+        import pyarrow as pa
+
+        cols = list(zip(*rows, strict=True))
+        tbl = pa.table({
+            "uuid": list(cols[0]), "event": list(cols[1]), "distinct_id": list(cols[2]),
+            "properties": list(cols[3]), "timestamp": list(cols[4]), "team_id": [int(x) for x in cols[5]],
+        })
+        with self._lock:
+            # chdb's Python() table function finds `tbl` by name in this frame.
+            self._session.query(
+                "INSERT INTO ph.events SELECT toUUID(uuid), event, distinct_id, properties, "
+                "parseDateTime64BestEffort(timestamp, 6, 'UTC'), team_id FROM Python(tbl)"
+            )
+
+    def count(self) -> int:
+        return int(self._q("SELECT count() FROM ph.events").strip() or 0)
+
+    def source(self, team_id: int, now: datetime | None) -> str:
+        """The SELECT that stands in for `events`: one team, and only what the clock has reached."""
+        cond = f"team_id = {int(team_id)}"
+        if now is not None:
+            stamp = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+            cond += f" AND timestamp <= toDateTime64('{stamp}', 6, 'UTC')"
+        return f"SELECT * FROM ph.events WHERE {cond}"
+
+    def run_hogql(self, query: str, values: dict[str, Any] | None, *, team_id: int,
+                  now: datetime | None) -> QueryAnswer:
+        compiled: CompiledQuery = compile_hogql(query, values, events_source=self.source(team_id, now))
+        with self._lock:
+            try:
+                res = self._session.query(compiled.sql, "JSONCompact")
+            except Exception as exc:  # chdb raises its own ChdbError for any ClickHouse error
+                raise HogQLError(_clean_error(str(exc))) from exc
+        raw = res.bytes()
+        if not raw:
+            raise HogQLError("the query returned no result set")
+        doc = msgspec.json.decode(raw, type=_Compact)
+        rows = doc.data
+        has_more = len(rows) > compiled.limit
+        return QueryAnswer(
+            columns=[m["name"] for m in doc.meta],
+            types=[[m["name"], m["type"]] for m in doc.meta],
+            results=rows[: compiled.limit],
+            has_more=has_more,
+            limit=compiled.limit,
+            sql=compiled.sql,
+        )
+
+
+def _clean_error(message: str) -> str:
+    """ClickHouse errors carry the printed SQL and internal names; keep the reason, as PostHog does."""
+    first = message.strip().splitlines()[0] if message.strip() else "query failed"
+    first = first.split(" In scope ")[0]
+    return first[:500]

@@ -1,0 +1,346 @@
+"""A PostHog-compatible HTTP API on loopback, backed by real ClickHouse: what tests, demo and benchmarks
+talk to instead of PostHog.
+
+It answers the two endpoints the monitor uses, in PostHog's shapes and status codes:
+- `POST /api/projects/{id}/query/` (and the `/api/environments/{id}/` twin): HogQL parsed with PostHog's
+  parser, placeholders bound, run on chdb; PostHog's row rules (100 by default, 50,000 at most,
+  truthful `hasMore`);
+- `GET /api/projects/{id}/llm_analytics/clustering_jobs/[{uuid}/]`, paginated with limit/offset.
+Plus `/_admin/*` for tests and the demo (never part of PostHog): move the virtual clock, insert events,
+arm faults, read the scenario's ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import msgspec
+import structlog
+
+from monitor.localposthog.engine import Engine, EventRow, VirtualClock
+from monitor.localposthog.faults import Fault, FaultPlan
+from monitor.localposthog.hogql import HogQLError
+
+log = structlog.get_logger()
+
+_QUERY = re.compile(r"^/api/(?:projects|environments)/(\d+)/query/?$")
+_JOBS = re.compile(r"^/api/(?:projects|environments)/(\d+)/llm_analytics/clustering_jobs/?(?:([0-9a-fA-F-]{36})/?)?$")
+
+
+@dataclass
+class Team:
+    team_id: int
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    truth: dict[str, Any] = field(default_factory=dict)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return  # the query log and structlog say what happened
+
+    # --- plumbing ------------------------------------------------------------------------------------
+    def _body(self) -> bytes:
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n > 0 else b""
+
+    def _send(self, status: int, doc: Any, headers: dict[str, str] | None = None) -> int:
+        body = doc if isinstance(doc, bytes) else msgspec.json.encode(doc)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+        return len(body)
+
+    def _error(self, status: int, type_: str, code: str, detail: str,
+               headers: dict[str, str] | None = None) -> int:
+        return self._send(status, {"type": type_, "code": code, "detail": detail, "attr": None}, headers)
+
+    def _authorized(self) -> int | None:
+        """PostHog's answers for a missing and a wrong personal API key; None when the key is good."""
+        auth = self.headers.get("Authorization") or ""
+        if not auth:
+            return self._error(401, "authentication_error", "not_authenticated",
+                               "Authentication credentials were not provided.")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        if token != self.server.app.api_key:
+            return self._error(401, "authentication_error", "authentication_failed",
+                               "Personal API key found in request Authorization header is invalid.")
+        return None
+
+    def _apply_faults(self, path: str, name: str | None, reply: Callable[[], tuple[int, bytes]]) -> tuple[int, int]:
+        """Answer the request, bent by whatever fault is armed for it. Returns (status, bytes sent)."""
+        faults = self.server.app.faults.take(path, name)
+        for f in faults:
+            if f.kind == "latency":
+                time.sleep(f.seconds)
+        for f in faults:
+            if f.kind == "status":
+                headers = {"Retry-After": f"{f.retry_after:g}"} if f.retry_after is not None else None
+                n = self._error(f.status, "server_error" if f.status >= 500 else "throttled",
+                                "injected", f"injected fault: HTTP {f.status}", headers)
+                return f.status, n
+            if f.kind == "drop":
+                self.close_connection = True
+                self.connection.close()
+                return 0, 0
+        status, body = reply()
+        for f in faults:
+            if f.kind == "truncate":
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: max(1, len(body) // 2)])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.close()
+                return status, len(body) // 2
+            if f.kind == "malformed":
+                bad = b'{"results": [["not closed"'
+                return 200, self._send(200, bad)
+        return status, self._send(status, body)
+
+    def _log(self, **fields: Any) -> None:
+        self.server.app.log_request(fields)
+
+    # --- routes ----------------------------------------------------------------------------------------
+    def do_POST(self) -> None:
+        started = time.monotonic()
+        path = urlsplit(self.path).path
+        body = self._body()
+        if path.startswith("/_admin/"):
+            self._admin("POST", path, body)
+            return
+        m = _QUERY.match(path)
+        if not m:
+            n = self._error(404, "invalid_request", "not_found", "Not found.")
+            self._log(method="POST", path=path, status=404, bytes=n, ms=_ms(started))
+            return
+        if (n := self._authorized()) is not None:
+            self._log(method="POST", path=path, status=401, bytes=n, ms=_ms(started))
+            return
+        team_id = int(m.group(1))
+        try:
+            req = json.loads(body or b"{}")
+            query = req.get("query") or {}
+            if not isinstance(query, dict):
+                raise ValueError("query must be an object")
+            name = req.get("name")
+            text = query.get("query")
+            values = query.get("values") or {}
+        except (ValueError, AttributeError) as exc:
+            n = self._error(400, "validation_error", "parse_error", f"Malformed request: {exc}")
+            self._log(method="POST", path=path, status=400, bytes=n, ms=_ms(started))
+            return
+        status, sent = self._apply_faults(path, name, lambda: self.server.app.answer_query(team_id, query))
+        self._log(method="POST", path=path, name=name, query=text, values=values, status=status, bytes=sent,
+                  ms=_ms(started))
+
+    def do_GET(self) -> None:
+        started = time.monotonic()
+        parts = urlsplit(self.path)
+        path = parts.path
+        if path.startswith("/_admin/"):
+            self._admin("GET", path, b"")
+            return
+        m = _JOBS.match(path)
+        if not m:
+            n = self._error(404, "invalid_request", "not_found", "Not found.")
+            self._log(method="GET", path=path, status=404, bytes=n, ms=_ms(started))
+            return
+        if (n := self._authorized()) is not None:
+            self._log(method="GET", path=path, status=401, bytes=n, ms=_ms(started))
+            return
+        team_id, job_id = int(m.group(1)), m.group(2)
+        qs = parse_qs(parts.query)
+        status, sent = self._apply_faults(
+            path, "clustering_jobs",
+            lambda: self.server.app.answer_jobs(team_id, job_id, qs, self.headers.get("Host") or ""))
+        self._log(method="GET", path=path, status=status, bytes=sent, ms=_ms(started))
+
+    def do_DELETE(self) -> None:
+        path = urlsplit(self.path).path
+        if path.startswith("/_admin/"):
+            self._admin("DELETE", path, b"")
+            return
+        self._error(404, "invalid_request", "not_found", "Not found.")
+
+    def _admin(self, method: str, path: str, body: bytes) -> None:
+        if (self._authorized()) is not None:
+            return
+        app = self.server.app
+        try:
+            doc = json.loads(body) if body else {}
+            if method == "POST" and path == "/_admin/clock":
+                if doc.get("now") is None and "advance_seconds" not in doc:
+                    app.clock.set(None)
+                elif "advance_seconds" in doc:
+                    cur = app.clock.now() or datetime.now(UTC)
+                    app.clock.set(cur + timedelta(seconds=float(doc["advance_seconds"])))
+                else:
+                    app.clock.set(datetime.fromisoformat(str(doc["now"])))
+                now = app.clock.now()
+                self._send(200, {"now": now.isoformat() if now else None})
+            elif method == "POST" and path == "/_admin/events":
+                rows: list[EventRow] = [tuple(r) for r in doc["rows"]]  # type: ignore[misc]
+                app.engine.insert(rows)
+                self._send(200, {"inserted": len(rows)})
+            elif method == "POST" and path == "/_admin/faults":
+                for f in doc if isinstance(doc, list) else [doc]:
+                    app.faults.add(Fault.from_dict(f))
+                self._send(200, {"pending": app.faults.pending()})
+            elif method == "DELETE" and path == "/_admin/faults":
+                app.faults.clear()
+                self._send(200, {"pending": 0})
+            elif method == "POST" and path == "/_admin/jobs":
+                app.team(int(doc["team_id"])).jobs = list(doc["jobs"])
+                self._send(200, {"jobs": len(doc["jobs"])})
+            elif method == "GET" and path == "/_admin/truth":
+                self._send(200, {str(t.team_id): t.truth for t in app.teams.values()})
+            elif method == "GET" and path == "/_admin/status":
+                now = app.clock.now()
+                self._send(200, {"events": app.engine.count(), "now": now.isoformat() if now else None,
+                                 "teams": sorted(app.teams)})
+            else:
+                self._error(404, "invalid_request", "not_found", "Not found.")
+        except (ValueError, KeyError, TypeError) as exc:
+            self._error(400, "validation_error", "invalid_input", f"{type(exc).__name__}: {exc}")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], app: LocalPostHog) -> None:
+        self.app = app
+        super().__init__(addr, _Handler)
+
+
+def _ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 2)
+
+
+class LocalPostHog:
+    """The server: an engine, teams with jobs and ground truth, a clock, faults and a query log."""
+
+    def __init__(self, *, api_key: str = "phx_local_key", host: str = "127.0.0.1", port: int = 0,
+                 query_log: str | Path | None = None, clock: VirtualClock | None = None,
+                 engine: Engine | None = None) -> None:
+        self.api_key = api_key
+        self.engine = engine or Engine.shared()
+        self.clock = clock or VirtualClock()
+        self.faults = FaultPlan()
+        self.teams: dict[int, Team] = {}
+        self._log_path = Path(query_log) if query_log else None
+        self._log_lock = threading.Lock()
+        self.requests: list[dict[str, Any]] = []
+        self._httpd = _Server((host, port), self)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def team(self, team_id: int) -> Team:
+        return self.teams.setdefault(team_id, Team(team_id))
+
+    def load(self, dataset: Any) -> None:
+        """Load a generated dataset (monitor.localposthog.generator.Dataset): events, jobs, truth."""
+        t = self.team(dataset.team_id)
+        t.jobs = [j.to_api() for j in dataset.jobs]
+        t.truth = dataset.truth
+        self.engine.insert(dataset.events)
+
+    def start(self) -> LocalPostHog:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="local-posthog", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> LocalPostHog:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def log_request(self, fields: dict[str, Any]) -> None:
+        fields = {"ts": datetime.now(UTC).isoformat(), **fields}
+        with self._log_lock:
+            self.requests.append(fields)
+            if self._log_path is not None:
+                with self._log_path.open("a") as f:
+                    f.write(json.dumps(fields, default=str) + "\n")
+
+    # --- answers ---------------------------------------------------------------------------------------
+    def answer_query(self, team_id: int, query: dict[str, Any]) -> tuple[int, bytes]:
+        if team_id not in self.teams:
+            return 404, msgspec.json.encode({"type": "invalid_request", "code": "not_found",
+                                             "detail": "Project not found.", "attr": None})
+        if query.get("kind") != "HogQLQuery":
+            return 400, msgspec.json.encode({"type": "validation_error", "code": "invalid_input",
+                                             "detail": f"Unsupported query kind: {query.get('kind')!r}",
+                                             "attr": "query"})
+        text = query.get("query")
+        values = query.get("values") or {}
+        if not isinstance(text, str) or not isinstance(values, dict):
+            return 400, msgspec.json.encode({"type": "validation_error", "code": "invalid_input",
+                                             "detail": "query.query must be a string and query.values an object",
+                                             "attr": "query"})
+        started = time.monotonic()
+        try:
+            ans = self.engine.run_hogql(text, values, team_id=team_id, now=self.clock.now())
+        except HogQLError as exc:
+            return 400, msgspec.json.encode({"type": "validation_error", "code": "query_error",
+                                             "detail": exc.message, "attr": None})
+        return 200, msgspec.json.encode({
+            "results": ans.results, "columns": ans.columns, "types": ans.types, "hasMore": ans.has_more,
+            "limit": ans.limit, "offset": 0, "hogql": text, "clickhouse": ans.sql,
+            "timings": [{"k": "./total", "t": round(time.monotonic() - started, 4)}],
+            "is_cached": False, "last_refresh": datetime.now(UTC).isoformat(), "error": None,
+            "query_status": None, "modifiers": {},
+        })
+
+    def answer_jobs(self, team_id: int, job_id: str | None, qs: dict[str, list[str]],
+                    host: str) -> tuple[int, bytes]:
+        team = self.teams.get(team_id)
+        if team is None:
+            return 404, msgspec.json.encode({"type": "invalid_request", "code": "not_found",
+                                             "detail": "Not found.", "attr": None})
+        if job_id:
+            for j in team.jobs:
+                if j.get("id") == job_id:
+                    return 200, msgspec.json.encode(j)
+            return 404, msgspec.json.encode({"type": "invalid_request", "code": "not_found",
+                                             "detail": "Not found.", "attr": None})
+        try:
+            limit = max(1, min(int((qs.get("limit") or ["100"])[0]), 1000))
+            offset = max(0, int((qs.get("offset") or ["0"])[0]))
+        except ValueError:
+            return 400, msgspec.json.encode({"type": "validation_error", "code": "invalid_input",
+                                             "detail": "limit and offset must be integers", "attr": "limit"})
+        page = team.jobs[offset : offset + limit]
+        base = f"http://{host}/api/projects/{team_id}/llm_analytics/clustering_jobs/"
+        nxt = base + "?" + urlencode({"limit": limit, "offset": offset + limit}) \
+            if offset + limit < len(team.jobs) else None
+        prev = base + "?" + urlencode({"limit": limit, "offset": max(0, offset - limit)}) if offset > 0 else None
+        return 200, msgspec.json.encode({"count": len(team.jobs), "next": nxt, "previous": prev, "results": page})

@@ -1,0 +1,43 @@
+"""Structured logs: JSON lines when not on a terminal (containers, journald), readable on a terminal.
+
+Every event is one name plus key-value fields. Secrets never reach a log: the config keeps them as
+pydantic SecretStr, and the redaction processor below masks anything that still looks like a key.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET = re.compile(r"(phx_[A-Za-z0-9_]{6,}|xox[abposr]-[A-Za-z0-9-]{6,}|hooks\.slack\.com/services/[^\s\"']+)")
+
+
+def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for k, v in list(event.items()):
+        if isinstance(v, str) and _SECRET.search(v):
+            event[k] = _SECRET.sub("[redacted]", v)
+    return event
+
+
+def configure(level: str = "info", *, json: bool | None = None) -> None:
+    use_json = (not sys.stderr.isatty()) if json is None else json
+    renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(
+        colors=sys.stderr.isatty())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )

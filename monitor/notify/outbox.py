@@ -1,0 +1,119 @@
+"""Delivery from the outbox: at least once, paced, with backoff, and permanent failures parked.
+
+A notification is written to the outbox in the same transaction that marks its run processed; this
+module is the only thing that sends, and it marks each entry sent right after the channel accepted it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import msgspec
+import structlog
+
+from monitor import telemetry
+from monitor.alerts import Notification
+from monitor.store.base import OutboxEntry, Store
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class SendResult:
+    ok: bool
+    permanent: bool = False
+    error: str | None = None
+    ts: str | None = None  # Slack message timestamp (bot tokens), for threads
+
+
+class Notifier(Protocol):
+    """A channel: Slack or email. `send` never raises for delivery problems; it reports them."""
+
+    name: str
+
+    def send(self, notification: Notification) -> SendResult: ...
+
+
+class Deliverer:
+    def __init__(
+        self,
+        store: Store,
+        notifiers: Mapping[str, Notifier],
+        *,
+        max_backoff: float = 600.0,
+        max_attempts: int = 50,
+        min_interval: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.notifiers = dict(notifiers)
+        self.max_backoff = max_backoff
+        self.max_attempts = max_attempts
+        self.min_interval = min_interval
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._last_send: dict[str, float] = {}
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.notifiers)
+
+    def _pace(self, channel: str) -> None:
+        """About one message a second per channel, as Slack asks of apps."""
+        last = self._last_send.get(channel)
+        if last is not None:
+            wait = self.min_interval - (self._monotonic() - last)
+            if wait > 0:
+                self._sleep(wait)
+        self._last_send[channel] = self._monotonic()
+
+    def deliver_due(self, now: datetime) -> int:
+        delivered = 0
+        for entry in self.store.due_outbox(now):
+            if self._deliver(entry, now):
+                delivered += 1
+        telemetry.OUTBOX_PENDING.set(len(self.store.outbox("pending")))
+        return delivered
+
+    def _deliver(self, entry: OutboxEntry, now: datetime) -> bool:
+        notifier = self.notifiers.get(entry.channel)
+        if notifier is None:
+            # The channel was removed from the config: keep the entry, visible in `outbox`, for later.
+            self.store.mark_retry(entry.id, f"channel {entry.channel!r} is not configured",
+                                  now + timedelta(seconds=self.max_backoff))
+            return False
+        try:
+            notification = msgspec.json.decode(entry.payload, type=Notification)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.store.mark_failed(entry.id, f"undecodable outbox payload: {exc}")
+            return False
+        self._pace(entry.channel)
+        try:
+            result = notifier.send(notification)
+        except Exception as exc:  # a bug in rendering must not lose the message: park it for retry
+            log.exception("notify_crashed", channel=entry.channel, key=entry.key)
+            result = SendResult(ok=False, error=f"{type(exc).__name__}: {exc}")
+        if result.ok:
+            self.store.mark_sent(entry.id, now, thread_ts=result.ts)
+            telemetry.NOTIFICATIONS.labels(channel=entry.channel, outcome="sent").inc()
+            log.info("notification_sent", channel=entry.channel, key=entry.key, run_id=notification.run_id,
+                     alerts=len(notification.alerts), attempts=entry.attempts + 1)
+            return True
+        error = result.error or "unknown error"
+        if result.permanent or entry.attempts + 1 >= self.max_attempts:
+            self.store.mark_failed(entry.id, error)
+            telemetry.NOTIFICATIONS.labels(channel=entry.channel, outcome="failed").inc()
+            log.error("notification_failed", channel=entry.channel, key=entry.key, error=error,
+                      permanent=result.permanent, attempts=entry.attempts + 1)
+            return False
+        delay = min(self.max_backoff, 2.0 ** min(entry.attempts, 20))
+        self.store.mark_retry(entry.id, error, now + timedelta(seconds=delay))
+        telemetry.NOTIFICATIONS.labels(channel=entry.channel, outcome="retry").inc()
+        log.warning("notification_retry", channel=entry.channel, key=entry.key, error=error,
+                    attempts=entry.attempts + 1, retry_in_s=delay)
+        return False

@@ -1,0 +1,356 @@
+"""One monitoring cycle, stage by stage, in the order of the diagram:
+
+    discover -> fetch run -> diff vs previous run -> cluster metrics -> rules -> lifecycle -> outbox -> notify
+
+The stages in the middle are the pure functions of monitor.matching, monitor.metrics and monitor.rules;
+this module is the shell that feeds them from PostHog and the store, and commits each run's outcome in
+one transaction before anything is sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import structlog
+
+from monitor import telemetry
+from monitor.alerts import Alert, Notification
+from monitor.config import Config
+from monitor.links import PostHogLinks
+from monitor.matching import match_runs
+from monitor.matching.lineage import assign_lineages
+from monitor.matching.model import RunDiff
+from monitor.metrics import ClusterMetrics, MetricsParseError, metrics_from_rows
+from monitor.notify.outbox import Deliverer
+from monitor.posthog import queries
+from monitor.posthog.client import PostHogClient, PostHogError
+from monitor.rules.lifecycle import apply_lifecycle
+from monitor.rules.thresholds import RuleContext, evaluate
+from monitor.runs import Run, RunParseError, parse_clusters, parse_time
+from monitor.store.base import ClusterSnapshot, ProcessedRun, Store
+
+log = structlog.get_logger()
+
+# Events are ingested with a delay: discovery looks back this far behind its cursor and skips what it has.
+INGESTION_GRACE = timedelta(hours=2)
+_SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+_KIND_ORDER = {"cost_spike": 0, "error_rate": 1, "error_spike": 2, "new_cluster": 3, "cluster_cost": 4,
+               "cluster_avg_cost": 5, "p95_latency": 6, "disappeared": 7, "split": 8, "merge": 9,
+               "share_shift": 10}
+
+
+@dataclass(frozen=True)
+class DiscoveredRun:
+    run_id: str
+    level: str
+    job_id: str
+    job_name: str
+    event: str
+    event_uuid: str
+    emitted_at: datetime
+    window_end: datetime
+
+    @property
+    def job_key(self) -> str:
+        return f"{self.job_id or 'name:' + self.job_name}|{self.level}"
+
+
+@dataclass
+class CycleResult:
+    discovered: int = 0
+    processed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    notifications: int = 0
+    delivered: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.failed
+
+
+def _encode_run(run: Run) -> bytes:
+    return msgspec.json.encode(run)
+
+
+def _decode_run(data: bytes) -> Run:
+    return msgspec.json.decode(data, type=Run)
+
+
+class Monitor:
+    """The shell around the functional core for one PostHog project."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        client: PostHogClient,
+        store: Store,
+        deliverer: Deliverer | None,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.cfg = cfg
+        self.client = client
+        self.store = store
+        self.deliverer = deliverer
+        self.clock = clock
+        self.links = PostHogLinks(cfg.posthog.links_host, cfg.posthog.project_id, cfg.posthog.ui_path)
+        self._jobs: dict[str, dict[str, Any]] | None = None
+        self._jobs_fetched_at: datetime | None = None
+
+    # --- discovery -----------------------------------------------------------------------------------
+    def discover(self, now: datetime) -> list[DiscoveredRun]:
+        since = now - timedelta(days=self.cfg.posthog.lookback_days)
+        cursor = self.store.cursor()
+        after = max(since, cursor - INGESTION_GRACE) if cursor else since
+        after_uuid = ""
+        found: dict[str, DiscoveredRun] = {}
+        for _page in range(100):
+            res = self.client.query(queries.DISCOVER_RUNS, {
+                "since": _q(since), "after_ts": _q(after), "after_uuid": after_uuid,
+            }, name="discover_runs")
+            fresh = 0
+            for row in res.rows():
+                try:
+                    d = _discovered(row)
+                except RunParseError as exc:
+                    log.warning("run_skipped_unparseable", run_id=exc.run_id, field=exc.field, error=exc.problem)
+                    continue
+                if d.run_id not in found:
+                    fresh += 1
+                found.setdefault(d.run_id, d)
+            if not res.has_more or not res.results or fresh == 0:
+                break
+            last = res.rows()[-1]
+            after = parse_time("?", "emitted_at", last["emitted_at"])
+            after_uuid = str(last["event_uuid"])
+        runs = [d for d in found.values() if self._watched(d)]
+        done = self.store.processed_ids([d.run_id for d in runs])
+        todo = [d for d in runs if d.run_id not in done]
+        todo.sort(key=lambda d: (d.emitted_at, d.window_end, d.run_id))
+        return todo
+
+    def _watched(self, d: DiscoveredRun) -> bool:
+        watch = self.cfg.watch
+        if d.level not in watch.levels:
+            return False
+        if watch.jobs:
+            return d.job_id in watch.jobs or d.job_name in watch.jobs
+        jobs = self._job_index()
+        if jobs is None or not d.job_id:
+            return True
+        job = jobs.get(d.job_id)
+        if job is None:
+            # A job created since the last look, or deleted: look again once, then take the run.
+            jobs = self._job_index(refresh=True)
+            job = (jobs or {}).get(d.job_id)
+        return job is None or bool(job.get("enabled", True))
+
+    def _job_index(self, refresh: bool = False) -> dict[str, dict[str, Any]] | None:
+        """Jobs change rarely: fetched once an hour, or when a run names a job not seen before."""
+        now = self.clock()
+        stale = self._jobs_fetched_at is None or now - self._jobs_fetched_at > timedelta(hours=1)
+        if self._jobs is None or stale or refresh:
+            try:
+                self._jobs = {str(j.get("id")): j for j in self.client.clustering_jobs()}
+            except PostHogError as exc:
+                log.warning("clustering_jobs_unavailable", error=str(exc))
+            self._jobs_fetched_at = now
+        return self._jobs
+
+    # --- one run -------------------------------------------------------------------------------------
+    def fetch_run(self, d: DiscoveredRun) -> Run:
+        res = self.client.query(queries.GET_RUN, {
+            "event": d.event,
+            "emitted_from": _q(d.emitted_at - timedelta(seconds=1)),
+            "emitted_to": _q(d.emitted_at + timedelta(seconds=1)),
+            "run_id": d.run_id,
+        }, name="get_run")
+        rows = res.rows()
+        if not rows:
+            raise PostHogError(f"get_run: run {d.run_id!r} not found", retryable=True, query_name="get_run")
+        return run_from_row(rows[0], d)
+
+    def fetch_metrics(self, run: Run, d: DiscoveredRun) -> dict[int, ClusterMetrics]:
+        q = queries.CLUSTER_METRICS.get(run.level, queries.CLUSTER_METRICS["generation"])
+        res = self.client.query(q, {
+            "event": d.event,
+            "emitted_from": _q(d.emitted_at - timedelta(seconds=1)),
+            "emitted_to": _q(d.emitted_at + timedelta(seconds=1)),
+            "run_id": run.run_id,
+            "window_start": _q(run.window_start),
+            "window_end": _q(run.window_end),
+        }, name=f"cluster_metrics_{run.level}")
+        return metrics_from_rows(res.rows(), run.run_id)
+
+    def process(self, d: DiscoveredRun, now: datetime) -> Notification | None:
+        run = self.fetch_run(d)
+        prev_rec = self.store.previous_run(d.job_key, before=run.window_end)
+        prev = _decode_run(prev_rec[1]) if prev_rec else None
+        diff: RunDiff | None = match_runs(prev, run, threshold=self.cfg.matching.threshold) if prev else None
+        prev_lineages = self.store.lineages(prev.run_id) if prev else {}
+        counter = iter(range(1_000_000))
+        lineage_result = assign_lineages(
+            diff, prev_lineages, run, lambda: f"{run.run_id}#{next(counter)}")
+        lineages = lineage_result if isinstance(lineage_result, dict) else lineage_result.lineages
+        metrics = self.fetch_metrics(run, d)
+        prev_metrics = self._prev_metrics(prev) if prev else {}
+        ctx = RuleContext(
+            project_id=self.cfg.posthog.project_id, run=run, prev_run=prev, diff=diff, metrics=metrics,
+            prev_metrics=prev_metrics, lineages=lineages, prev_lineages=prev_lineages,
+            thresholds=self.cfg.thresholds, links=self.links)
+        alerts = evaluate(ctx)
+        for a in alerts:
+            telemetry.ALERTS_FIRED.labels(kind=a.kind, severity=a.severity).inc()
+        present = {lineages[c.cluster_id]: c.title for c in run.clusters if c.cluster_id in lineages}
+        lc = apply_lifecycle(
+            alerts, self.store.alert_states(d.job_key), run_id=run.run_id, job_key=d.job_key, now=now,
+            repeat_interval=timedelta(hours=self.cfg.alerting.repeat_interval_hours), present_lineages=present)
+        notification = None
+        outbox: list[tuple[str, str, bytes]] = []
+        if lc.notify:
+            notification = Notification(
+                key=f"run:{run.run_id}", project_id=self.cfg.posthog.project_id, run_id=run.run_id,
+                job_name=run.job_name or run.job_id, level=run.level, window_start=run.window_start,
+                window_end=run.window_end, alerts=tuple(sorted(lc.notify, key=_importance)),
+                run_url=self.links.run(run.run_id), host=self.cfg.posthog.links_host, created_at=now)
+            payload = msgspec.json.encode(notification)
+            for channel in self.deliverer.channels if self.deliverer else ():
+                outbox.append((notification.key, channel, payload))
+        total = run.clustered_size or 1
+        snapshots = [
+            ClusterSnapshot(run_id=run.run_id, job_key=d.job_key, level=run.level, window_end=run.window_end,
+                            cluster_id=c.cluster_id, lineage_id=lineages.get(c.cluster_id, f"noise:{d.job_key}"),
+                            title=c.title, size=c.size, share=c.size / total,
+                            metrics=metrics[c.cluster_id].as_dict() if c.cluster_id in metrics else {})
+            for c in run.clusters
+        ]
+        self.store.commit_run(ProcessedRun(
+            run_id=run.run_id, job_key=d.job_key, level=run.level, window_end=run.window_end,
+            emitted_at=d.emitted_at, event_uuid=d.event_uuid, payload=_encode_run(run), snapshots=snapshots,
+            alert_states=lc.states, outbox=outbox, processed_at=now))
+        telemetry.RUNS_PROCESSED.labels(level=run.level).inc()
+        log.info("run_processed", run_id=run.run_id, job=run.job_name, level=run.level,
+                 clusters=len(run.clusters), items=run.clustered_size, prev_run_id=prev.run_id if prev else None,
+                 matched=len(diff.matches) if diff else 0, new=len(diff.new) if diff else 0,
+                 disappeared=len(diff.disappeared) if diff else 0, alerts=len(alerts), notify=len(lc.notify))
+        return notification
+
+    def _prev_metrics(self, prev: Run) -> dict[int, ClusterMetrics]:
+        out: dict[int, ClusterMetrics] = {}
+        for snap in self.store.run_snapshots(prev.run_id):
+            if snap.metrics:
+                out[snap.cluster_id] = msgspec.convert(snap.metrics, ClusterMetrics)
+        return out
+
+    # --- the cycle -----------------------------------------------------------------------------------
+    def cycle(self) -> CycleResult:
+        started = time.monotonic()
+        now = self.clock()
+        result = CycleResult()
+        try:
+            todo = self.discover(now)
+        except PostHogError as exc:
+            result.error = str(exc)
+            log.error("discovery_failed", error=str(exc), status=exc.status)
+            todo = []
+        result.discovered = len(todo)
+        blocked: set[str] = set()
+        earliest_failed: datetime | None = None
+        for d in todo:
+            if d.job_key in blocked:
+                # An earlier run of this job failed: later ones wait, so diffs stay in order.
+                continue
+            try:
+                n = self.process(d, self.clock())
+            except (PostHogError, RunParseError, MetricsParseError) as exc:
+                reason = type(exc).__name__
+                telemetry.RUN_FAILURES.labels(reason=reason).inc()
+                log.error("run_failed", run_id=d.run_id, job=d.job_name, level=d.level, error=str(exc),
+                          reason=reason)
+                result.failed[d.run_id] = str(exc)
+                blocked.add(d.job_key)
+                earliest_failed = d.emitted_at if earliest_failed is None else min(earliest_failed, d.emitted_at)
+                continue
+            result.processed.append(d.run_id)
+            if n is not None:
+                result.notifications += 1
+        if result.error is None:
+            self._advance_cursor(todo, result, earliest_failed)
+        if self.deliverer is not None:
+            result.delivered = self.deliverer.deliver_due(self.clock())
+        elapsed = time.monotonic() - started
+        telemetry.CYCLE_SECONDS.observe(elapsed)
+        telemetry.CYCLES.labels(outcome="ok" if result.ok else "failed").inc()
+        if result.ok:
+            telemetry.LAST_SUCCESS.set(time.time())
+        log.info("cycle_done", discovered=result.discovered, processed=len(result.processed),
+                 failed=len(result.failed), notifications=result.notifications, delivered=result.delivered,
+                 seconds=round(elapsed, 3))
+        return result
+
+    def _advance_cursor(self, todo: list[DiscoveredRun], result: CycleResult,
+                        earliest_failed: datetime | None) -> None:
+        """The cursor never passes a run that is not processed: it stops just before the first failure."""
+        done = set(result.processed)
+        candidates = [d.emitted_at for d in todo if d.run_id in done]
+        if earliest_failed is not None:
+            candidates = [t for t in candidates if t < earliest_failed]
+        current = self.store.cursor()
+        if candidates:
+            new = max(candidates)
+            if current is None or new > current:
+                self.store.set_cursor(new)
+
+
+def _importance(a: Alert) -> tuple[int, int, float]:
+    return (_SEVERITY_ORDER.get(a.severity, 3), _KIND_ORDER.get(a.kind, 99), -abs(a.value or 0.0))
+
+
+def _q(dt: datetime) -> str:
+    """Times are bound as ISO strings and parsed by parseDateTimeBestEffort in the query."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _discovered(row: dict[str, Any]) -> DiscoveredRun:
+    run_id = str(row.get("run_id") or "")
+    if not run_id:
+        raise RunParseError(str(row.get("event_uuid")), "$ai_clustering_run_id", "empty")
+    level = str(row.get("level") or "") or ("trace" if row.get("event") == "$ai_trace_clusters" else "generation")
+    return DiscoveredRun(
+        run_id=run_id, level=level, job_id=str(row.get("job_id") or ""), job_name=str(row.get("job_name") or ""),
+        event=str(row.get("event") or queries.EVENT_FOR_LEVEL.get(level, "$ai_trace_clusters")),
+        event_uuid=str(row.get("event_uuid") or ""),
+        emitted_at=parse_time(run_id, "timestamp", row.get("emitted_at")),
+        window_end=parse_time(run_id, "$ai_window_end", row.get("window_end")),
+    )
+
+
+def run_from_row(row: dict[str, Any], d: DiscoveredRun) -> Run:
+    run_id = d.run_id
+    clusters = parse_clusters(run_id, row.get("clusters"))
+    total_raw = row.get("total_items")
+    try:
+        total = int(str(total_raw).strip('"')) if total_raw not in (None, "") else sum(c.size for c in clusters)
+    except ValueError as exc:
+        raise RunParseError(run_id, "$ai_total_items_analyzed", f"not an integer: {total_raw!r}") from exc
+    params_raw = row.get("params")
+    params: dict[str, Any] = {}
+    if params_raw:
+        try:
+            p = msgspec.json.decode(params_raw) if isinstance(params_raw, (str, bytes)) else params_raw
+            params = p if isinstance(p, dict) else {}
+        except msgspec.DecodeError:
+            params = {}
+    return Run(
+        run_id=run_id, level=d.level, job_id=str(row.get("job_id") or d.job_id),
+        job_name=str(row.get("job_name") or d.job_name),
+        window_start=parse_time(run_id, "$ai_window_start", row.get("window_start")),
+        window_end=parse_time(run_id, "$ai_window_end", row.get("window_end")),
+        total_items=total, clusters=clusters, params=params, timestamp=d.emitted_at,
+    )

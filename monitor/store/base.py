@@ -1,0 +1,120 @@
+"""What the monitor remembers, as plain records, and the one interface every store implements.
+
+The store is what makes a restart safe: a run is marked processed in the same transaction that records
+its lineages, its alert states and its outbox entries, and notifications leave only from the outbox
+after that commit. A crash before the commit redoes the run and sends nothing twice; a crash between a
+send and its "sent" mark can repeat that one message, and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    """One cluster of one processed run: what `history` and baseline rules read back."""
+
+    run_id: str
+    job_key: str
+    level: str
+    window_end: datetime
+    cluster_id: int
+    lineage_id: str
+    title: str
+    size: int
+    share: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AlertState:
+    fingerprint: str
+    status: str  # firing | resolved
+    kind: str
+    first_fired_at: datetime
+    last_fired_at: datetime
+    last_notified_at: datetime | None
+    last_run_id: str
+    job_key: str
+    lineage_id: str | None
+    summary: str
+    # How many consecutive runs of its job the condition held (for N-of-M and repeat logic).
+    streak: int = 1
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    id: int
+    key: str
+    channel: str
+    payload: bytes
+    status: str  # pending | sent | failed
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None = None
+    thread_ts: str | None = None
+
+
+@dataclass(frozen=True)
+class ProcessedRun:
+    """Everything one processed run changes, committed at once."""
+
+    run_id: str
+    job_key: str
+    level: str
+    window_end: datetime
+    emitted_at: datetime
+    event_uuid: str
+    payload: bytes  # the parsed run, encoded: the next run of the job diffs against it without a fetch
+    snapshots: Sequence[ClusterSnapshot]
+    alert_states: Sequence[AlertState]
+    outbox: Sequence[tuple[str, str, bytes]]  # (notification key, channel, payload)
+    processed_at: datetime
+
+
+class Store(Protocol):
+    def close(self) -> None: ...
+
+    def is_processed(self, run_id: str) -> bool: ...
+
+    def processed_ids(self, run_ids: Sequence[str]) -> set[str]: ...
+
+    def previous_run(self, job_key: str, before: datetime) -> tuple[str, bytes] | None: ...
+
+    def lineages(self, run_id: str) -> dict[int, str]: ...
+
+    def run_snapshots(self, run_id: str) -> list[ClusterSnapshot]: ...
+
+    def history(self, lineage_id: str, limit: int = 50) -> list[ClusterSnapshot]: ...
+
+    def find_lineages(self, title_contains: str, limit: int = 20) -> list[str]: ...
+
+    def lineage_history(self, job_key: str, before: datetime, runs: int) -> list[ClusterSnapshot]: ...
+
+    def alert_states(self, job_key: str) -> dict[str, AlertState]: ...
+
+    def commit_run(self, run: ProcessedRun) -> None: ...
+
+    def cursor(self) -> datetime | None: ...
+
+    def set_cursor(self, ts: datetime) -> None: ...
+
+    def due_outbox(self, now: datetime, limit: int = 100) -> list[OutboxEntry]: ...
+
+    def outbox(self, status: str | None = None) -> list[OutboxEntry]: ...
+
+    def mark_sent(self, entry_id: int, now: datetime, thread_ts: str | None = None) -> None: ...
+
+    def mark_retry(self, entry_id: int, error: str, next_attempt_at: datetime) -> None: ...
+
+    def mark_failed(self, entry_id: int, error: str) -> None: ...
+
+    def kv_get(self, key: str) -> str | None: ...
+
+    def kv_set(self, key: str, value: str) -> None: ...

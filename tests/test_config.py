@@ -1,0 +1,72 @@
+"""Config loading as a person editing the YAML experiences it: clear errors with file, line and key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from monitor.config import ConfigError, load_config, parse_config
+
+EXAMPLE = Path(__file__).parents[1] / "config" / "example.yaml"
+ENV = {"POSTHOG_API_KEY": "phx_test", "SLACK_WEBHOOK_URL": "https://hooks.example/x", "SMTP_PASSWORD": "pw"}
+
+
+def test_example_config_is_valid() -> None:
+    cfg = parse_config(EXAMPLE.read_text(), str(EXAMPLE), env=ENV)
+    assert cfg.posthog.resolved_api_key() == "phx_test"
+    assert cfg.email is not None and cfg.email.to == ["ai-team@example.com"]
+    assert cfg.thresholds.overrides[0].title == "*refund*"
+
+
+def test_unknown_key_and_bad_type_name_line_and_path() -> None:
+    text = EXAMPLE.read_text().replace("error_rate: 0.10", "error_rat: 0.10").replace("port: 587", "port: abc")
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, "cfg.yaml", env=ENV)
+    problems = exc.value.problems
+    line_of = {ln.strip().split(":")[0]: i + 1 for i, ln in enumerate(text.splitlines())}
+    assert f"cfg.yaml:{line_of['error_rat']}: thresholds.defaults.error_rat: unknown key" in problems[0]
+    assert any(p.startswith("cfg.yaml:") and "email.port" in p for p in problems)
+
+
+def test_missing_env_var_is_named() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config("posthog:\n  project_id: 1\n  api_key: ${NOPE_KEY}\n", "c.yaml", env={})
+    assert exc.value.problems == ["c.yaml:3: posthog.api_key: environment variable NOPE_KEY is not set"]
+
+
+def test_env_default_and_numeric_expansion() -> None:
+    cfg = parse_config("posthog:\n  project_id: ${PID}\n  api_key: ${K:-phx_default}\n", "c.yaml", env={"PID": "42"})
+    assert cfg.posthog.project_id == 42
+    assert cfg.posthog.resolved_api_key() == "phx_default"
+
+
+def test_yaml_syntax_error_has_line() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config("posthog:\n  project_id: [1,\n", "c.yaml", env={})
+    assert exc.value.problems[0].startswith("c.yaml:")
+    assert "not valid YAML" in exc.value.problems[0]
+
+
+def test_secret_is_not_in_repr_or_errors() -> None:
+    cfg = parse_config("posthog:\n  project_id: 1\n  api_key: phx_supersecret\n", "c.yaml", env={})
+    assert "phx_supersecret" not in repr(cfg)
+    with pytest.raises(ConfigError) as exc:
+        parse_config("posthog:\n  project_id: -1\n  api_key: phx_supersecret\n", "c.yaml", env={})
+    assert "phx_supersecret" not in str(exc.value)
+
+
+def test_api_key_file(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("phx_fromfile\n")
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(f"posthog:\n  project_id: 1\n  api_key_file: {key}\n")
+    os.chmod(cfg_path, 0o600)
+    assert load_config(cfg_path).posthog.resolved_api_key() == "phx_fromfile"
+
+
+def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path / "missing.yaml")
+    assert "missing.yaml: cannot read" in exc.value.problems[0]
