@@ -1,0 +1,123 @@
+"""The whole pipeline against real local servers: PostHog-compatible HTTP on ClickHouse, slack-sdk to the
+local Slack endpoint, SMTP to a local aiosmtpd server. Nothing is patched."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.config import Config, parse_config
+from monitor.daemon import build_monitor
+from monitor.localslack import LocalSlack
+from monitor.localsmtp import LocalSMTP
+from monitor.pipeline import Monitor
+from tests.conftest import API_KEY, PostHogEnv
+
+
+@pytest.fixture
+def slack() -> Iterator[LocalSlack]:
+    s = LocalSlack.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[LocalSMTP]:
+    s = LocalSMTP.start()
+    yield s
+    s.stop()
+
+
+def make_config(env: PostHogEnv, slack: LocalSlack | None, smtp: LocalSMTP | None, state: Path,
+                **extra: Any) -> Config:
+    doc: dict[str, Any] = {
+        "posthog": {"host": env.url, "project_id": env.project_id, "api_key": API_KEY, "lookback_days": 60,
+                    "max_retries": extra.pop("max_retries", 2)},
+        "schedule": {"interval_seconds": 1},
+        "state": {"path": str(state)},
+        "delivery": {"max_backoff_seconds": 1},
+    }
+    if slack is not None:
+        doc["slack"] = {"webhook_url": slack.webhook_url}
+    if smtp is not None:
+        doc["email"] = {"host": "127.0.0.1", "port": smtp.port, "security": "none", "from": "m@x.test",
+                        "to": ["team@x.test"]}
+    doc.update(extra)
+    return parse_config(json.dumps(doc), "test-config", env={})
+
+
+def monitor_for(cfg: Config) -> Monitor:
+    # No pacing between messages in tests: the local endpoint has no rate limit to respect.
+    m = build_monitor(cfg, sleep=lambda s: None)
+    assert m.deliverer is not None
+    m.deliverer.min_interval = 0.0
+    return m
+
+
+def _alert_kinds(messages: list[dict[str, Any]]) -> list[str]:
+    return [str(m.get("text", "")) for m in messages]
+
+
+def test_drift_scenario_alerts_arrive_on_slack_and_email(
+        drift_posthog: PostHogEnv, slack: LocalSlack, smtp: LocalSMTP, tmp_path: Path) -> None:
+    cfg = make_config(drift_posthog, slack, smtp, tmp_path / "state.sqlite")
+    m = monitor_for(cfg)
+    result = m.cycle()
+    assert result.ok, result.failed
+    runs = drift_posthog.dataset.runs
+    assert len(result.processed) == len(runs)
+    # Every query the monitor sent was accepted by PostHog's parser and ClickHouse.
+    assert {r["status"] for r in drift_posthog.requests(method="POST")} == {200}
+    text = "\n".join(json.dumps(msg) for msg in slack.messages)
+    assert "cost" in text.lower() and "error rate" in text.lower() and "new cluster" in text.lower()
+    assert len(smtp.messages) == len(slack.messages) == result.notifications
+    # A second cycle finds nothing new and sends nothing.
+    again = m.cycle()
+    assert again.ok and again.processed == [] and again.notifications == 0
+    assert len(slack.messages) == result.notifications
+    m.store.close()
+
+
+def test_restart_in_the_middle_of_a_backlog_skips_nothing_and_repeats_nothing(
+        posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
+    # Control: one uninterrupted pass over the same scenario in its own project.
+    control_env = posthog_factory("drift", scale=0.1)
+    control_slack = LocalSlack.start()
+    try:
+        control = monitor_for(make_config(control_env, control_slack, None, tmp_path / "control.sqlite"))
+        assert control.cycle().ok
+        expected = sorted(json.dumps(msg["blocks"], sort_keys=True) for msg in control_slack.messages)
+        control.store.close()
+    finally:
+        control_slack.stop()
+
+    env = posthog_factory("drift", scale=0.1)
+    state = tmp_path / "state.sqlite"
+    # PostHog starts failing every run fetch after the 9th: the first monitor dies mid-backlog.
+    env.server.faults.add(_fault(name="get_run", skip=9))
+    first = monitor_for(make_config(env, slack, None, state, max_retries=0))
+    r1 = first.cycle()
+    assert 0 < len(r1.processed) < len(env.dataset.runs)
+    assert r1.failed and not r1.ok
+    first.client.close()
+    first.store.close()
+
+    env.server.faults.clear()
+    second = monitor_for(make_config(env, slack, None, state))
+    r2 = second.cycle()
+    assert r2.ok
+    assert sorted(r1.processed + r2.processed) == sorted(r["run_id"] for r in env.dataset.runs)
+    got = sorted(json.dumps(msg["blocks"], sort_keys=True) for msg in slack.messages)
+    assert len(got) == len(set(got)), "a notification was sent twice"
+    assert len(got) == len(expected)
+    second.store.close()
+
+
+def _fault(**kw: Any) -> Any:
+    from monitor.localposthog.faults import Fault
+
+    return Fault(kind="status", status=500, count=None, **kw)
