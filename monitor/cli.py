@@ -62,8 +62,8 @@ def diff(
     threshold: float = 0.5,
 ) -> None:
     """Compare two runs of one job: matched, new, disappeared, split and merged clusters."""
-    from monitor.reports import render_diff
     from monitor.matching import match_runs
+    from monitor.reports import render_diff
     from monitor.runs import RunParseError, load_run_file
 
     try:

@@ -77,7 +77,7 @@ Level = Literal["trace", "generation", "evaluation"]
 class WatchConfig(_Strict):
     # Job names or ids; empty means every enabled job.
     jobs: list[str] = Field(default_factory=list)
-    levels: list[Level] = Field(default_factory=lambda: ["trace", "generation"])
+    levels: list[Level] = Field(default_factory=lambda: list[Level](["trace", "generation"]))
 
 
 class ScheduleConfig(_Strict):
@@ -107,6 +107,9 @@ class Thresholds(_Strict):
     disappeared_min_share: float | None = Field(default=None, ge=0, le=1)
     # Clusters with fewer items than this never page on rates and averages.
     min_items: int = Field(default=20, ge=0)
+    # A rise of a rate between runs must also be this many standard errors above sampling noise
+    # (two-proportion z-test), so a 60-item cluster going from 0 to 3 errors does not page.
+    min_z: float = Field(default=3.0, ge=0)
 
 
 class Override(_Strict):
@@ -135,6 +138,7 @@ def _default_thresholds() -> Thresholds:
         new_cluster_min_share=0.02,
         disappeared_min_share=0.02,
         min_items=20,
+        min_z=3.0,
     )
 
 
@@ -301,12 +305,12 @@ def parse_config(text: str, source: str = "<config>", env: dict[str, str] | None
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-            line = _line_for(loc, lines)
+            line_no = _line_for(loc, lines)
             dotted = ".".join(map(str, loc)) or "(top)"
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
                 msg = "unknown key (check the spelling against config/example.yaml)"
-            problems.append(f"{source}:{line if line else '?'}: {dotted}: {msg}")
+            problems.append(f"{source}:{line_no if line_no else '?'}: {dotted}: {msg}")
         raise ConfigError(source, problems) from None
 
 

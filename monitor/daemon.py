@@ -84,7 +84,7 @@ class Health:
 class _HealthHandler(BaseHTTPRequestHandler):
     server: _HealthServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def do_GET(self) -> None:

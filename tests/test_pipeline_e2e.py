@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from monitor.localslack import LocalSlack
+from monitor.localsmtp import LocalSMTP
 
 from monitor.config import Config, parse_config
 from monitor.daemon import build_monitor
-from monitor.localslack import LocalSlack
-from monitor.localsmtp import LocalSMTP
 from monitor.pipeline import Monitor
 from tests.conftest import API_KEY, PostHogEnv
 

@@ -95,7 +95,7 @@ class Engine:
         import pyarrow as pa
 
         cols = list(zip(*rows, strict=True))
-        tbl = pa.table({
+        tbl = pa.table({  # noqa: F841 - read by name by chdb's Python() table function
             "uuid": list(cols[0]), "event": list(cols[1]), "distinct_id": list(cols[2]),
             "properties": list(cols[3]), "timestamp": list(cols[4]), "team_id": [int(x) for x in cols[5]],
         })

@@ -169,7 +169,7 @@ class Dataset:
     # (uuid, event, distinct_id, properties JSON, 'YYYY-MM-DD HH:MM:SS.ffffff' UTC, team_id)
     events: list[EventRow]
     # One per run: run_id, job_id, job_name, level, window_start, window_end, emitted_at (datetimes),
-    # event_uuid, items.
+    # event_uuid, items, day (run index).
     runs: list[dict[str, Any]]
     # Ground truth; JSON-serialisable (cluster ids are string keys). See `generate`.
     truth: dict[str, Any]
@@ -1061,8 +1061,11 @@ def generate(scenario: str = "drift", *, seed: int = 7, days: int = 14, team_id:
     `transitions` (per consecutive pair of runs of one job: links [prev, new] of the same topic, new and
     disappeared cluster ids, splits {prev, new: [...]}, merges {prev: [...], new}); and `events`, one
     per scenario change: kind, topic, day, effective_at, first_run_ids (the first run of each job that
-    sees it), expect_alert (the alert kind) and alert_run_ids (the first run of each job where the
-    monitor's default thresholds are crossed, from the true metrics; None when they never are).
+    sees it), expect_alert / expect_alerts (the alert kinds) and alert_run_ids (per job, the first run
+    where the monitor's default thresholds are crossed for it, from the true metrics; None if never);
+    and `crossings`, every default-threshold crossing of every run pair, including the incidental ones
+    sampling noise causes (small clusters going from 0 to 5% errors), so a test can tell a missed alert
+    from an expected false positive.
     """
     try:
         scen = SCENARIOS[scenario]

@@ -48,7 +48,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         return  # the query log and structlog say what happened
 
     # --- plumbing ------------------------------------------------------------------------------------
@@ -132,8 +132,8 @@ class _Handler(BaseHTTPRequestHandler):
             n = self._error(404, "invalid_request", "not_found", "Not found.")
             self._log(method="POST", path=path, status=404, bytes=n, ms=_ms(started))
             return
-        if (n := self._authorized()) is not None:
-            self._log(method="POST", path=path, status=401, bytes=n, ms=_ms(started))
+        if (denied := self._authorized()) is not None:
+            self._log(method="POST", path=path, status=401, bytes=denied, ms=_ms(started))
             return
         team_id = int(m.group(1))
         try:
@@ -164,8 +164,8 @@ class _Handler(BaseHTTPRequestHandler):
             n = self._error(404, "invalid_request", "not_found", "Not found.")
             self._log(method="GET", path=path, status=404, bytes=n, ms=_ms(started))
             return
-        if (n := self._authorized()) is not None:
-            self._log(method="GET", path=path, status=401, bytes=n, ms=_ms(started))
+        if (denied := self._authorized()) is not None:
+            self._log(method="GET", path=path, status=401, bytes=denied, ms=_ms(started))
             return
         team_id, job_id = int(m.group(1)), m.group(2)
         qs = parse_qs(parts.query)

@@ -88,7 +88,7 @@ class RequestBudget:
 class _QueryAnswer(msgspec.Struct):
     results: list[list[Any]] | None = None
     columns: list[str] | None = None
-    hasMore: bool | None = None  # noqa: N815 - PostHog's field name
+    hasMore: bool | None = None
     error: str | None = None
     detail: str | None = None
     query_status: dict[str, Any] | None = None

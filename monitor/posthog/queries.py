@@ -91,8 +91,8 @@ _RUN_ITEMS = """
 """
 
 # Per-cluster aggregates as PostHog defines them (aggregates.py in its clustering workflow): an item's
-# cost and tokens sum its $ai_generation and $ai_embedding events, its latency is the slowest
-# generation, and it counts as errored when any generation, embedding or span failed. Averages are over
+# cost and tokens sum its $ai_generation and $ai_embedding events, its latency sums its generations'
+# latencies, and it counts as errored when any generation, embedding or span failed. Averages are over
 # items that have the value (> 0), the error rate over items that have any event.
 _CLUSTER_AGGREGATES = """
 SELECT
@@ -117,7 +117,7 @@ _PER_TRACE = f"""
     SELECT
         JSONExtractString(properties, '$ai_trace_id') AS item_key,
         sumIf(ifNull({_num('$ai_total_cost_usd')}, 0), event IN ('$ai_generation', '$ai_embedding')) AS cost,
-        maxIf(ifNull({_num('$ai_latency')}, 0), event = '$ai_generation') AS latency,
+        sumIf(ifNull({_num('$ai_latency')}, 0), event = '$ai_generation') AS latency,
         sumIf(ifNull({_num('$ai_input_tokens')}, 0), event IN ('$ai_generation', '$ai_embedding'))
             AS input_tokens,
         sumIf(ifNull({_num('$ai_output_tokens')}, 0), event IN ('$ai_generation', '$ai_embedding'))

@@ -11,6 +11,7 @@ Two kinds of condition, treated differently by the alert lifecycle:
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -58,6 +59,15 @@ def _applies(o: Override, title: str, lineage_id: str | None) -> bool:
     if o.lineage and lineage_id and o.lineage == lineage_id:
         return True
     return bool(o.title and fnmatch.fnmatchcase(title.lower(), o.title.lower()))
+
+
+def rise_z(new_rate: float, new_n: int, old_rate: float, old_n: int) -> float:
+    """z-score of a rate's rise between two samples (pooled two-proportion test); 0 when undefined."""
+    if new_n <= 0 or old_n <= 0:
+        return 0.0
+    pooled = (new_rate * new_n + old_rate * old_n) / (new_n + old_n)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / new_n + 1 / old_n))
+    return (new_rate - old_rate) / se if se > 0 else 0.0
 
 
 def _pct(new: float, old: float) -> str:
@@ -133,7 +143,8 @@ def evaluate(ctx: RuleContext) -> list[Alert]:
                 previous=pm.error_rate if pm else None, unit="ratio", previous_title=renamed))
         elif (big_enough and m is not None and pm is not None and m.error_rate is not None
               and pm.error_rate is not None and t.error_rate_increase_pp is not None
-              and (m.error_rate - pm.error_rate) * 100 >= t.error_rate_increase_pp):
+              and (m.error_rate - pm.error_rate) * 100 >= t.error_rate_increase_pp
+              and rise_z(m.error_rate, m.items, pm.error_rate, pm.items) >= t.min_z):
             alerts.append(make(
                 "error_spike", "warning", c,
                 f"Error rate {m.error_rate:.1%}, was {pm.error_rate:.1%} "
@@ -160,17 +171,17 @@ def evaluate(ctx: RuleContext) -> list[Alert]:
     if ctx.diff is not None:
         in_transition = {n for s in ctx.diff.splits for n in s.new} | {mg.new for mg in ctx.diff.merges}
         for cid in ctx.diff.new:
-            c = run.cluster(cid)
-            if c is None or c.is_noise or cid in in_transition:
+            nc = run.cluster(cid)
+            if nc is None or nc.is_noise or cid in in_transition:
                 continue
-            t = thresholds_for(ctx.thresholds, c.title, ctx.lineages.get(cid))
-            share = c.size / total_items
+            t = thresholds_for(ctx.thresholds, nc.title, ctx.lineages.get(cid))
+            share = nc.size / total_items
             if t.new_cluster_min_share is not None and share >= t.new_cluster_min_share:
                 m = ctx.metrics.get(cid)
                 cost = f", ${m.total_cost:,.2f} total cost" if m else ""
                 alerts.append(make(
-                    "new_cluster", "warning", c,
-                    f"New cluster with {c.size} items ({share:.1%} of traffic{cost})",
+                    "new_cluster", "warning", nc,
+                    f"New cluster with {nc.size} items ({share:.1%} of traffic{cost})",
                     metric="share", value=share, threshold=t.new_cluster_min_share, unit="ratio",
                     fp_extra=run.run_id))
         if ctx.prev_run is not None:

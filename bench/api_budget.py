@@ -1,0 +1,140 @@
+"""API calls and bytes: per idle poll and per new run, the monitor beside the naive skill workflow.
+
+Both talk HTTP to the local PostHog server; calls and response bytes are counted from its query log.
+The naive workflow is PostHog's exploring-llm-clusters skill done on a schedule: list recent runs, fetch
+each new run, then one `IN (...)` metrics query per cluster.
+
+    ./dev bench api_budget [--projects 1 10 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from monitor.config import parse_config
+from monitor.daemon import build_monitor
+from monitor.localposthog.generator import generate
+from monitor.localposthog.server import LocalPostHog
+from monitor.posthog.client import PostHogClient
+
+KEY = "phx_bench_key"
+END = datetime(2026, 11, 1, tzinfo=UTC)
+
+NAIVE_LIST = """
+SELECT JSONExtractString(properties, '$ai_clustering_run_id') AS run_id, timestamp
+FROM events WHERE event IN ('$ai_trace_clusters', '$ai_generation_clusters')
+  AND timestamp >= now() - INTERVAL 30 DAY ORDER BY timestamp DESC LIMIT 100
+"""
+NAIVE_GET = """
+SELECT JSONExtractRaw(properties, '$ai_clusters') AS clusters, JSONExtractString(properties, '$ai_window_start'),
+       JSONExtractString(properties, '$ai_window_end')
+FROM events WHERE event IN ('$ai_trace_clusters', '$ai_generation_clusters')
+  AND JSONExtractString(properties, '$ai_clustering_run_id') = {run_id} LIMIT 1
+"""
+NAIVE_METRICS = """
+SELECT JSONExtractString(properties, '$ai_trace_id') AS item_id, sum(toFloat(properties.$ai_total_cost_usd)) AS cost,
+       max(toFloat(properties.$ai_latency)) AS latency, countIf(properties.$ai_is_error = 'true') AS errors
+FROM events WHERE event = '$ai_generation'
+  AND timestamp >= parseDateTimeBestEffort({ws}) AND timestamp <= parseDateTimeBestEffort({we})
+  AND JSONExtractString(properties, '$ai_trace_id') IN {ids}
+GROUP BY item_id LIMIT 50000
+"""
+
+
+def _count(server: LocalPostHog, since: int) -> tuple[int, int]:
+    reqs = server.requests[since:]
+    return len(reqs), sum(int(r.get("bytes") or 0) for r in reqs)
+
+
+def naive_poll(client: PostHogClient, seen: set[str]) -> None:
+    import msgspec
+
+    rows = client.query(NAIVE_LIST, {}, name="naive_list").rows()
+    for r in rows:
+        if r["run_id"] in seen:
+            continue
+        seen.add(r["run_id"])
+        got = client.query(NAIVE_GET, {"run_id": r["run_id"]}, name="naive_get").results
+        if not got:
+            continue
+        clusters, ws, we = got[0]
+        for c in msgspec.json.decode(clusters):
+            client.query(NAIVE_METRICS, {"ws": ws[:19].replace("T", " "), "we": we[:19].replace("T", " "),
+                                         "ids": list(c.get("traces", {}))}, name="naive_metrics")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--projects", type=int, nargs="*", default=[1, 10, 100])
+    args = ap.parse_args()
+    print(f"{'projects':>8} {'who':<8} {'idle calls':>10} {'idle bytes':>11} {'calls/new run':>14} "
+          f"{'bytes/new run':>14}")
+    for n_projects in args.projects:
+        server = LocalPostHog(api_key=KEY)
+        # 2 jobs x 2 levels per project, 2 days of runs each: the first day is the backlog, the second
+        # day's runs are "new" when the clock moves.
+        base = 1000 * n_projects
+        datasets = []
+        for i in range(n_projects):
+            ds = generate("steady", days=2, team_id=base + i, end=END, scale=0.05 if n_projects > 1 else 0.1,
+                          seed=i)
+            server.load(ds)
+            datasets.append(ds)
+        last_runs = max(r["emitted_at"] for ds in datasets for r in ds.runs)
+        first_day = last_runs - timedelta(hours=12)
+        server.clock.set(first_day)
+        server.start()
+        with tempfile.TemporaryDirectory() as tmp:
+            monitors = []
+            for i in range(n_projects):
+                cfg = parse_config(json.dumps({
+                    "posthog": {"host": server.url, "project_id": base + i, "api_key": KEY, "lookback_days": 30},
+                    "state": {"path": str(Path(tmp) / f"s{i}.sqlite")}}), "bench", env={})
+                monitors.append(build_monitor(cfg, clock=lambda: END + timedelta(hours=12)))
+            for m in monitors:  # catch up with the backlog, and fetch the jobs list once
+                m.cycle()
+            mark = len(server.requests)
+            for m in monitors:
+                m.cycle()
+            idle_calls, idle_bytes = _count(server, mark)
+            server.clock.set(last_runs + timedelta(minutes=5))
+            new_runs = sum(1 for ds in datasets for r in ds.runs if r["emitted_at"] > first_day)
+            mark = len(server.requests)
+            for m in monitors:
+                m.cycle()
+            run_calls, run_bytes = _count(server, mark)
+            # New-run cost excludes the discovery call every poll makes anyway.
+            per_run_calls = (run_calls - n_projects) / max(new_runs, 1)
+            per_run_bytes = (run_bytes - idle_bytes) / max(new_runs, 1)
+            print(f"{n_projects:>8} {'monitor':<8} {idle_calls:>10} {idle_bytes:>11,} {per_run_calls:>14.2f} "
+                  f"{per_run_bytes:>14,.0f}")
+            for m in monitors:
+                m.client.close()
+                m.store.close()
+
+        # The naive workflow on the same data, same clock moves.
+        server.clock.set(first_day)
+        clients = [PostHogClient(server.url, base + i, KEY) for i in range(n_projects)]
+        seen: list[set[str]] = [set() for _ in range(n_projects)]
+        for c, s in zip(clients, seen, strict=True):
+            naive_poll(c, s)
+        mark = len(server.requests)
+        for c, s in zip(clients, seen, strict=True):
+            naive_poll(c, s)
+        n_idle, b_idle = _count(server, mark)
+        server.clock.set(last_runs + timedelta(minutes=5))
+        mark = len(server.requests)
+        for c, s in zip(clients, seen, strict=True):
+            naive_poll(c, s)
+        n_run, b_run = _count(server, mark)
+        print(f"{n_projects:>8} {'naive':<8} {n_idle:>10} {b_idle:>11,} {(n_run - n_projects) / max(new_runs, 1):>14.2f} "
+              f"{(b_run - b_idle) / max(new_runs, 1):>14,.0f}")
+        for c in clients:
+            c.close()
+        server.stop()
+    return 0
