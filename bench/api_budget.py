@@ -14,7 +14,6 @@ import json
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from monitor.config import parse_config
 from monitor.daemon import build_monitor

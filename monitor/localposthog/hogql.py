@@ -238,10 +238,10 @@ class _Printer:
             return str(method(n, in_context=in_context))
         return str(method(n))
 
-    def e_Constant(self, n: Mapping[str, Any]) -> str:  # noqa: N802 - dispatch on AST node names
+    def e_Constant(self, n: Mapping[str, Any]) -> str:
         return literal(n.get("value"))
 
-    def e_Placeholder(self, n: Mapping[str, Any], *, in_context: bool = False) -> str:  # noqa: N802
+    def e_Placeholder(self, n: Mapping[str, Any], *, in_context: bool = False) -> str:
         chain = (n.get("expr") or {}).get("chain") or []
         if len(chain) != 1:
             raise self.fail(n, "a placeholder must be a single name")
@@ -250,7 +250,7 @@ class _Printer:
             raise self.fail(n, f"Placeholder {{{name}}} has no value")
         return literal(self.values[name], in_context=in_context)
 
-    def e_Field(self, n: Mapping[str, Any]) -> str:  # noqa: N802
+    def e_Field(self, n: Mapping[str, Any]) -> str:
         chain = [str(p) for p in n["chain"]]
         if chain == ["*"]:
             return "*"
@@ -262,25 +262,25 @@ class _Printer:
                         f"'^\"|\"$', '')")
         return ".".join("*" if p == "*" else quote_ident(p) for p in chain)
 
-    def e_Alias(self, n: Mapping[str, Any]) -> str:  # noqa: N802
+    def e_Alias(self, n: Mapping[str, Any]) -> str:
         return f"{self.expr(n['expr'])} AS {quote_ident(str(n['alias']))}"
 
-    def e_And(self, n: Mapping[str, Any]) -> str:  # noqa: N802
+    def e_And(self, n: Mapping[str, Any]) -> str:
         return "(" + " AND ".join(self.expr(e) for e in n["exprs"]) + ")"
 
-    def e_Or(self, n: Mapping[str, Any]) -> str:  # noqa: N802
+    def e_Or(self, n: Mapping[str, Any]) -> str:
         return "(" + " OR ".join(self.expr(e) for e in n["exprs"]) + ")"
 
-    def e_Not(self, n: Mapping[str, Any]) -> str:  # noqa: N802
+    def e_Not(self, n: Mapping[str, Any]) -> str:
         return f"(NOT {self.expr(n['expr'])})"
 
-    def e_ArithmeticOperation(self, n: Mapping[str, Any]) -> str:  # noqa: N802
+    def e_ArithmeticOperation(self, n: Mapping[str, Any]) -> str:
         op = n["op"]
         if op not in _ARITH:
             raise self.fail(n, f"unsupported operator {op}")
         return f"({self.expr(n['left'])} {op} {self.expr(n['right'])})"
 
-    def e_CompareOperation(self, n: Mapping[str, Any]) -> str:  # noqa: N802
+    def e_CompareOperation(self, n: Mapping[str, Any]) -> str:
         op = str(n["op"]).lower()
         if op in _REGEX_OPS:
             fn, negate = _REGEX_OPS[op]
@@ -296,34 +296,34 @@ class _Printer:
             rtext = self.expr(right, in_context=is_in)
         return f"({self.expr(n['left'])} {_COMPARE[op]} {rtext})"
 
-    def e_BetweenExpr(self, n: Mapping[str, Any]) -> str:  # noqa: N802
+    def e_BetweenExpr(self, n: Mapping[str, Any]) -> str:
         neg = "NOT " if n.get("negated") else ""
         return f"({self.expr(n['expr'])} {neg}BETWEEN {self.expr(n['low'])} AND {self.expr(n['high'])})"
 
-    def e_Array(self, n: Mapping[str, Any]) -> str:  # noqa: N802
+    def e_Array(self, n: Mapping[str, Any]) -> str:
         return "[" + ", ".join(self.expr(e) for e in n["exprs"]) + "]"
 
-    def e_Tuple(self, n: Mapping[str, Any], *, in_context: bool = False) -> str:  # noqa: N802
+    def e_Tuple(self, n: Mapping[str, Any], *, in_context: bool = False) -> str:
         inner = ", ".join(self.expr(e) for e in n["exprs"])
         return f"({inner})" if in_context else f"tuple({inner})"
 
-    def e_ArrayAccess(self, n: Mapping[str, Any]) -> str:  # noqa: N802
+    def e_ArrayAccess(self, n: Mapping[str, Any]) -> str:
         return f"{self.expr(n['array'])}[{self.expr(n['property'])}]"
 
-    def e_TupleAccess(self, n: Mapping[str, Any]) -> str:  # noqa: N802
+    def e_TupleAccess(self, n: Mapping[str, Any]) -> str:
         return f"tupleElement({self.expr(n['tuple'])}, {int(n['index'])})"
 
-    def e_Lambda(self, n: Mapping[str, Any]) -> str:  # noqa: N802
+    def e_Lambda(self, n: Mapping[str, Any]) -> str:
         args = [quote_ident(str(a)) for a in n["args"]]
         head = args[0] if len(args) == 1 else "(" + ", ".join(args) + ")"
         return f"{head} -> {self.expr(n['expr'])}"
 
-    def e_SelectQuery(self, n: Mapping[str, Any]) -> str:  # noqa: N802
+    def e_SelectQuery(self, n: Mapping[str, Any]) -> str:
         return f"({self.query(n)})"
 
-    e_SelectSetQuery = e_SelectQuery  # noqa: N815
+    e_SelectSetQuery = e_SelectQuery
 
-    def e_Call(self, n: Mapping[str, Any]) -> str:  # noqa: N802
+    def e_Call(self, n: Mapping[str, Any]) -> str:
         name = str(n["name"])
         if name.lower() in _CASELESS:
             name = name.lower()
@@ -338,7 +338,7 @@ class _Printer:
         head = name if params is None else f"{name}({', '.join(self.expr(p) for p in params)})"
         return f"{head}({distinct}{', '.join(args)})"
 
-    def e_WindowFunction(self, n: Mapping[str, Any]) -> str:  # noqa: N802
+    def e_WindowFunction(self, n: Mapping[str, Any]) -> str:
         name = str(n["name"])
         if name not in ALLOWED_FUNCTIONS:
             raise self.fail(n, f"Unsupported function call '{name}(...)'")

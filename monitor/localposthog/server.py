@@ -47,6 +47,7 @@ class Team:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    _pending: dict[str, Any] | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # the query log and structlog say what happened
@@ -58,6 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, doc: Any, headers: dict[str, str] | None = None) -> int:
         body = doc if isinstance(doc, bytes) else msgspec.json.encode(doc)
+        self._flush_log(status, len(body))
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -96,12 +98,14 @@ class _Handler(BaseHTTPRequestHandler):
                                 "injected", f"injected fault: HTTP {f.status}", headers)
                 return f.status, n
             if f.kind == "drop":
+                self._flush_log(0, 0)
                 self.close_connection = True
                 self.connection.close()
                 return 0, 0
         status, body = reply()
         for f in faults:
             if f.kind == "truncate":
+                self._flush_log(status, len(body) // 2)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -117,7 +121,16 @@ class _Handler(BaseHTTPRequestHandler):
         return status, self._send(status, body)
 
     def _log(self, **fields: Any) -> None:
-        self.server.app.log_request(fields)
+        """Describe the request; the line is written just before the answer leaves, so a client that
+        got its answer can rely on the log holding it."""
+        self._pending = fields
+
+    def _flush_log(self, status: int, nbytes: int) -> None:
+        fields = getattr(self, "_pending", None)
+        if fields is not None:
+            self._pending = None
+            self.server.app.log_request({**fields, "status": status, "bytes": nbytes,
+                                         "ms": _ms(fields.pop("_started"))})
 
     # --- routes ----------------------------------------------------------------------------------------
     def do_POST(self) -> None:
@@ -127,13 +140,12 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/_admin/"):
             self._admin("POST", path, body)
             return
+        self._log(method="POST", path=path, _started=started)
         m = _QUERY.match(path)
         if not m:
-            n = self._error(404, "invalid_request", "not_found", "Not found.")
-            self._log(method="POST", path=path, status=404, bytes=n, ms=_ms(started))
+            self._error(404, "invalid_request", "not_found", "Not found.")
             return
-        if (denied := self._authorized()) is not None:
-            self._log(method="POST", path=path, status=401, bytes=denied, ms=_ms(started))
+        if self._authorized() is not None:
             return
         team_id = int(m.group(1))
         try:
@@ -141,16 +153,13 @@ class _Handler(BaseHTTPRequestHandler):
             query = req.get("query") or {}
             if not isinstance(query, dict):
                 raise ValueError("query must be an object")
-            name = req.get("name")
-            text = query.get("query")
-            values = query.get("values") or {}
         except (ValueError, AttributeError) as exc:
-            n = self._error(400, "validation_error", "parse_error", f"Malformed request: {exc}")
-            self._log(method="POST", path=path, status=400, bytes=n, ms=_ms(started))
+            self._error(400, "validation_error", "parse_error", f"Malformed request: {exc}")
             return
-        status, sent = self._apply_faults(path, name, lambda: self.server.app.answer_query(team_id, query))
-        self._log(method="POST", path=path, name=name, query=text, values=values, status=status, bytes=sent,
-                  ms=_ms(started))
+        name = req.get("name")
+        self._log(method="POST", path=path, name=name, query=query.get("query"), values=query.get("values") or {},
+                  _started=started)
+        self._apply_faults(path, name, lambda: self.server.app.answer_query(team_id, query))
 
     def do_GET(self) -> None:
         started = time.monotonic()
@@ -159,20 +168,18 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/_admin/"):
             self._admin("GET", path, b"")
             return
+        self._log(method="GET", path=path, _started=started)
         m = _JOBS.match(path)
         if not m:
-            n = self._error(404, "invalid_request", "not_found", "Not found.")
-            self._log(method="GET", path=path, status=404, bytes=n, ms=_ms(started))
+            self._error(404, "invalid_request", "not_found", "Not found.")
             return
-        if (denied := self._authorized()) is not None:
-            self._log(method="GET", path=path, status=401, bytes=denied, ms=_ms(started))
+        if self._authorized() is not None:
             return
         team_id, job_id = int(m.group(1)), m.group(2)
         qs = parse_qs(parts.query)
-        status, sent = self._apply_faults(
+        self._apply_faults(
             path, "clustering_jobs",
             lambda: self.server.app.answer_jobs(team_id, job_id, qs, self.headers.get("Host") or ""))
-        self._log(method="GET", path=path, status=status, bytes=sent, ms=_ms(started))
 
     def do_DELETE(self) -> None:
         path = urlsplit(self.path).path
