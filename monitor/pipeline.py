@@ -195,9 +195,9 @@ class Monitor:
         diff: RunDiff | None = match_runs(prev, run, threshold=self.cfg.matching.threshold) if prev else None
         prev_lineages = self.store.lineages(prev.run_id) if prev else {}
         counter = iter(range(1_000_000))
-        lineage_result = assign_lineages(
-            diff, prev_lineages, run, lambda: f"{run.run_id}#{next(counter)}")
-        lineages = lineage_result if isinstance(lineage_result, dict) else lineage_result.lineages
+        lineages = assign_lineages(
+            diff, prev_lineages, run, lambda: f"{run.run_id}#{next(counter)}",
+            prev_sizes={c.cluster_id: c.size for c in prev.clusters} if prev else None).lineages
         metrics = self.fetch_metrics(run, d)
         prev_metrics = self._prev_metrics(prev) if prev else {}
         ctx = RuleContext(

@@ -100,6 +100,10 @@ def evaluate(ctx: RuleContext) -> list[Alert]:
             links=tuple(links), labels={"job": run.job_name, "level": run.level},
         )
 
+    # A split or merge explains its clusters' share changes: they are not told again as shifts.
+    transition_clusters = set()
+    if ctx.diff is not None:
+        transition_clusters = {n for sp in ctx.diff.splits for n in sp.new} | {mg.new for mg in ctx.diff.merges}
     for c in run.clusters:
         if c.is_noise:
             continue
@@ -158,7 +162,7 @@ def evaluate(ctx: RuleContext) -> list[Alert]:
                 f"p95 latency {m.p95_latency:.2f} s is above {t.p95_latency_s:.2f} s",
                 metric="p95_latency", value=m.p95_latency, threshold=t.p95_latency_s,
                 previous=pm.p95_latency if pm else None, unit="s", previous_title=renamed))
-        if (match is not None and t.share_shift_pp is not None
+        if (match is not None and t.share_shift_pp is not None and c.cluster_id not in transition_clusters
                 and abs(match.share_delta_pp) >= t.share_shift_pp):
             direction = "grew" if match.share_delta_pp > 0 else "shrank"
             alerts.append(make(

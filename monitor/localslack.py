@@ -1,0 +1,172 @@
+"""A local Slack-compatible endpoint for tests and the demo: incoming webhooks and chat.postMessage.
+
+It records what slack-sdk sends, checks the blocks against slack-sdk's own models, and can be told to
+answer 429 (with Retry-After), 5xx or Slack's error codes, so delivery is tested through the real client.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
+
+
+@dataclass
+class _Failure:
+    remaining: int
+    status: int
+    error: str
+    retry_after: float | None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def _reply(self, status: int, body: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        slack = self.server.slack
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        ctype = self.headers.get("Content-Type") or ""
+        if "json" in ctype:
+            payload: dict[str, Any] = json.loads(raw or b"{}")
+        else:
+            payload = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+            if isinstance(payload.get("blocks"), str):
+                payload["blocks"] = json.loads(payload["blocks"])
+        is_api = self.path.startswith("/api/")
+        if self.path == "/api/auth.test":
+            self._api(200, {"ok": True, "team": "local", "user": "cluster-monitor"})
+            return
+        fail = slack.take_failure()
+        if fail is not None:
+            headers = {"Retry-After": f"{fail.retry_after:g}"} if fail.retry_after is not None else None
+            if is_api and fail.status == 200:
+                self._api(200, {"ok": False, "error": fail.error})
+            elif is_api:
+                self._reply(fail.status, json.dumps({"ok": False, "error": fail.error}).encode(),
+                            "application/json", headers)
+            else:
+                self._reply(fail.status, fail.error.encode(), "text/plain", headers)
+            return
+        if is_api:
+            token = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+            if slack.token is not None and token != slack.token:
+                self._api(200, {"ok": False, "error": "invalid_auth"})
+                return
+            if self.path != "/api/chat.postMessage":
+                self._api(200, {"ok": False, "error": "unknown_method"})
+                return
+            if slack.channels is not None and payload.get("channel") not in slack.channels:
+                self._api(200, {"ok": False, "error": "channel_not_found"})
+                return
+        elif not self.path.startswith("/services/"):
+            self._reply(404, b"no_service", "text/plain")
+            return
+        ts = slack.record(self.path, payload)
+        if is_api:
+            self._api(200, {"ok": True, "channel": payload.get("channel"), "ts": ts,
+                            "message": {"text": payload.get("text"), "ts": ts}})
+        else:
+            self._reply(200, b"ok", "text/html")
+
+    def _api(self, status: int, doc: dict[str, Any]) -> None:
+        self._reply(status, json.dumps(doc).encode(), "application/json; charset=utf-8")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, addr: tuple[str, int], slack: LocalSlack) -> None:
+        self.slack = slack
+        super().__init__(addr, _Handler)
+
+
+class LocalSlack:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, token: str | None = None,
+                 channels: set[str] | None = None) -> None:
+        self.token = token
+        self.channels = channels
+        self.messages: list[dict[str, Any]] = []
+        self.requests = 0
+        self.block_errors: list[str] = []
+        self._failures: list[_Failure] = []
+        self._cond = threading.Condition()
+        self._httpd = _Server((host, port), self)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="local-slack", daemon=True)
+
+    @classmethod
+    def start(cls, host: str = "127.0.0.1", port: int = 0, **kw: Any) -> LocalSlack:
+        s = cls(host, port, **kw)
+        s._thread.start()
+        return s
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.url}/services/T0LOCAL/B0LOCAL/localwebhooktoken"
+
+    @property
+    def api_base_url(self) -> str:
+        return f"{self.url}/api/"
+
+    def fail_next(self, n: int, status: int = 500, *, error: str = "internal_error",
+                  retry_after: float | None = None) -> None:
+        """The next n posts fail: an HTTP status, or (status=200) a Slack `ok: false` error code."""
+        with self._cond:
+            self._failures.append(_Failure(n, status, error, retry_after))
+
+    def take_failure(self) -> _Failure | None:
+        with self._cond:
+            self.requests += 1
+            while self._failures and self._failures[0].remaining <= 0:
+                self._failures.pop(0)
+            if not self._failures:
+                return None
+            self._failures[0].remaining -= 1
+            return self._failures[0]
+
+    def record(self, path: str, payload: dict[str, Any]) -> str:
+        for b in payload.get("blocks") or []:
+            try:
+                block = Block.parse(b)
+                if block is None:
+                    raise SlackObjectFormationError(f"unknown block {b.get('type')!r}")
+                block.validate_json()
+            except SlackObjectFormationError as exc:
+                self.block_errors.append(str(exc))
+        with self._cond:
+            ts = f"{time.time():.6f}"
+            self.messages.append({**payload, "path": path, "ts": ts})
+            self._cond.notify_all()
+        return ts
+
+    def wait_for(self, n: int, timeout: float = 10.0) -> bool:
+        """Block until at least n messages arrived (no polling sleeps); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.messages) >= n, timeout=timeout)

@@ -1,0 +1,157 @@
+"""The evidence that a cluster of one run is the same as a cluster of the next, one signal at a time.
+
+- text: titles and descriptions are rewritten by an LLM every run, so they are compared as bags of
+  normalised, lightly stemmed words mapped onto a few concepts (login ~ sign-in ~ credentials), weighted
+  by how rare a word is among the clusters of the two runs: a shared "refund" says more than a shared
+  "requests". rapidfuzz's token-set ratio catches reorderings and near-identical titles.
+- items: when the two runs sampled some of the same items, where those items went is the strongest
+  evidence there is. It is judged against what sampling allows: the fraction of a new cluster's shared
+  items that came from a previous cluster, and only when enough items are shared to say anything.
+- share: similar traffic share is a weak prior, used only to break near-ties.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz
+
+from monitor.runs import Cluster
+
+_WORD = re.compile(r"[a-z0-9]+")
+STOPWORDS = frozenset(["a", "an", "and", "or", "the", "of", "for", "to", "in", "on", "with", "by", "from", "about", "via", "into", "at", "as", "is", "are", "be", "this", "that", "these", "those", "their", "its", "it", "user", "users", "customer", "customers", "request", "requests", "question", "questions", "query", "queries", "help", "issue", "issues", "related", "general", "various", "other", "misc", "including", "include", "includes", "use", "using", "used", "handling", "flow", "flows", "task", "tasks", "conversation", "conversations", "interaction", "interactions", "asking", "ask", "asks", "people", "they", "them", "within", "across", "vs"])
+
+# A few concepts LLM labellers reword freely. Kept small and generic on purpose: it must hold for teams
+# and domains the monitor has never seen.
+CONCEPTS: dict[str, str] = {}
+for _concept, _words in {
+    "auth": "login logins signin sign log authentication authenticate auth password passwords credential "
+            "credentials session sessions 2fa mfa otp lockout locked account",
+    "refund": "refund refunds reimburse reimbursement chargeback return returns",
+    "ship": "shipping shipment shipments delivery deliveries package packages tracking courier parcel",
+    "bill": "billing bill bills invoice invoices charge charges charged payment payments subscription",
+    "error": "error errors failure failures failed failing exception exceptions crash crashes bug bugs",
+    "sql": "sql join joins cte ctes",
+    "doc": "documentation docs doc manual guide guides knowledge kb",
+    "schedule": "calendar meeting meetings schedule scheduling appointment appointments",
+    "travel": "flight flights booking bookings itinerary travel trip trips",
+    "test": "test tests testing unittest pytest",
+    "compare": "comparison comparisons compare comparing versus alternatives",
+    "research": "research browsing browse web search",
+}.items():
+    for _w in _words.split():
+        CONCEPTS[_w] = _concept
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ations", "ation", "ings", "ing", "ies", "ied", "es", "ed", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            base = word[: -len(suffix)]
+            return base + "y" if suffix in ("ies", "ied") else base
+    return word
+
+
+def tokens(text: str) -> list[str]:
+    """Normalised words: lowercase, markdown and punctuation gone, stopwords out, concepts and stems in."""
+    out = []
+    for w in _WORD.findall(text.lower()):
+        if w in STOPWORDS or len(w) < 2:
+            continue
+        out.append(CONCEPTS.get(w) or CONCEPTS.get(_stem(w)) or _stem(w))
+    return out
+
+
+@dataclass(frozen=True)
+class TextProfile:
+    title: str
+    title_tokens: Counter[str]
+    desc_tokens: Counter[str]
+
+
+def profile(c: Cluster) -> TextProfile:
+    return TextProfile(title=" ".join(tokens(c.title)), title_tokens=Counter(tokens(c.title)),
+                       desc_tokens=Counter(tokens(c.description)))
+
+
+def idf(profiles: Iterable[TextProfile]) -> dict[str, float]:
+    """Inverse document frequency of each token over every cluster of both runs."""
+    docs = list(profiles)
+    df: Counter[str] = Counter()
+    for p in docs:
+        df.update(set(p.title_tokens) | set(p.desc_tokens))
+    n = max(len(docs), 1)
+    return {t: math.log(1 + n / c) for t, c in df.items()}
+
+
+def _weighted_cosine(a: Counter[str], b: Counter[str], w: dict[str, float]) -> float:
+    if not a or not b:
+        return 0.0
+    dot = sum(a[t] * b[t] * w.get(t, 1.0) ** 2 for t in a.keys() & b.keys())
+    na = math.sqrt(sum((v * w.get(t, 1.0)) ** 2 for t, v in a.items()))
+    nb = math.sqrt(sum((v * w.get(t, 1.0)) ** 2 for t, v in b.items()))
+    return dot / (na * nb) if na and nb else 0.0
+
+
+def text_scores(a: TextProfile, b: TextProfile, w: dict[str, float]) -> tuple[float, float | None]:
+    """(title score, description score or None when either description is empty), each in [0, 1]."""
+    lexical = fuzz.token_set_ratio(a.title, b.title) / 100.0 if a.title and b.title else 0.0
+    weighted = _weighted_cosine(a.title_tokens, b.title_tokens, w)
+    both = _weighted_cosine(a.title_tokens + a.desc_tokens, b.title_tokens + b.desc_tokens, w)
+    # Token-set ratio alone calls "python code generation" ~ "python code review" close; the IDF-weighted
+    # views keep the distinctive words in charge, so lexical counts only as far as they agree.
+    title = max(weighted, min(lexical, both + 0.15), 0.5 * lexical)
+    desc = _weighted_cosine(a.desc_tokens, b.desc_tokens, w) if a.desc_tokens and b.desc_tokens else None
+    return title, desc
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Item overlap between two runs, cluster by cluster, and how much it can say at all."""
+
+    counts: dict[tuple[int, int], int]  # (prev cluster, new cluster) -> shared items
+    prev_shared: dict[int, int]  # prev cluster -> its items the new run also sampled
+    new_shared: dict[int, int]  # new cluster -> its items the previous run also sampled
+    shared_fraction: float  # shared items / new run's items
+
+
+def item_overlap(prev: Sequence[Cluster], new: Sequence[Cluster]) -> Overlap:
+    """One dict lookup per item of the previous run: linear in items, whatever the number of clusters."""
+    where: dict[str, int] = {}
+    for c in new:
+        for key in c.traces:
+            where[key] = c.cluster_id
+    counts: Counter[tuple[int, int]] = Counter()
+    prev_shared: Counter[int] = Counter()
+    new_shared: Counter[int] = Counter()
+    for c in prev:
+        for key in c.traces:
+            n = where.get(key)
+            if n is not None:
+                counts[(c.cluster_id, n)] += 1
+                prev_shared[c.cluster_id] += 1
+                new_shared[n] += 1
+    total_new = len(where) or 1
+    return Overlap(dict(counts), dict(prev_shared), dict(new_shared), sum(counts.values()) / total_new)
+
+
+# Below this many shared items a cluster's overlap is sampling noise, not evidence.
+MIN_SHARED_ITEMS = 3
+
+
+def item_score(ov: Overlap, p: int, n: int) -> float | None:
+    """How much of the two clusters' shared items they share with each other (geometric mean of both
+    directions); None when too few items are shared to judge."""
+    ps, ns = ov.prev_shared.get(p, 0), ov.new_shared.get(n, 0)
+    if ps < MIN_SHARED_ITEMS or ns < MIN_SHARED_ITEMS:
+        return None
+    k = ov.counts.get((p, n), 0)
+    return math.sqrt((k / ps) * (k / ns))
+
+
+def share_score(a: float, b: float) -> float:
+    hi = max(a, b)
+    return 1.0 - abs(a - b) / hi if hi > 0 else 1.0
