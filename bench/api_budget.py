@@ -131,7 +131,8 @@ def main() -> int:
         for c, s in zip(clients, seen, strict=True):
             naive_poll(c, s)
         n_run, b_run = _count(server, mark)
-        print(f"{n_projects:>8} {'naive':<8} {n_idle:>10} {b_idle:>11,} {(n_run - n_projects) / max(new_runs, 1):>14.2f} "
+        per_call = (n_run - n_projects) / max(new_runs, 1)
+        print(f"{n_projects:>8} {'naive':<8} {n_idle:>10} {b_idle:>11,} {per_call:>14.2f} "
               f"{(b_run - b_idle) / max(new_runs, 1):>14,.0f}")
         for c in clients:
             c.close()

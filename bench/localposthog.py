@@ -98,9 +98,9 @@ def main() -> int:
             "AND timestamp <= parseDateTimeBestEffort({we}) "
             "AND JSONExtractString(properties, '$ai_trace_id') IN {ids} GROUP BY item_id LIMIT 50000")
 
-        def naive(cl: list[dict[str, Any]] = clusters) -> None:
+        def naive(cl: list[dict[str, Any]] = clusters, q: str = naive_q) -> None:
             for c in cl:
-                client.query(naive_q, {"ws": "2026-09-01 00:00:00", "we": "2026-11-01 03:00:00",
+                client.query(q, {"ws": "2026-09-01 00:00:00", "we": "2026-11-01 03:00:00",
                                        "ids": list(c["traces"])}, name="naive")
 
         theirs = _median_ms(naive, max(1, args.repeats // 2))

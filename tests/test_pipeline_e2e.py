@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from monitor.localslack import LocalSlack
-from monitor.localsmtp import LocalSMTP
 
 from monitor.config import Config, parse_config
 from monitor.daemon import build_monitor
+from monitor.localslack import LocalSlack
+from monitor.localsmtp import LocalSMTP
 from monitor.pipeline import Monitor
 from tests.conftest import API_KEY, PostHogEnv
 
@@ -85,7 +85,7 @@ def test_drift_scenario_alerts_arrive_on_slack_and_email(
 def test_restart_in_the_middle_of_a_backlog_skips_nothing_and_repeats_nothing(
         posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
     # Control: one uninterrupted pass over the same scenario in its own project.
-    control_env = posthog_factory("drift", scale=0.1)
+    control_env = posthog_factory("drift", scale=0.1, days=8)
     control_slack = LocalSlack.start()
     try:
         control = monitor_for(make_config(control_env, control_slack, None, tmp_path / "control.sqlite"))
@@ -95,7 +95,7 @@ def test_restart_in_the_middle_of_a_backlog_skips_nothing_and_repeats_nothing(
     finally:
         control_slack.stop()
 
-    env = posthog_factory("drift", scale=0.1)
+    env = posthog_factory("drift", scale=0.1, days=8)
     state = tmp_path / "state.sqlite"
     # PostHog starts failing every run fetch after the 9th: the first monitor dies mid-backlog.
     env.server.faults.add(_fault(name="get_run", skip=9))

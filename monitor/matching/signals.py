@@ -23,7 +23,13 @@ from rapidfuzz import fuzz
 from monitor.runs import Cluster
 
 _WORD = re.compile(r"[a-z0-9]+")
-STOPWORDS = frozenset(["a", "an", "and", "or", "the", "of", "for", "to", "in", "on", "with", "by", "from", "about", "via", "into", "at", "as", "is", "are", "be", "this", "that", "these", "those", "their", "its", "it", "user", "users", "customer", "customers", "request", "requests", "question", "questions", "query", "queries", "help", "issue", "issues", "related", "general", "various", "other", "misc", "including", "include", "includes", "use", "using", "used", "handling", "flow", "flows", "task", "tasks", "conversation", "conversations", "interaction", "interactions", "asking", "ask", "asks", "people", "they", "them", "within", "across", "vs"])
+STOPWORDS = frozenset(
+    "a an and or the of for to in on with by from about via into at as is are be this that these those their "
+    "its it user users customer customers request requests question questions query queries help issue issues "
+    "related general various other misc including include includes use using used handling flow flows task "
+    "tasks conversation conversations interaction interactions asking ask asks people they them within across vs"
+    .split()
+)
 
 # A few concepts LLM labellers reword freely. Kept small and generic on purpose: it must hold for teams
 # and domains the monitor has never seen.

@@ -32,7 +32,8 @@ def build_message(n: Notification, *, sender: str, recipients: list[str], tz: Zo
     msg.set_content(parts.text)
     msg.add_alternative(parts.html, subtype="html")
     if parts.images:
-        html_part = msg.get_payload()[1]  # type: ignore[index]
+        html_part = msg.get_body(preferencelist=("html",))
+        assert isinstance(html_part, EmailMessage)
         for cid, data in parts.images.items():
             html_part.add_related(data, maintype="image", subtype="png", cid=f"<{cid}>",
                                   filename=f"{cid}.png", disposition="inline")
@@ -84,9 +85,13 @@ class EmailNotifier:
                               error=f"smtp: recipients refused {sorted(exc.recipients)}")
         except smtplib.SMTPResponseException as exc:
             return SendResult(ok=False, permanent=exc.smtp_code >= 500,
-                              error=f"smtp: {exc.smtp_code} {exc.smtp_error.decode(errors='replace')[:200]}")
+                              error=f"smtp: {exc.smtp_code} {_text(exc.smtp_error)[:200]}")
         except (smtplib.SMTPException, OSError) as exc:
             return SendResult(ok=False, error=f"smtp: {type(exc).__name__}: {exc}")
         if refused:
             return SendResult(ok=False, permanent=True, error=f"smtp: some recipients refused {sorted(refused)}")
         return SendResult(ok=True)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
