@@ -9,6 +9,7 @@ config stays in force.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -35,6 +36,8 @@ from monitor.posthog.client import PostHogClient, RequestBudget
 from monitor.store.sqlite import SQLiteStore
 
 log = structlog.get_logger()
+# APScheduler reports every coalesced or skipped slot at WARNING: with one cycle at a time that is normal.
+logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 # One budget per API key for the whole process, whatever the number of projects that share it.
 _BUDGETS: dict[str, RequestBudget] = {}
