@@ -106,8 +106,9 @@ class Engine:
                 "parseDateTime64BestEffort(timestamp, 6, 'UTC'), team_id FROM Python(tbl)"
             )
 
-    def count(self) -> int:
-        return int(self._q("SELECT count() FROM ph.events").strip() or 0)
+    def count(self, team_id: int | None = None) -> int:
+        where = "" if team_id is None else f" WHERE team_id = {int(team_id)}"
+        return int(self._q(f"SELECT count() FROM ph.events{where}").strip() or 0)
 
     def source(self, team_id: int, now: datetime | None) -> str:
         """The SELECT that stands in for `events`: one team, and only what the clock has reached."""

@@ -269,7 +269,13 @@ class LocalPostHog:
         return self.teams.setdefault(team_id, Team(team_id))
 
     def load(self, dataset: Any) -> None:
-        """Load a generated dataset (monitor.localposthog.generator.Dataset): events, jobs, truth."""
+        """Load a generated dataset (monitor.localposthog.generator.Dataset): events, jobs, truth.
+
+        The engine is shared by every server in the process, so loading into a project that already
+        holds events would silently mix two datasets; that is refused instead.
+        """
+        if self.engine.count(dataset.team_id):
+            raise ValueError(f"project {dataset.team_id} already holds events in this process; use another id")
         t = self.team(dataset.team_id)
         t.jobs = [j.to_api() for j in dataset.jobs]
         t.truth = dataset.truth
