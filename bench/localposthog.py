@@ -58,6 +58,36 @@ def _big_run(ds: Any, n_items: int, team_id: int, emitted: datetime) -> tuple[di
     return props, run_event_row(props, team_id=team_id, emitted_at=emitted)
 
 
+def _cli_start_seconds() -> float:
+    """Wall time from spawning `cluster-monitor local-posthog --scenario drift` to its first answer."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "local-posthog", "--scenario", "drift",
+                             "--port", str(port), "--api-key", KEY],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/api/projects/1/llm_analytics/clustering_jobs/",
+                              headers={"Authorization": f"Bearer {KEY}"}, timeout=1.0)
+                if r.status_code in (200, 404):
+                    return time.perf_counter() - t0
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"local-posthog exited with {proc.returncode}")
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
@@ -75,6 +105,8 @@ def main() -> int:
     print("machine: 2 cores, 24 GiB (see ../.library/env); Python", __import__("sys").version.split()[0])
     print(f"start: generate {t_gen:.2f} s, serving after {t_start:.2f} s; {len(ds.events):,} events, "
           f"{len(ds.runs)} runs")
+    print(f"start of the CLI (`cluster-monitor local-posthog --scenario drift`, new process): "
+          f"serving after {_cli_start_seconds():.2f} s")
 
     client = PostHogClient(server.url, 1, KEY)
     emitted = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)

@@ -174,15 +174,16 @@ def test_every_run_event_parses_with_the_monitor_and_is_shaped_like_posthogs(dri
         if NOISE_CLUSTER_ID in ids:
             assert ids[-1] == NOISE_CLUSTER_ID and run.clusters[-1].title == "Outliers"
         assert run.total_items == run.clustered_size
-        for c in run.clusters:
+        for c, wire in zip(run.clusters, props["$ai_clusters"], strict=True):
             assert sorted(i.rank for i in c.traces.values()) == list(range(c.size))
-            for key, item in c.traces.items():
+            # The wire items, as PostHog writes them (the monitor keeps only what it reads).
+            for key, item in wire["traces"].items():
                 if level == "trace":
-                    assert item.trace_id == key and item.generation_id is None
+                    assert item["trace_id"] == key and item["generation_id"] is None
                 else:
-                    assert item.generation_id == key and item.trace_id and item.trace_id != key
-                assert item.timestamp
-                assert run.window_start <= datetime.fromisoformat(item.timestamp) < run.window_end
+                    assert item["generation_id"] == key and item["trace_id"] and item["trace_id"] != key
+                assert c.traces[key].trace_id == item["trace_id"]
+                assert run.window_start <= datetime.fromisoformat(item["timestamp"]) < run.window_end
         raw = props["$ai_clusters"][0]
         modes["absent" if "metrics" not in raw else "null" if raw["metrics"] is None else "present"] += 1
         assert len(raw["centroid"]) == 10 and props["$ai_clusters"][-1]["centroid"] in ([], raw["centroid"])
