@@ -179,6 +179,9 @@ class EmailConfig(_Strict):
 class AlertingConfig(_Strict):
     # A level alert that keeps firing is repeated after this long; changes are notified once.
     repeat_interval_hours: float = Field(default=72.0, gt=0)
+    # A watched job with no new run for this long raises a stale-source alert (PostHog's jobs run
+    # daily, so the default allows one late run). 0 turns the check off.
+    stale_after_hours: float = Field(default=36.0, ge=0)
 
 
 class StateConfig(_Strict):

@@ -30,6 +30,8 @@ from monitor.notify.outbox import Deliverer
 from monitor.posthog import queries
 from monitor.posthog.client import PostHogClient, PostHogError
 from monitor.rules.lifecycle import apply_lifecycle
+from monitor.rules.staleness import KIND as STALE_KIND
+from monitor.rules.staleness import JobSeen, stale_sources
 from monitor.rules.thresholds import RuleContext, evaluate
 from monitor.runs import Run, RunParseError, parse_clusters, parse_time
 from monitor.store.base import ClusterSnapshot, ProcessedRun, Store
@@ -282,6 +284,8 @@ class Monitor:
                 result.notifications += 1
         if result.error is None:
             self._advance_cursor(todo, result, earliest_failed)
+            # Only when PostHog answered: an outage is not a stale job (readiness reports outages).
+            result.notifications += self.check_sources(self.clock())
         if self.deliverer is not None:
             result.delivered = self.deliverer.deliver_due(self.clock())
         elapsed = time.monotonic() - started
@@ -293,6 +297,49 @@ class Monitor:
                  failed=len(result.failed), notifications=result.notifications, delivered=result.delivered,
                  seconds=round(elapsed, 3))
         return result
+
+    def check_sources(self, now: datetime) -> int:
+        """Stale-source alerts for watched jobs whose runs stopped; returns the notifications queued."""
+        stale_after = timedelta(hours=self.cfg.alerting.stale_after_hours)
+        if stale_after <= timedelta(0):
+            return 0
+        queued = 0
+        jobs = self._jobs or {}
+        for job_key, (level, last_run_id, emitted_at) in sorted(self.store.last_runs().items()):
+            job_id = job_key.split("|", 1)[0]
+            job = jobs.get(job_id)
+            name = str(job.get("name")) if job else job_id.removeprefix("name:")
+            if job is not None and not job.get("enabled", True):
+                continue  # switched off in PostHog on purpose: silence is expected
+            if self.cfg.watch.jobs and job_id not in self.cfg.watch.jobs and name not in self.cfg.watch.jobs:
+                continue
+            if level not in self.cfg.watch.levels:
+                continue
+            seen = JobSeen(job_key=job_key, job_name=name, level=level, last_run_id=last_run_id,
+                           last_emitted_at=emitted_at)
+            alerts = stale_sources([seen], now=now, stale_after=stale_after,
+                                   project_id=self.cfg.posthog.project_id, links=self.links)
+            states = {fp: st for fp, st in self.store.alert_states(job_key).items() if st.kind == STALE_KIND}
+            if not alerts and not any(st.status == "firing" for st in states.values()):
+                continue
+            lc = apply_lifecycle(alerts, states, run_id=f"check@{now.isoformat()}", job_key=job_key, now=now,
+                                 repeat_interval=timedelta(hours=self.cfg.alerting.repeat_interval_hours))
+            outbox: list[tuple[str, str, bytes]] = []
+            if lc.notify:
+                for a in lc.notify:
+                    telemetry.ALERTS_FIRED.labels(kind=a.kind, severity=a.severity).inc()
+                notification = Notification(
+                    key=f"stale:{job_key}:{now.isoformat()}", project_id=self.cfg.posthog.project_id,
+                    run_id=last_run_id, job_name=name, level=level, window_start=emitted_at, window_end=emitted_at,
+                    alerts=tuple(replace_alert_job(a, name, level) for a in lc.notify),
+                    run_url=self.links.run(last_run_id), host=self.cfg.posthog.links_host, created_at=now)
+                payload = msgspec.json.encode(notification)
+                outbox = [(notification.key, ch, payload) for ch in (self.deliverer.channels if self.deliverer else ())]
+                queued += 1
+                log.warning("source_stale" if alerts else "source_recovered", job=name, level=level,
+                            last_run_id=last_run_id, since=emitted_at.isoformat())
+            self.store.commit_alerts(lc.states, outbox, now)
+        return queued
 
     def _advance_cursor(self, todo: list[DiscoveredRun], result: CycleResult,
                         earliest_failed: datetime | None) -> None:
@@ -306,6 +353,11 @@ class Monitor:
             new = max(candidates)
             if current is None or new > current:
                 self.store.set_cursor(new)
+
+
+def replace_alert_job(a: Alert, job_name: str, level: str) -> Alert:
+    """Resolved notices are built from stored state, which does not keep the job's name."""
+    return msgspec.structs.replace(a, job_name=a.job_name or job_name, level=a.level or level)
 
 
 def _importance(a: Alert) -> tuple[int, int, float]:

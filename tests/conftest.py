@@ -7,16 +7,22 @@ each fixture loads its scenario under its own project id (PostHog's team isolati
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from monitor.config import Config, parse_config
+from monitor.daemon import build_monitor
 from monitor.localposthog.generator import Dataset, generate
 from monitor.localposthog.server import LocalPostHog
+from monitor.localslack import LocalSlack
+from monitor.localsmtp import LocalSMTP
+from monitor.pipeline import Monitor
 
 API_KEY = "phx_test_key_0123456789"
 # Generated data ends here: tests never depend on today's date.
@@ -74,3 +80,44 @@ def posthog_factory() -> Iterator[Any]:
     yield make
     for env in started:
         env.server.stop()
+
+
+@pytest.fixture
+def slack() -> Iterator[LocalSlack]:
+    s = LocalSlack.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[LocalSMTP]:
+    s = LocalSMTP.start()
+    yield s
+    s.stop()
+
+
+def make_config(env: PostHogEnv, slack: LocalSlack | None, smtp: LocalSMTP | None, state: Path,
+                **extra: Any) -> Config:
+    doc: dict[str, Any] = {
+        "posthog": {"host": env.url, "project_id": env.project_id, "api_key": API_KEY, "lookback_days": 60,
+                    "max_retries": extra.pop("max_retries", 2)},
+        "schedule": {"interval_seconds": 1},
+        "state": {"path": str(state)},
+        "delivery": {"max_backoff_seconds": 1},
+    }
+    if slack is not None:
+        doc["slack"] = {"webhook_url": slack.webhook_url}
+    if smtp is not None:
+        doc["email"] = {"host": "127.0.0.1", "port": smtp.port, "security": "none", "from": "m@x.test",
+                        "to": ["team@x.test"]}
+    doc.update(extra)
+    return parse_config(json.dumps(doc), "test-config", env={})
+
+
+def monitor_for(cfg: Config, *, clock: Callable[[], datetime] | None = None) -> Monitor:
+    """A monitor whose clock stands just after the generated data (runs are ~1 day old: not stale)."""
+    # No pacing between messages in tests: the local endpoint has no rate limit to respect.
+    m = build_monitor(cfg, sleep=lambda s: None, clock=clock or (lambda: END + timedelta(hours=1)))
+    assert m.deliverer is not None
+    m.deliverer.min_interval = 0.0
+    return m

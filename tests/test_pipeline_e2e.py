@@ -4,58 +4,12 @@ local Slack endpoint, SMTP to a local aiosmtpd server. Nothing is patched."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from monitor.config import Config, parse_config
-from monitor.daemon import build_monitor
 from monitor.localslack import LocalSlack
 from monitor.localsmtp import LocalSMTP
-from monitor.pipeline import Monitor
-from tests.conftest import API_KEY, PostHogEnv
-
-
-@pytest.fixture
-def slack() -> Iterator[LocalSlack]:
-    s = LocalSlack.start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def smtp() -> Iterator[LocalSMTP]:
-    s = LocalSMTP.start()
-    yield s
-    s.stop()
-
-
-def make_config(env: PostHogEnv, slack: LocalSlack | None, smtp: LocalSMTP | None, state: Path,
-                **extra: Any) -> Config:
-    doc: dict[str, Any] = {
-        "posthog": {"host": env.url, "project_id": env.project_id, "api_key": API_KEY, "lookback_days": 60,
-                    "max_retries": extra.pop("max_retries", 2)},
-        "schedule": {"interval_seconds": 1},
-        "state": {"path": str(state)},
-        "delivery": {"max_backoff_seconds": 1},
-    }
-    if slack is not None:
-        doc["slack"] = {"webhook_url": slack.webhook_url}
-    if smtp is not None:
-        doc["email"] = {"host": "127.0.0.1", "port": smtp.port, "security": "none", "from": "m@x.test",
-                        "to": ["team@x.test"]}
-    doc.update(extra)
-    return parse_config(json.dumps(doc), "test-config", env={})
-
-
-def monitor_for(cfg: Config) -> Monitor:
-    # No pacing between messages in tests: the local endpoint has no rate limit to respect.
-    m = build_monitor(cfg, sleep=lambda s: None)
-    assert m.deliverer is not None
-    m.deliverer.min_interval = 0.0
-    return m
+from tests.conftest import PostHogEnv, make_config, monitor_for
 
 
 def _alert_kinds(messages: list[dict[str, Any]]) -> list[str]:

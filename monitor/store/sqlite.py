@@ -213,20 +213,35 @@ class SQLiteStore:
                 [(s.run_id, s.job_key, s.level, _ts(s.window_end), s.cluster_id, s.lineage_id, s.title, s.size,
                   s.share, msgspec.json.encode(s.metrics).decode()) for s in run.snapshots],
             )
-            c.executemany(
-                "INSERT OR REPLACE INTO alert_state (fingerprint, status, kind, first_fired_at, last_fired_at, "
-                "last_notified_at, last_run_id, job_key, lineage_id, summary, streak) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(a.fingerprint, a.status, a.kind, _ts(a.first_fired_at), _ts(a.last_fired_at),
-                  _ts(a.last_notified_at) if a.last_notified_at else None, a.last_run_id, a.job_key,
-                  a.lineage_id, a.summary, a.streak) for a in run.alert_states],
-            )
-            c.executemany(
-                "INSERT OR IGNORE INTO outbox (key, channel, payload, next_attempt_at, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(key, channel, payload, _ts(run.processed_at), _ts(run.processed_at))
-                 for key, channel, payload in run.outbox],
-            )
+            self._write_alerts(c, run.alert_states, run.outbox, run.processed_at)
+
+    def commit_alerts(self, states: Sequence[AlertState], outbox: Sequence[tuple[str, str, bytes]],
+                      now: datetime) -> None:
+        """Alert states and their notifications that belong to no run (stale sources), at once."""
+        with self._tx() as c:
+            self._write_alerts(c, states, outbox, now)
+
+    @staticmethod
+    def _write_alerts(c: sqlite3.Connection, states: Sequence[AlertState], outbox: Sequence[tuple[str, str, bytes]],
+                      now: datetime) -> None:
+        c.executemany(
+            "INSERT OR REPLACE INTO alert_state (fingerprint, status, kind, first_fired_at, last_fired_at, "
+            "last_notified_at, last_run_id, job_key, lineage_id, summary, streak) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(a.fingerprint, a.status, a.kind, _ts(a.first_fired_at), _ts(a.last_fired_at),
+              _ts(a.last_notified_at) if a.last_notified_at else None, a.last_run_id, a.job_key,
+              a.lineage_id, a.summary, a.streak) for a in states],
+        )
+        c.executemany(
+            "INSERT OR IGNORE INTO outbox (key, channel, payload, next_attempt_at, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(key, channel, payload, _ts(now), _ts(now)) for key, channel, payload in outbox],
+        )
+
+    def last_runs(self) -> dict[str, tuple[str, str, datetime]]:
+        rows = self._all(
+            "SELECT job_key, level, run_id, max(emitted_at) FROM runs GROUP BY job_key")
+        return {r[0]: (r[1], r[2], _req_dt(r[3])) for r in rows}
 
     # --- cursor and small values ----------------------------------------------------------------------
     def cursor(self) -> datetime | None:

@@ -1,0 +1,51 @@
+"""Stale sources: a watched job whose runs stopped arriving. Pure: last-seen times and a clock in.
+
+Every other rule looks at runs; this one looks at their absence, which is how a broken clustering
+workflow (or a broken PostHog key) shows itself. The alert is a state: it fires once when a job goes
+quiet for longer than `stale_after`, repeats on the usual interval, and resolves when a run arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from monitor.alerts import Alert, Link, fingerprint
+from monitor.links import PostHogLinks
+
+KIND = "stale_source"
+
+
+@dataclass(frozen=True)
+class JobSeen:
+    """The newest processed run of one job and level."""
+
+    job_key: str
+    job_name: str
+    level: str
+    last_run_id: str
+    last_emitted_at: datetime
+
+
+def stale_alert_fingerprint(project_id: int, job_key: str) -> str:
+    return fingerprint(project_id, job_key, KIND)
+
+
+def stale_sources(seen: Iterable[JobSeen], *, now: datetime, stale_after: timedelta, project_id: int,
+                  links: PostHogLinks) -> list[Alert]:
+    alerts = []
+    for j in seen:
+        quiet = now - j.last_emitted_at
+        if quiet <= stale_after:
+            continue
+        hours = quiet.total_seconds() / 3600
+        alerts.append(Alert(
+            fingerprint=stale_alert_fingerprint(project_id, j.job_key), rule=KIND, kind=KIND, severity="warning",
+            summary=(f"No clustering run for {hours:.0f} h (expected at least every "
+                     f"{stale_after.total_seconds() / 3600:.0f} h); the last was {j.last_run_id}"),
+            run_id=j.last_run_id, job_name=j.job_name, level=j.level, metric="hours_since_last_run",
+            value=round(hours, 1), threshold=stale_after.total_seconds() / 3600, unit="h",
+            links=(Link("Open last run", links.run(j.last_run_id)), Link("Clustering runs", links.clusters())),
+            labels={"job": j.job_name, "level": j.level}))
+    return alerts

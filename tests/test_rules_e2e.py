@@ -1,0 +1,85 @@
+"""Alert rules over the local PostHog's scenarios, across several cycles and restarts, end to end."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from monitor.localposthog.generator import run_event_row
+from monitor.localslack import LocalSlack
+from tests.conftest import END, PostHogEnv, make_config, monitor_for
+
+
+def _texts(slack: LocalSlack) -> list[str]:
+    return [json.dumps(m) for m in slack.messages]
+
+
+def test_nothing_fires_on_the_steady_scenario(posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
+    env: PostHogEnv = posthog_factory("steady", scale=0.1)
+    m = monitor_for(make_config(env, slack, None, tmp_path / "s.sqlite"))
+    r = m.cycle()
+    assert r.ok and len(r.processed) == len(env.dataset.runs) >= 20
+    assert slack.messages == [], _texts(slack)
+    m.store.close()
+
+
+def _next_run_of(env: PostHogEnv, job_id: str, level: str, emitted_at: datetime) -> None:
+    """The job's latest run again, one day later: what a healthy scheduled job would emit next."""
+    last = max((r for r in env.dataset.runs if r["job_id"] == job_id and r["level"] == level),
+               key=lambda r: r["emitted_at"])
+    row = next(e for e in env.dataset.events if e[0] == last["event_uuid"])
+    props = json.loads(row[3])
+    window_end = datetime.fromisoformat(props["$ai_window_end"]) + timedelta(days=1)
+    props["$ai_window_start"] = (window_end - timedelta(days=7)).isoformat()
+    props["$ai_window_end"] = window_end.isoformat()
+    props["$ai_clustering_run_id"] = f"{env.project_id}_{level}_{window_end:%Y%m%d_%H%M%S}_{job_id}"
+    env.server.engine.insert([run_event_row(props, team_id=env.project_id, emitted_at=emitted_at)])
+
+
+def test_a_job_whose_runs_stop_raises_one_stale_alert_and_resolves_when_runs_return(
+        posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
+    env: PostHogEnv = posthog_factory("steady", scale=0.05, days=3)
+    now = [END + timedelta(hours=1)]
+    state = tmp_path / "s.sqlite"
+    cfg = make_config(env, slack, None, state, alerting={"stale_after_hours": 36, "repeat_interval_hours": 72})
+    m = monitor_for(cfg, clock=lambda: now[0])
+    assert m.cycle().ok
+    before = len(slack.messages)
+    assert not any("No new runs" in t for t in _texts(slack))
+
+    # Two days without a run: every watched job and level goes stale, each told once.
+    now[0] = END + timedelta(hours=50)
+    r = m.cycle()
+    assert r.ok
+    keys = {(r["job_id"], r["level"]) for r in env.dataset.runs}
+    stale = [t for t in _texts(slack)[before:] if "No new runs" in t]
+    assert len(stale) == len(keys) >= 2
+    # Further polls, and a restart, repeat nothing before the repeat interval.
+    now[0] += timedelta(minutes=5)
+    assert m.cycle().notifications == 0
+    m.store.close()
+    m = monitor_for(cfg, clock=lambda: now[0])
+    assert m.cycle().notifications == 0
+    assert len(slack.messages) == before + len(keys)
+
+    # One job comes back: its alert resolves, once; the others stay firing, quietly.
+    job_id, level = sorted(keys)[0]
+    _next_run_of(env, job_id, level, now[0] - timedelta(minutes=1))
+    now[0] += timedelta(minutes=5)
+    r = m.cycle()
+    assert r.ok and len(r.processed) == 1
+    resolved = [t for t in _texts(slack) if "Resolved" in t and "No new runs" in t]
+    assert len(resolved) == 1
+    now[0] += timedelta(minutes=5)
+    m.cycle()
+    assert len([t for t in _texts(slack) if "Resolved" in t and "No new runs" in t]) == 1
+
+    # Past the repeat interval, the jobs still quiet are told again.
+    now[0] += timedelta(hours=73)
+    m.cycle()
+    stale_now = [t for t in _texts(slack) if "No new runs" in t and "Resolved" not in t]
+    # The job that came back is quiet again by now too, so it fires anew along with the repeats.
+    assert len(stale_now) == 2 * len(keys)
+    m.store.close()
