@@ -54,6 +54,32 @@ def once(config: ConfigOpt, log_level: str = "info") -> None:
 
 
 @app.command()
+def replay(
+    config: ConfigOpt,
+    days: Annotated[int | None, typer.Option(help="look back this many days (default: posthog.lookback_days)")] = None,
+    at: Annotated[str | None, typer.Option(help="evaluate as of this ISO time (default: now)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one notification per line, as JSON")] = False,
+    log_level: str = "warning",
+) -> None:
+    """Dry run over history: print the notifications the config would have sent; send nothing, store nothing."""
+    logs.configure(log_level)
+    from datetime import UTC, datetime
+
+    from monitor.replay import print_notices
+    from monitor.replay import replay as run_replay
+
+    cfg = _load(config)
+    now = datetime.fromisoformat(at) if at else datetime.now(UTC)
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    result = run_replay(cfg, days=days, clock=lambda: now)
+    print_notices(result.notices, sys.stdout, as_json=as_json)
+    if not as_json:
+        typer.echo(f"{len(result.processed)} runs replayed, {len(result.notices)} notifications would have been sent"
+                   + (f"; {len(result.failed)} runs failed" if result.failed else ""), err=True)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command()
 def diff(
     prev: Annotated[Path, typer.Argument(help="previous run: a run event's properties as JSON")],
     new: Annotated[Path, typer.Argument(help="new run: a run event's properties as JSON")],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -184,6 +185,24 @@ class AlertingConfig(_Strict):
     stale_after_hours: float = Field(default=36.0, ge=0)
 
 
+class Silence(_Strict):
+    """Mute notifications of matching alerts until `until` (or until removed). Every given field must match;
+    globs are case-insensitive (`*`, `?`)."""
+
+    kinds: list[str] = Field(default_factory=list)
+    severities: list[Literal["critical", "warning", "info"]] = Field(default_factory=list)
+    job: str | None = None
+    level: str | None = None
+    title: str | None = None
+    until: datetime | None = None
+    comment: str = ""
+
+    @field_validator("until")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        return v.replace(tzinfo=UTC) if v is not None and v.tzinfo is None else v
+
+
 class StateConfig(_Strict):
     path: Path = Path("state/monitor.sqlite")
 
@@ -211,6 +230,7 @@ class Config(_Strict):
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
     thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    silences: list[Silence] = Field(default_factory=list)
     slack: SlackConfig | None = None
     email: EmailConfig | None = None
     state: StateConfig = Field(default_factory=StateConfig)

@@ -30,6 +30,7 @@ from monitor.notify.outbox import Deliverer
 from monitor.posthog import queries
 from monitor.posthog.client import PostHogClient, PostHogError
 from monitor.rules.lifecycle import apply_lifecycle
+from monitor.rules.silences import split_silenced
 from monitor.rules.staleness import KIND as STALE_KIND
 from monitor.rules.staleness import JobSeen, stale_sources
 from monitor.rules.thresholds import RuleContext, evaluate
@@ -68,6 +69,8 @@ class CycleResult:
     processed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     notifications: int = 0
+    # The notifications this cycle queued, in order (replay prints them).
+    notices: list[Notification] = field(default_factory=list)
     delivered: int = 0
     error: str | None = None
 
@@ -215,11 +218,12 @@ class Monitor:
             repeat_interval=timedelta(hours=self.cfg.alerting.repeat_interval_hours), present_lineages=present)
         notification = None
         outbox: list[tuple[str, str, bytes]] = []
-        if lc.notify:
+        to_notify = self._unsilenced(lc.notify, now)
+        if to_notify:
             notification = Notification(
                 key=f"run:{run.run_id}", project_id=self.cfg.posthog.project_id, run_id=run.run_id,
                 job_name=run.job_name or run.job_id, level=run.level, window_start=run.window_start,
-                window_end=run.window_end, alerts=tuple(sorted(lc.notify, key=_importance)),
+                window_end=run.window_end, alerts=tuple(sorted(to_notify, key=_importance)),
                 run_url=self.links.run(run.run_id), host=self.cfg.posthog.links_host, created_at=now)
             payload = msgspec.json.encode(notification)
             for channel in self.deliverer.channels if self.deliverer else ():
@@ -240,8 +244,16 @@ class Monitor:
         log.info("run_processed", run_id=run.run_id, job=run.job_name, level=run.level,
                  clusters=len(run.clusters), items=run.clustered_size, prev_run_id=prev.run_id if prev else None,
                  matched=len(diff.matches) if diff else 0, new=len(diff.new) if diff else 0,
-                 disappeared=len(diff.disappeared) if diff else 0, alerts=len(alerts), notify=len(lc.notify))
+                 disappeared=len(diff.disappeared) if diff else 0, alerts=len(alerts), notify=len(to_notify))
         return notification
+
+    def _unsilenced(self, alerts: list[Alert], now: datetime) -> list[Alert]:
+        keep, muted = split_silenced(alerts, self.cfg.silences, now)
+        for a, s in muted:
+            telemetry.ALERTS_SILENCED.labels(kind=a.kind).inc()
+            log.info("alert_silenced", kind=a.kind, run_id=a.run_id, cluster_id=a.cluster_id, silence=s.comment,
+                     until=s.until.isoformat() if s.until else None)
+        return keep
 
     def _prev_metrics(self, prev: Run) -> dict[int, ClusterMetrics]:
         out: dict[int, ClusterMetrics] = {}
@@ -282,10 +294,13 @@ class Monitor:
             result.processed.append(d.run_id)
             if n is not None:
                 result.notifications += 1
+                result.notices.append(n)
         if result.error is None:
             self._advance_cursor(todo, result, earliest_failed)
             # Only when PostHog answered: an outage is not a stale job (readiness reports outages).
-            result.notifications += self.check_sources(self.clock())
+            stale = self.check_sources(self.clock())
+            result.notifications += len(stale)
+            result.notices.extend(stale)
         if self.deliverer is not None:
             result.delivered = self.deliverer.deliver_due(self.clock())
         elapsed = time.monotonic() - started
@@ -298,12 +313,12 @@ class Monitor:
                  seconds=round(elapsed, 3))
         return result
 
-    def check_sources(self, now: datetime) -> int:
+    def check_sources(self, now: datetime) -> list[Notification]:
         """Stale-source alerts for watched jobs whose runs stopped; returns the notifications queued."""
         stale_after = timedelta(hours=self.cfg.alerting.stale_after_hours)
         if stale_after <= timedelta(0):
-            return 0
-        queued = 0
+            return []
+        queued: list[Notification] = []
         jobs = self._jobs or {}
         for job_key, (level, last_run_id, emitted_at) in sorted(self.store.last_runs().items()):
             job_id = job_key.split("|", 1)[0]
@@ -325,17 +340,18 @@ class Monitor:
             lc = apply_lifecycle(alerts, states, run_id=f"check@{now.isoformat()}", job_key=job_key, now=now,
                                  repeat_interval=timedelta(hours=self.cfg.alerting.repeat_interval_hours))
             outbox: list[tuple[str, str, bytes]] = []
-            if lc.notify:
-                for a in lc.notify:
-                    telemetry.ALERTS_FIRED.labels(kind=a.kind, severity=a.severity).inc()
+            for a in lc.notify:
+                telemetry.ALERTS_FIRED.labels(kind=a.kind, severity=a.severity).inc()
+            to_notify = self._unsilenced(lc.notify, now)
+            if to_notify:
                 notification = Notification(
                     key=f"stale:{job_key}:{now.isoformat()}", project_id=self.cfg.posthog.project_id,
                     run_id=last_run_id, job_name=name, level=level, window_start=emitted_at, window_end=emitted_at,
-                    alerts=tuple(replace_alert_job(a, name, level) for a in lc.notify),
+                    alerts=tuple(replace_alert_job(a, name, level) for a in to_notify),
                     run_url=self.links.run(last_run_id), host=self.cfg.posthog.links_host, created_at=now)
                 payload = msgspec.json.encode(notification)
                 outbox = [(notification.key, ch, payload) for ch in (self.deliverer.channels if self.deliverer else ())]
-                queued += 1
+                queued.append(notification)
                 log.warning("source_stale" if alerts else "source_recovered", job=name, level=level,
                             last_run_id=last_run_id, since=emitted_at.isoformat())
             self.store.commit_alerts(lc.states, outbox, now)

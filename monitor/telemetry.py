@@ -17,6 +17,8 @@ RUN_FAILURES = Counter(
     registry=REGISTRY)
 ALERTS_FIRED = Counter(
     "cluster_monitor_alerts_fired", "Alerts raised by rules", ["kind", "severity"], registry=REGISTRY)
+ALERTS_SILENCED = Counter(
+    "cluster_monitor_alerts_silenced", "Alerts muted by a configured silence", ["kind"], registry=REGISTRY)
 NOTIFICATIONS = Counter(
     "cluster_monitor_notifications", "Notification delivery attempts by channel and outcome",
     ["channel", "outcome"], registry=REGISTRY)

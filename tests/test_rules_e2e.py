@@ -9,7 +9,7 @@ from typing import Any
 
 from monitor.localposthog.generator import run_event_row
 from monitor.localslack import LocalSlack
-from tests.conftest import END, PostHogEnv, make_config, monitor_for
+from tests.conftest import API_KEY, END, PostHogEnv, make_config, monitor_for
 
 
 def _texts(slack: LocalSlack) -> list[str]:
@@ -83,3 +83,43 @@ def test_a_job_whose_runs_stop_raises_one_stale_alert_and_resolves_when_runs_ret
     # The job that came back is quiet again by now too, so it fires anew along with the repeats.
     assert len(stale_now) == 2 * len(keys)
     m.store.close()
+
+
+def test_replay_prints_the_drift_alerts_and_sends_nothing(
+        drift_posthog: PostHogEnv, slack: LocalSlack, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    state = tmp_path / "state" / "real.sqlite"
+    cfg = make_config(drift_posthog, slack, None, state)
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(cfg.model_dump(mode="json", by_alias=True, exclude_none=True) | {
+        "posthog": {"host": drift_posthog.url, "project_id": drift_posthog.project_id,
+                    "api_key": "${KEY}", "lookback_days": 60}}))
+    out = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "replay", "--config", str(path), "--at", "2026-11-01T01:00:00+00:00"],
+        capture_output=True, text=True, timeout=120, env={**__import__("os").environ, "KEY": API_KEY})
+    assert out.returncode == 0, out.stderr
+    for label in ("Cost spike", "Error rate", "New cluster", "Cluster split"):
+        assert label in out.stdout, label
+    assert f"{len(drift_posthog.dataset.runs)} runs replayed" in out.stderr
+    assert slack.messages == [] and not state.exists()
+
+
+def test_a_silence_mutes_matching_alerts_only_until_it_ends(
+        posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
+    env: PostHogEnv = posthog_factory("drift", scale=0.1, days=8)
+    silences = [{"kinds": ["new_cluster"], "until": "2026-11-01T01:30:00Z", "comment": "launch week"},
+                {"title": "*nothing matches this*"}]
+    m = monitor_for(make_config(env, slack, None, tmp_path / "s.sqlite", silences=silences))
+    assert m.cycle().ok
+    text = "\n".join(_texts(slack))
+    assert "New cluster" not in text and "Cost spike" in text
+    m.store.close()
+    # The same history after the silence ended: the new cluster is told.
+    slack.messages.clear()
+    later = monitor_for(make_config(env, slack, None, tmp_path / "t.sqlite", silences=silences),
+                        clock=lambda: END + timedelta(hours=2))
+    assert later.cycle().ok
+    assert "New cluster" in "\n".join(_texts(slack))
+    later.store.close()

@@ -1,0 +1,48 @@
+"""`cluster-monitor replay`: run the rules over PostHog's stored runs and print what would have been sent.
+
+A dry run of the whole pipeline (the same queries, matching, metrics, rules, lifecycle and silences) with
+a throw-away state store and no notifiers: the way to try a threshold change against weeks of history
+before it pages anyone. The real state file is never opened, so replay is safe beside a running daemon.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+import msgspec
+
+from monitor.alerts import Notification
+from monitor.config import Config
+from monitor.notify.render import render_email
+from monitor.pipeline import CycleResult
+
+
+def replay(cfg: Config, *, days: int | None = None, clock: Callable[[], datetime] | None = None) -> CycleResult:
+    from monitor.daemon import build_monitor
+
+    with tempfile.TemporaryDirectory(prefix="cluster-monitor-replay-") as tmp:
+        posthog = cfg.posthog.model_copy(update={"lookback_days": days}) if days else cfg.posthog
+        dry = cfg.model_copy(update={
+            "posthog": posthog, "slack": None, "email": None,
+            "state": cfg.state.model_copy(update={"path": Path(tmp) / "replay.sqlite"}),
+        })
+        monitor = build_monitor(dry, clock=clock or (lambda: datetime.now(UTC)))
+        assert monitor.deliverer is None or not monitor.deliverer.channels
+        try:
+            return monitor.cycle()
+        finally:
+            monitor.client.close()
+            monitor.store.close()
+
+
+def print_notices(notices: list[Notification], out: TextIO, *, as_json: bool = False) -> None:
+    for n in notices:
+        if as_json:
+            out.write(msgspec.json.encode(n).decode() + "\n")
+            continue
+        parts = render_email(n)
+        out.write(f"=== {parts.subject}\n{parts.text.rstrip()}\n\n")
