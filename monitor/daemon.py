@@ -74,6 +74,7 @@ class Health:
     last_success: float | None = None
     last_failure: float | None = None
     ready_after_failure: float = 900.0
+    clock: Callable[[], float] = time.time
 
     def ready(self, now: float) -> bool:
         """Ready once a cycle has succeeded and failures have not lasted longer than the bound."""
@@ -95,7 +96,7 @@ class _HealthHandler(BaseHTTPRequestHandler):
         if self.path == "/healthz":
             self._reply(200, b"ok\n", "text/plain")
         elif self.path == "/readyz":
-            ok = health.ready(time.time())
+            ok = health.ready(health.clock())
             self._reply(200 if ok else 503, b"ready\n" if ok else b"not ready\n", "text/plain")
         elif self.path == "/metrics":
             self._reply(200, generate_latest(telemetry.REGISTRY), CONTENT_TYPE_LATEST)
@@ -120,12 +121,13 @@ class _HealthServer(ThreadingHTTPServer):
 
 class Daemon:
     def __init__(self, config_path: str | Path, *, cfg: Config | None = None,
-                 on_cycle: Callable[[CycleResult], None] | None = None) -> None:
+                 on_cycle: Callable[[CycleResult], None] | None = None,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self.config_path = Path(config_path)
         self.cfg = cfg or load_config(self.config_path)
         self._mtime = self._config_mtime()
         self.monitor = build_monitor(self.cfg)
-        self.health = Health(started_at=time.time(),
+        self.health = Health(started_at=wall_clock(), clock=wall_clock,
                              ready_after_failure=self.cfg.server.ready_after_failure_seconds)
         self.stop_event = threading.Event()
         self._reload_requested = threading.Event()
@@ -166,11 +168,11 @@ class Daemon:
         try:
             self.maybe_reload()
             try:
-                result = self.monitor.cycle()
+                result = self.monitor.cycle(stop=self.stop_event.is_set)
             except Exception as exc:  # the daemon outlives any bug in one cycle; the next one retries
                 log.exception("cycle_crashed")
                 result = CycleResult(error=f"{type(exc).__name__}: {exc}")
-            now = time.time()
+            now = self.health.clock()
             if result.ok:
                 self.health.last_success = now
             else:

@@ -263,7 +263,8 @@ class Monitor:
         return out
 
     # --- the cycle -----------------------------------------------------------------------------------
-    def cycle(self) -> CycleResult:
+    def cycle(self, stop: Callable[[], bool] | None = None) -> CycleResult:
+        """One poll. `stop` is asked between runs: a shutdown waits for at most the run in hand."""
         started = time.monotonic()
         now = self.clock()
         result = CycleResult()
@@ -276,7 +277,14 @@ class Monitor:
         result.discovered = len(todo)
         blocked: set[str] = set()
         earliest_failed: datetime | None = None
+        interrupted = False
         for d in todo:
+            if stop is not None and stop():
+                # Everything from here on is left for the next start; the cursor stays before it.
+                interrupted = True
+                earliest_failed = d.emitted_at if earliest_failed is None else min(earliest_failed, d.emitted_at)
+                log.info("cycle_interrupted", remaining=len(todo) - len(result.processed) - len(result.failed))
+                break
             if d.job_key in blocked:
                 # An earlier run of this job failed: later ones wait, so diffs stay in order.
                 continue
@@ -297,11 +305,12 @@ class Monitor:
                 result.notices.append(n)
         if result.error is None:
             self._advance_cursor(todo, result, earliest_failed)
+        if result.error is None and not interrupted:
             # Only when PostHog answered: an outage is not a stale job (readiness reports outages).
             stale = self.check_sources(self.clock())
             result.notifications += len(stale)
             result.notices.extend(stale)
-        if self.deliverer is not None:
+        if self.deliverer is not None and not interrupted:
             result.delivered = self.deliverer.deliver_due(self.clock())
         elapsed = time.monotonic() - started
         telemetry.CYCLE_SECONDS.observe(elapsed)

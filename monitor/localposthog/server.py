@@ -256,6 +256,7 @@ class LocalPostHog:
         self.teams: dict[int, Team] = {}
         self._log_path = Path(query_log) if query_log else None
         self._log_lock = threading.Lock()
+        self._log_cond = threading.Condition(self._log_lock)
         self.requests: list[dict[str, Any]] = []
         self._httpd = _Server((host, port), self)
         self._thread: threading.Thread | None = None
@@ -298,11 +299,20 @@ class LocalPostHog:
 
     def log_request(self, fields: dict[str, Any]) -> None:
         fields = {"ts": datetime.now(UTC).isoformat(), **fields}
-        with self._log_lock:
+        with self._log_cond:
             self.requests.append(fields)
             if self._log_path is not None:
                 with self._log_path.open("a") as f:
                     f.write(json.dumps(fields, default=str) + "\n")
+            self._log_cond.notify_all()
+
+    def wait_for_requests(self, n: int, timeout: float = 30.0, **match: Any) -> bool:
+        """Block until n requests matching `match` (e.g. name="get_run") were answered; False on timeout."""
+        def enough() -> bool:
+            return sum(1 for r in self.requests if all(r.get(k) == v for k, v in match.items())) >= n
+
+        with self._log_cond:
+            return self._log_cond.wait_for(enough, timeout=timeout)
 
     # --- answers ---------------------------------------------------------------------------------------
     def answer_query(self, team_id: int, query: dict[str, Any]) -> tuple[int, bytes]:
