@@ -10,7 +10,7 @@ one transaction before anything is sent.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -307,7 +307,7 @@ class Monitor:
             self._advance_cursor(todo, result, earliest_failed)
         if result.error is None and not interrupted:
             # Only when PostHog answered: an outage is not a stale job (readiness reports outages).
-            stale = self.check_sources(self.clock())
+            stale = self.check_sources(self.clock(), discovered=todo)
             result.notifications += len(stale)
             result.notices.extend(stale)
         if self.deliverer is not None and not interrupted:
@@ -322,14 +322,22 @@ class Monitor:
                  seconds=round(elapsed, 3))
         return result
 
-    def check_sources(self, now: datetime) -> list[Notification]:
-        """Stale-source alerts for watched jobs whose runs stopped; returns the notifications queued."""
+    def check_sources(self, now: datetime, discovered: Sequence[DiscoveredRun] = ()) -> list[Notification]:
+        """Stale-source alerts for watched jobs whose runs stopped; returns the notifications queued.
+
+        A run discovered but not yet processed (a backlog, or a run that keeps failing) still proves the
+        source is alive: failures are reported as such, not as silence.
+        """
         stale_after = timedelta(hours=self.cfg.alerting.stale_after_hours)
         if stale_after <= timedelta(0):
             return []
         queued: list[Notification] = []
         jobs = self._jobs or {}
-        for job_key, (level, last_run_id, emitted_at) in sorted(self.store.last_runs().items()):
+        last = self.store.last_runs()
+        for d in discovered:
+            if d.job_key not in last or d.emitted_at > last[d.job_key][2]:
+                last[d.job_key] = (d.level, d.run_id, d.emitted_at)
+        for job_key, (level, last_run_id, emitted_at) in sorted(last.items()):
             job_id = job_key.split("|", 1)[0]
             job = jobs.get(job_id)
             name = str(job.get("name")) if job else job_id.removeprefix("name:")

@@ -122,6 +122,9 @@ class Overlap:
     prev_shared: dict[int, int]  # prev cluster -> its items the new run also sampled
     new_shared: dict[int, int]  # new cluster -> its items the previous run also sampled
     shared_fraction: float  # shared items / new run's items
+    prev_fraction: float = 0.0  # shared items / previous run's items
+    prev_sampled: dict[int, int] | None = None  # prev cluster -> items listed in the payload
+    new_sampled: dict[int, int] | None = None
 
 
 def item_overlap(prev: Sequence[Cluster], new: Sequence[Cluster]) -> Overlap:
@@ -141,18 +144,35 @@ def item_overlap(prev: Sequence[Cluster], new: Sequence[Cluster]) -> Overlap:
                 prev_shared[c.cluster_id] += 1
                 new_shared[n] += 1
     total_new = len(where) or 1
-    return Overlap(dict(counts), dict(prev_shared), dict(new_shared), sum(counts.values()) / total_new)
+    prev_sampled = {c.cluster_id: len(c.traces) for c in prev}
+    shared = sum(counts.values())
+    return Overlap(dict(counts), dict(prev_shared), dict(new_shared), shared / total_new,
+                   prev_fraction=shared / (sum(prev_sampled.values()) or 1), prev_sampled=prev_sampled,
+                   new_sampled={c.cluster_id: len(c.traces) for c in new})
 
 
 # Below this many shared items a cluster's overlap is sampling noise, not evidence.
 MIN_SHARED_ITEMS = 3
+# ...unless sampling says it should have shared at least this many: then the silence is evidence.
+MIN_EXPECTED_SHARED = 8.0
+
+
+def _absent(shared: int, sampled: int, fraction: float) -> bool:
+    """A cluster whose items did not come back although the two runs share many items elsewhere: if two
+    samples of the same traffic overlap by `fraction`, this cluster should have shared about
+    `fraction * sampled` items. Seeing (almost) none means its traffic is gone, whatever its title says."""
+    return shared < MIN_SHARED_ITEMS and fraction * sampled >= MIN_EXPECTED_SHARED
 
 
 def item_score(ov: Overlap, p: int, n: int) -> float | None:
     """How much of the two clusters' shared items they share with each other (geometric mean of both
-    directions); None when too few items are shared to judge."""
+    directions); 0 when sampling says a side should have shared items and did not; None when too few
+    items are shared to judge either way."""
     ps, ns = ov.prev_shared.get(p, 0), ov.new_shared.get(n, 0)
     if ps < MIN_SHARED_ITEMS or ns < MIN_SHARED_ITEMS:
+        if _absent(ps, (ov.prev_sampled or {}).get(p, 0), ov.prev_fraction) or _absent(
+                ns, (ov.new_sampled or {}).get(n, 0), ov.shared_fraction):
+            return 0.0
         return None
     k = ov.counts.get((p, n), 0)
     return math.sqrt((k / ps) * (k / ns))

@@ -1,0 +1,118 @@
+"""Detection latency: from a run event landing in PostHog to its Slack message arriving.
+
+A local PostHog (2 days of steady traffic), the local Slack endpoint and the daemon (in this process, on
+its real scheduler and wall clock) at several poll intervals. Each sample lands a new run for one job,
+with a brand-new cluster holding a fifth of the items, at a random moment between polls, and times the
+Slack message that announces it. The bound the issue sets is one poll interval plus 2 s: the interval is
+the baseline each latency is printed against.
+
+    ./dev bench latency [--intervals 1 10 300] [--samples 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from monitor.daemon import Daemon
+from monitor.localposthog.generator import generate, run_event_row
+from monitor.localposthog.server import LocalPostHog
+from monitor.localslack import LocalSlack
+
+KEY = "phx_bench_key"
+# Each sample's new cluster must be unlike the previous sample's, or it would match it.
+WORKLOADS = ["Medical billing code lookup", "Legal contract clause extraction", "Recipe nutrition estimates",
+             "Satellite image captioning", "Chess move explanations", "Tax form field filling",
+             "Poetry meter analysis", "Warehouse robot path plans", "Wine pairing suggestions",
+             "Astronomy observation logs"]
+END = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+class _Runs:
+    """Makes the next run of one job: the job's last run one day later, plus a new cluster."""
+
+    def __init__(self, ds: Any, team_id: int) -> None:
+        last = max((r for r in ds.runs if r["level"] == "trace"), key=lambda r: r["emitted_at"])
+        row = next(e for e in ds.events if e[0] == last["event_uuid"])
+        self.props: dict[str, Any] = json.loads(row[3])
+        self.job_id = last["job_id"]
+        self.team_id = team_id
+        self.emitted = last["emitted_at"]
+        self.n = 0
+
+    def next_row(self) -> Any:
+        self.n += 1
+        p = json.loads(json.dumps(self.props))
+        end = datetime.fromisoformat(p["$ai_window_end"]) + timedelta(days=self.n)
+        p["$ai_window_start"] = (end - timedelta(days=7)).isoformat()
+        p["$ai_window_end"] = end.isoformat()
+        p["$ai_clustering_run_id"] = f"{self.team_id}_trace_{end:%Y%m%d_%H%M%S}_{self.job_id}"
+        size = max(50, sum(c["size"] for c in p["$ai_clusters"]) // 4)
+        p["$ai_clusters"].insert(0, {
+            "cluster_id": 900 + self.n, "size": size, "title": WORKLOADS[(self.n - 1) % len(WORKLOADS)],
+            "description": f"{WORKLOADS[(self.n - 1) % len(WORKLOADS)]}: a kind of traffic new to this job.",
+            "traces": {f"new-{self.n}-{i}": {"rank": i, "trace_id": f"new-{self.n}-{i}"} for i in range(size)},
+            "centroid_x": 0.0, "centroid_y": 0.0})
+        return run_event_row(p, team_id=self.team_id, emitted_at=self.emitted + timedelta(days=self.n))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--intervals", type=float, nargs="*", default=[1.0, 10.0, 300.0])
+    ap.add_argument("--samples", type=int, default=5)
+    args = ap.parse_args()
+    rng = random.Random(7)
+    print(f"machine: 2 cores, 24 GiB (see ../.library/env); Python {sys.version.split()[0]}")
+    print(f"{'interval':>9} {'samples':>7} {'median':>8} {'max':>8} {'bound (interval+2s)':>20} {'max - interval':>15}")
+    for team, interval in enumerate(args.intervals, start=1):
+        ds = generate("steady", days=2, team_id=team, end=END, scale=0.05)
+        server = LocalPostHog(api_key=KEY)
+        server.load(ds)
+        server.start()
+        slack = LocalSlack.start()
+        runs = _Runs(ds, team)
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = Path(tmp) / "config.yaml"
+            cfg.write_text(json.dumps({
+                "posthog": {"host": server.url, "project_id": team, "api_key": KEY, "lookback_days": 60},
+                "schedule": {"interval_seconds": interval},
+                "alerting": {"stale_after_hours": 0},
+                "slack": {"webhook_url": slack.webhook_url},
+                "state": {"path": str(Path(tmp) / "state.sqlite")},
+            }))
+            daemon = Daemon(cfg)
+            thread = threading.Thread(target=daemon.serve, daemon=True)
+            thread.start()
+            if not server.wait_for_requests(2 * len(ds.runs) + 1, timeout=300):
+                raise RuntimeError("the daemon did not catch up with the backlog")
+            n_samples = args.samples if interval <= 60 else min(args.samples, 2)
+            latencies = []
+            for _ in range(n_samples):
+                time.sleep(rng.uniform(0, interval))  # land at a random phase of the poll cycle
+                seen = len(slack.messages)
+                server.engine.insert([runs.next_row()])
+                t0 = time.monotonic()
+                if not slack.wait_for(seen + 1, timeout=interval + 60):
+                    raise RuntimeError("no Slack message for the new run")
+                latencies.append(time.monotonic() - t0)
+            daemon.stop_event.set()
+            thread.join(60)
+        slack.stop()
+        server.stop()
+        worst = max(latencies)
+        print(f"{interval:>8g}s {len(latencies):>7} {statistics.median(latencies):>7.2f}s {worst:>7.2f}s "
+              f"{interval + 2:>19g}s {worst - interval:>14.2f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
