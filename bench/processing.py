@@ -1,0 +1,171 @@
+"""Processing one new run end to end, at 1,500, 50,000 and 200,000 items, beside the payload's bare parse.
+
+For each size, two consecutive runs of one job (half their items shared, titles reworded, one cluster's
+cost raised so rules fire) land in a local PostHog holding 14 days of traffic. The monitor processes the
+first, then the second is timed through `Monitor.process`: fetch over HTTP, parse, diff against the
+previous run, the one-query cluster metrics on ClickHouse, rules, lifecycle, the state commit, and
+rendering of the Slack and email messages. The floor printed beside it is the stdlib's `json.loads` of
+the run event's properties (the payload alone). Peak memory is traced (tracemalloc) in a separate pass
+and printed against the payload's size.
+
+    ./dev bench processing [--sizes 1500 50000 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import random
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from monitor.config import parse_config
+from monitor.daemon import build_monitor
+from monitor.localposthog.generator import generate, make_run_event, run_event_row
+from monitor.localposthog.server import LocalPostHog
+from monitor.notify.render import render_email, render_slack
+from monitor.pipeline import DiscoveredRun, Monitor
+
+KEY = "phx_bench_key"
+END = datetime(2026, 11, 1, tzinfo=UTC)
+JOB = "00000000-0000-0000-0000-0000000000bb"
+TITLES = ["Customer support refund requests", "Python code generation", "Python code review",
+          "SQL query generation from questions", "Document summarisation", "Translation between languages",
+          "RAG search over product docs", "Agent tool calls for calendar", "Content moderation checks",
+          "Invoice data extraction"]
+
+
+def _trace_ids(ds: Any) -> list[str]:
+    seen: dict[str, None] = {}
+    for row in ds.events:
+        if row[1] == "$ai_generation":
+            tid = msgspec.json.decode(row[3]).get("$ai_trace_id")
+            if tid:
+                seen.setdefault(tid, None)
+    return list(seen)
+
+
+def _land(server: LocalPostHog, team: int, n_items: int, real: list[str], k: int) -> list[tuple[DiscoveredRun, int]]:
+    """Two runs of n_items; returns how to discover each, and the new run's payload size."""
+    rng = random.Random(n_items)
+    pool = real + [f"{rng.getrandbits(128):032x}" for _ in range(max(0, int(n_items * 1.5) - len(real)))]
+    rng.shuffle(pool)
+    n_clusters = 20 if n_items <= 1500 else 50
+    out = []
+    for day, items in enumerate((pool[:n_items], pool[n_items // 2: n_items // 2 + n_items])):
+        members: list[list[str]] = [[] for _ in range(n_clusters + 1)]
+        for it in items:
+            members[hash(it) % (n_clusters + 1)].append(it)
+        clusters: list[dict[str, Any]] = []
+        for c in range(n_clusters):
+            title = TITLES[c % len(TITLES)] + (f" ({c // len(TITLES) + 1})" if c >= len(TITLES) else "")
+            if day:
+                title = title.replace("generation", "writing").replace("requests", "questions")
+            clusters.append({"cluster_id": c, "items": members[c], "title": title, "description": title + "."})
+        clusters.append({"cluster_id": -1, "items": members[n_clusters]})
+        window_end = END - timedelta(days=1 - day, hours=-k)
+        props = make_run_event(team_id=team, level="trace", window_end=window_end, clusters=clusters,
+                               job_id=JOB, job_name=f"bench {n_items}", window_start=END - timedelta(days=15),
+                               max_samples=n_items)
+        emitted = window_end + timedelta(minutes=3)
+        row = run_event_row(props, team_id=team, emitted_at=emitted)
+        server.engine.insert([row])
+        out.append((DiscoveredRun(run_id=props["$ai_clustering_run_id"], level="trace", job_id=JOB,
+                                  job_name=f"bench {n_items}", event="$ai_trace_clusters", event_uuid=row[0],
+                                  emitted_at=emitted, window_end=window_end), len(row[3])))
+    return out
+
+
+def _monitor(server: LocalPostHog, team: int, tmp: Path, name: str) -> Monitor:
+    cfg = parse_config(json.dumps({
+        "posthog": {"host": server.url, "project_id": team, "api_key": KEY, "lookback_days": 60,
+                    "timeout_seconds": 120},
+        "state": {"path": str(tmp / f"{name}.sqlite")},
+        "alerting": {"stale_after_hours": 0}}), "bench", env={})
+    return build_monitor(cfg, clock=lambda: END + timedelta(hours=2))
+
+
+def _process(m: Monitor, d: DiscoveredRun) -> int:
+    n = m.process(d, END + timedelta(hours=2))
+    if n is not None:
+        render_slack(n)
+        render_email(n)
+    return len(n.alerts) if n else 0
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def _cpu(fn: Callable[[], Any]) -> float:
+    """CPU time of this thread only: the monitor's own work, not the local PostHog's server threads."""
+    t = time.thread_time()
+    fn()
+    return time.thread_time() - t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="*", default=[1500, 50_000, 200_000])
+    args = ap.parse_args()
+    ds = generate("drift", days=14, team_id=1, end=END)
+    server = LocalPostHog(api_key=KEY)
+    server.load(ds)
+    server.start()
+    real = _trace_ids(ds)
+    print(f"machine: 2 cores, 24 GiB (see ../.library/env); Python {sys.version.split()[0]}; "
+          f"{len(ds.events):,} events, {len(real):,} traces in PostHog")
+    print(f"{'items':>8} {'payload':>8} {'json.loads':>11} {'process':>9} {'ratio':>6} {'monitor CPU':>12} "
+          f"{'ratio':>6} {'fetch+parse':>12} {'metrics q':>10} {'peak mem':>9} {'mem/payload':>11} {'alerts':>7}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, n_items in enumerate(args.sizes):
+            (d_prev, _), (d_new, size) = _land(server, 1, n_items, real, k)
+            row = next(r for r in server.engine.run_hogql(
+                "SELECT properties FROM events WHERE event = '$ai_trace_clusters' AND "
+                "JSONExtractString(properties, '$ai_clustering_run_id') = {r}", {"r": d_new.run_id},
+                team_id=1, now=None).results)
+            text = row[0]
+            floor, _ = _timed(functools.partial(json.loads, text))
+            m = _monitor(server, 1, Path(tmp), f"t{n_items}")
+            m.process(d_prev, END + timedelta(hours=2))
+            fetch_s, run = _timed(functools.partial(m.fetch_run, d_new))
+            metrics_s, _ = _timed(functools.partial(m.fetch_metrics, run, d_new))
+            del run
+            total, alerts = _timed(functools.partial(_process, m, d_new))
+            m.store.close()
+            m.client.close()
+            m = _monitor(server, 1, Path(tmp), f"c{n_items}")
+            m.process(d_prev, END + timedelta(hours=2))
+            cpu = _cpu(functools.partial(_process, m, d_new))
+            m.store.close()
+            m.client.close()
+            # Memory, in a fresh store so the run is processed again from scratch.
+            m = _monitor(server, 1, Path(tmp), f"m{n_items}")
+            m.process(d_prev, END + timedelta(hours=2))
+            tracemalloc.start()
+            _process(m, d_new)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            m.store.close()
+            m.client.close()
+            print(f"{n_items:>8,} {size / 1e6:>6.1f}MB {floor * 1000:>9.0f}ms {total * 1000:>7.0f}ms "
+                  f"{total / floor:>5.1f}x {cpu * 1000:>10.0f}ms {cpu / floor:>5.1f}x "
+                  f"{fetch_s * 1000:>10.0f}ms {metrics_s * 1000:>8.0f}ms "
+                  f"{peak / 1e6:>7.0f}MB {peak / size:>10.2f}x {alerts:>7}")
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
