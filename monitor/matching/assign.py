@@ -13,19 +13,23 @@ from scipy.optimize import linear_sum_assignment
 
 from monitor.matching.model import Match, RunDiff
 from monitor.matching.signals import (
+    containment,
     idf,
     item_overlap,
     item_score,
     profile,
     share_score,
+    shared_meaning,
     text_scores,
 )
 from monitor.matching.transitions import find_transitions
 from monitor.runs import Run
 
-# Leftover pairs (second pass) need this fraction of the threshold and shares this close (share score).
+# Leftover pairs (second pass) need this fraction of the threshold and shares this close (share score),
+# and some evidence beyond share: a shared distinctive word, or items in common.
 LEFTOVER_FACTOR = 0.4
 LEFTOVER_SHARE = 0.6
+LEFTOVER_MEANING = 0.1
 
 
 def _blend(title: float, desc: float | None, items: float | None, share: float) -> tuple[float, dict[str, float]]:
@@ -57,7 +61,7 @@ def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = F
             t, d = text_scores(pp[i], npf[j], weights)
             s, sig = _blend(t, d, item_score(ov, a.cluster_id, b.cluster_id), share_score(a.size / pt, b.size / nt))
             score[i, j] = s
-            text[i, j] = t if d is None else 0.65 * t + 0.35 * d
+            text[i, j] = max(t if d is None else 0.65 * t + 0.35 * d, containment(pp[i], npf[j], weights))
             signals[(i, j)] = sig
     matches: list[Match] = []
     if score.size:
@@ -85,7 +89,12 @@ def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = F
             i, j = left_p[r], left_n[c_]
             a, b = pc[i], nc[j]
             ps, ns = a.size / pt, b.size / nt
-            if score[i, j] >= LEFTOVER_FACTOR * threshold and share_score(ps, ns) >= LEFTOVER_SHARE:
+            items = item_score(ov, a.cluster_id, b.cluster_id)
+            evidence = items if items is not None else shared_meaning(pp[i], npf[j], weights)
+            # A cluster leaving while an unrelated one of similar size arrives is common (a feature ships,
+            # another is retired): similar share alone is not evidence of a rewording.
+            if (score[i, j] >= LEFTOVER_FACTOR * threshold and share_score(ps, ns) >= LEFTOVER_SHARE
+                    and evidence >= LEFTOVER_MEANING):
                 matches.append(Match(prev=a.cluster_id, new=b.cluster_id, score=round(float(score[i, j]), 4),
                                      prev_size=a.size, new_size=b.size, prev_share=ps, new_share=ns,
                                      share_delta_pp=(ns - ps) * 100, prev_title=a.title, new_title=b.title,

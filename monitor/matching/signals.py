@@ -102,6 +102,26 @@ def _weighted_cosine(a: Counter[str], b: Counter[str], w: dict[str, float]) -> f
     return dot / (na * nb) if na and nb else 0.0
 
 
+def containment(part: TextProfile, whole: TextProfile, w: dict[str, float]) -> float:
+    """How much of one cluster's title (IDF-weighted) the other's title and description contain, in the
+    direction that is larger: a split part's or merge source's title usually names a piece of the whole
+    ("VPN client setup" inside "Network connectivity: VPN and Wi-Fi")."""
+    def one(a: Counter[str], b: Counter[str]) -> float:
+        total = sum(w.get(t, 1.0) * v for t, v in a.items())
+        return sum(w.get(t, 1.0) * a[t] for t in a.keys() & b.keys()) / total if total else 0.0
+
+    return max(one(part.title_tokens, whole.title_tokens + whole.desc_tokens),
+               one(whole.title_tokens, part.title_tokens + part.desc_tokens))
+
+
+def shared_meaning(a: TextProfile, b: TextProfile, w: dict[str, float]) -> float:
+    """Whether the two clusters share any distinctive word at all (title, or title and description
+    together), IDF-weighted. Character-level similarity is left out on purpose: two unrelated titles
+    still score ~0.4 on token-set ratio, from letters alone."""
+    return max(_weighted_cosine(a.title_tokens, b.title_tokens, w),
+               _weighted_cosine(a.title_tokens + a.desc_tokens, b.title_tokens + b.desc_tokens, w))
+
+
 def text_scores(a: TextProfile, b: TextProfile, w: dict[str, float]) -> tuple[float, float | None]:
     """(title score, description score or None when either description is empty), each in [0, 1]."""
     lexical = fuzz.token_set_ratio(a.title, b.title) / 100.0 if a.title and b.title else 0.0

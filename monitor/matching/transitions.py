@@ -2,8 +2,9 @@
 matches), a previous cluster whose members now sit in two or more new clusters has split, and two or
 more previous clusters whose members now sit in one new cluster have merged (MONIC's absorption).
 
-With shared items this is MONIC's overlap test: a part must take at least 20% of the old cluster's
-shared items and draw at least half of its own shared items from it. Without shared items it falls
+With shared items this is MONIC's overlap test: a part must take at least 15% of the old cluster's
+shared items (MONIC suggests 20%; 15% keeps a small part of a three-way split) and draw at least half
+of its own shared items from it. Without shared items it falls
 back on the text (each part reads like the whole) and on conservation of traffic share (the parts add
 up to the whole, within half of it). Each transition carries a confidence in [0, 1].
 """
@@ -19,7 +20,7 @@ from monitor.matching.model import Match, Merge, Split
 from monitor.matching.signals import MIN_SHARED_ITEMS, Overlap
 from monitor.runs import Cluster
 
-PART_OF_WHOLE = 0.2  # a part takes at least this much of the whole's shared items
+PART_OF_WHOLE = 0.15  # a part takes at least this much of the whole's shared items
 FROM_WHOLE = 0.5  # and at least this much of the part's shared items come from the whole
 TEXT_PART = 0.35  # text similarity a part needs to the whole when items cannot tell
 CONSERVATION = 0.5  # |whole share - sum of part shares| / whole share, at most

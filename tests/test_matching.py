@@ -1,0 +1,18 @@
+"""Matching quality on the hand-written set in bench/matching, as a floor: a change to the matcher that
+loses links or invents new clusters fails here before anyone is paged by it."""
+
+from __future__ import annotations
+
+from bench.matching.build import load_cases
+from bench.matching.score import run
+
+
+def test_the_matcher_stays_above_its_measured_floor_and_far_above_the_baselines() -> None:
+    results = {r.name: r.summary() for r in run(load_cases(), threshold=None)}
+    ours = results["monitor"]
+    assert ours["cases"] >= 40
+    assert ours["link_f1"] >= 0.98 and ours["link_precision"] >= 0.98
+    assert ours["new_f1"] >= 0.85 and ours["disappeared_f1"] >= 0.85
+    assert ours["split_f1"] >= 0.8 and ours["merge_f1"] >= 0.8
+    for baseline in ("exact-title", "posthog-substring", "lexical-only"):
+        assert results[baseline]["link_f1"] < ours["link_f1"] - 0.2
