@@ -49,6 +49,15 @@ class Alert(msgspec.Struct, frozen=True):
     status: str = "firing"  # firing | resolved
 
 
+class ShareBar(msgspec.Struct, frozen=True):
+    """One cluster in the email's chart: its share of traffic before and now (None: a new cluster)."""
+
+    title: str
+    prev_share: float | None
+    new_share: float
+    alert: bool = False
+
+
 class Notification(msgspec.Struct, frozen=True):
     """One message to people: every alert of one run (or one catch-up batch), most important first."""
 
@@ -63,3 +72,5 @@ class Notification(msgspec.Struct, frozen=True):
     run_url: str
     host: str = ""
     created_at: datetime | None = None
+    # The run's biggest clusters and those with alerts, for the email's chart (empty: no chart).
+    shares: tuple[ShareBar, ...] = ()

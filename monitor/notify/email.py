@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from monitor.alerts import Notification
 from monitor.config import EmailConfig
+from monitor.notify.chart import share_chart
 from monitor.notify.outbox import SendResult
 from monitor.notify.render import render_email
 
@@ -64,7 +65,8 @@ class EmailNotifier:
                    timeout=cfg.timeout_seconds, timezone=timezone)
 
     def send(self, notification: Notification) -> SendResult:
-        msg = build_message(notification, sender=self.sender, recipients=self.recipients, tz=self.tz)
+        chart = share_chart(notification.shares) if notification.shares else None
+        msg = build_message(notification, sender=self.sender, recipients=self.recipients, tz=self.tz, chart=chart)
         try:
             if self.security == "ssl":
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,

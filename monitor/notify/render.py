@@ -54,12 +54,12 @@ def mrkdwn(value: Any) -> str:
     """Escape text for Slack mrkdwn: no mention (`<!channel>`), link (`<url|x>`) or entity can form."""
     text = "" if value is None else str(value)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _CONTROL.sub(" ", text)
+    return _BIDI_CONTROLS.sub("", _CONTROL.sub(" ", text))
 
 
 def header_safe(value: Any) -> str:
     """A one-line string for mail headers: newlines and control characters become spaces."""
-    return re.sub(r"\s+", " ", _CONTROL.sub(" ", "" if value is None else str(value))).strip()
+    return _BIDI_CONTROLS.sub("", re.sub(r"\s+", " ", _CONTROL.sub(" ", "" if value is None else str(value))).strip())
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
@@ -75,11 +75,21 @@ def template_dirs() -> list[Path]:
     return dirs
 
 
+# Bidirectional-override and isolate controls: a title holding U+202E reverses the text after it on
+# screen ("level · trace" shown as "level · ecart"), which is how spoofed text hides in plain sight.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
+
+
+def strip_bidi(value: Any) -> Any:
+    return _BIDI_CONTROLS.sub("", value) if isinstance(value, str) else value
+
+
 def _env() -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
         loader=ChoiceLoader([FileSystemLoader(str(d)) for d in template_dirs()]),
         autoescape=select_autoescape(enabled_extensions=("html.j2", "html"), default=False),
-        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
+        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
+        finalize=strip_bidi)
     env.filters["mrkdwn"] = mrkdwn
     env.filters["header_safe"] = header_safe
     return env
