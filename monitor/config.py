@@ -221,6 +221,10 @@ class ServerConfig(_Strict):
     port: int | None = None
     # /readyz turns unready when no cycle has succeeded for this long.
     ready_after_failure_seconds: float = Field(default=900.0, gt=0)
+    # POST /hooks/posthog with `Authorization: Bearer <push_token>` starts a cycle at once: point a
+    # PostHog webhook destination, filtered on $ai_trace_clusters / $ai_generation_clusters, at it.
+    # Off when unset; polling stays the safety net either way.
+    push_token: SecretStr | None = None
 
 
 class Config(_Strict):

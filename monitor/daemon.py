@@ -9,13 +9,15 @@ config stays in force.
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
 import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,9 @@ def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
     return Monitor(cfg, client, store, deliverer, clock=clock or (lambda: datetime.now(UTC)))
 
 
+PUSH_RECHECK_SECONDS = 10.0
+
+
 @dataclass
 class Health:
     started_at: float
@@ -103,6 +108,29 @@ class _HealthHandler(BaseHTTPRequestHandler):
         else:
             self._reply(404, b"not found\n", "text/plain")
 
+    def do_POST(self) -> None:
+        """The push path: a PostHog webhook says a run landed; the body is only a hint, never trusted."""
+        if self.path.split("?", 1)[0] != "/hooks/posthog" or self.server.on_push is None:
+            self._reply(404, b"not found\n", "text/plain")
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_PUSH_BYTES:
+            self._reply(413, b"too large\n", "text/plain")
+            return
+        body = self.rfile.read(length)
+        token = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        if not self.server.push_token or not hmac.compare_digest(token, self.server.push_token):
+            log.warning("push_rejected", reason="bad token", client=self.client_address[0])
+            self._reply(401, b"unauthorized\n", "text/plain")
+            return
+        event = _push_event(body)
+        if event is not None and event not in PUSH_EVENTS:
+            self._reply(202, b"ignored\n", "text/plain")
+            return
+        telemetry.PUSHES.inc()
+        self.server.on_push()
+        self._reply(202, b"accepted\n", "text/plain")
+
     def _reply(self, status: int, body: bytes, ctype: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -111,22 +139,45 @@ class _HealthHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+MAX_PUSH_BYTES = 1_000_000
+PUSH_EVENTS = frozenset({"$ai_trace_clusters", "$ai_generation_clusters"})
+
+
+def _push_event(body: bytes) -> str | None:
+    """The event name of a PostHog webhook body ({"event": {"event": ...}} or {"event": ...}), if any."""
+    try:
+        doc = json.loads(body or b"{}")
+    except ValueError:
+        return None
+    ev = doc.get("event") if isinstance(doc, dict) else None
+    if isinstance(ev, dict):
+        ev = ev.get("event")
+    return ev if isinstance(ev, str) else None
+
+
 class _HealthServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, addr: tuple[str, int], health: Health) -> None:
+    def __init__(self, addr: tuple[str, int], health: Health, *, push_token: str | None = None,
+                 on_push: Callable[[], None] | None = None) -> None:
         self.health = health
+        self.push_token = push_token
+        self.on_push = on_push
         super().__init__(addr, _HealthHandler)
 
 
 class Daemon:
     def __init__(self, config_path: str | Path, *, cfg: Config | None = None,
                  on_cycle: Callable[[CycleResult], None] | None = None,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        # `clock` is the monitor's idea of now (the demo runs on its local PostHog's virtual clock);
+        # `wall_clock` times health and readiness.
         self.config_path = Path(config_path)
         self.cfg = cfg or load_config(self.config_path)
         self._mtime = self._config_mtime()
-        self.monitor = build_monitor(self.cfg)
+        self._clock = clock
+        self.monitor = build_monitor(self.cfg, clock=clock)
         self.health = Health(started_at=wall_clock(), clock=wall_clock,
                              ready_after_failure=self.cfg.server.ready_after_failure_seconds)
         self.stop_event = threading.Event()
@@ -156,7 +207,7 @@ class Daemon:
         if cfg == self.cfg:
             return
         old = self.monitor
-        self.monitor = build_monitor(cfg)
+        self.monitor = build_monitor(cfg, clock=self._clock)
         old.client.close()
         old.store.close()
         self.cfg = cfg
@@ -183,6 +234,20 @@ class Daemon:
         finally:
             self._cycle_lock.release()
 
+    def request_cycle(self) -> None:
+        """Run a cycle now (pushed), and once more shortly after: PostHog may take a few seconds to make
+        a just-ingested event queryable. A cycle already running is followed by another."""
+        now = datetime.now(UTC)
+        for i, delay in enumerate((0.0, PUSH_RECHECK_SECONDS)):
+            self._scheduler.add_job(self._pushed_cycle, "date", run_date=now + timedelta(seconds=delay),
+                                    id=f"push-{i}", replace_existing=True, misfire_grace_time=60)
+
+    def _pushed_cycle(self) -> None:
+        while self.run_cycle() is None and not self.stop_event.is_set():
+            # A scheduled cycle holds the lock: wait for it, then run, since it may have missed the run.
+            with self._cycle_lock:
+                pass
+
     def _trigger(self) -> IntervalTrigger | CronTrigger:
         sched = self.cfg.schedule
         if sched.cron:
@@ -193,7 +258,9 @@ class Daemon:
         srv = self.cfg.server
         if srv.port is None:
             return
-        self._health_server = _HealthServer((srv.host, srv.port), self.health)
+        token = srv.push_token.get_secret_value() if srv.push_token else None
+        self._health_server = _HealthServer((srv.host, srv.port), self.health, push_token=token,
+                                            on_push=self.request_cycle if token else None)
         threading.Thread(target=self._health_server.serve_forever, name="health", daemon=True).start()
         log.info("health_server_started", host=srv.host, port=self._health_server.server_address[1])
 

@@ -9,6 +9,7 @@ local mail server. Each delivered alert is printed, and saved under .demo/ to lo
 
 from __future__ import annotations
 
+import html
 import shutil
 import threading
 import time
@@ -86,7 +87,8 @@ def run_demo(*, seconds: float = 75.0, step: float = 3.0, workdir: Path = Path("
     print(f"  releasing one day of runs every {step:g} s, starting after {BASELINE_DAYS} baseline days\n",
           flush=True)
 
-    daemon = Daemon(cfg_path)
+    # The monitor lives on the local PostHog's virtual clock, as it would live on real time.
+    daemon = Daemon(cfg_path, clock=lambda: server.clock.now() or datetime.now(UTC))
     daemon_thread = threading.Thread(target=daemon.serve, kwargs={"shutdown_deadline": 10.0}, daemon=True)
     daemon_thread.start()
     stop = threading.Event()
@@ -114,7 +116,8 @@ def run_demo(*, seconds: float = 75.0, step: float = 3.0, workdir: Path = Path("
                 print(f"[{time.monotonic() - started:5.1f}s] Slack message #{shown_slack} "
                       f"-> {workdir}/slack/{shown_slack:03d}.json")
                 for line in _lines_of(msg):
-                    print("    " + line)
+                    # Slack shows &amp; as &: so does the terminal.
+                    print("    " + html.unescape(line))
             for mail in smtp.messages[shown_mail:]:
                 shown_mail += 1
                 (workdir / "mail" / f"{shown_mail:03d}.eml").write_bytes(bytes(mail))

@@ -19,6 +19,7 @@ ALERTS_FIRED = Counter(
     "cluster_monitor_alerts_fired", "Alerts raised by rules", ["kind", "severity"], registry=REGISTRY)
 ALERTS_SILENCED = Counter(
     "cluster_monitor_alerts_silenced", "Alerts muted by a configured silence", ["kind"], registry=REGISTRY)
+PUSHES = Counter("cluster_monitor_pushes", "Accepted pushes from a PostHog webhook", registry=REGISTRY)
 NOTIFICATIONS = Counter(
     "cluster_monitor_notifications", "Notification delivery attempts by channel and outcome",
     ["channel", "outcome"], registry=REGISTRY)

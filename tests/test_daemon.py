@@ -152,3 +152,43 @@ def test_metrics_parse_and_move_and_readyz_follows_posthog_reachability(
         d._health_server.shutdown()
         d.monitor.client.close()
         d.monitor.store.close()
+
+
+def test_a_push_from_a_posthog_webhook_processes_the_new_run_at_once(
+        posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
+    import threading
+
+    from bench.latency import NextRun
+
+    env: PostHogEnv = posthog_factory("steady", scale=0.05, days=2)
+    # Polling once an hour: only the push can explain a message within seconds.
+    config = _write_config(tmp_path / "config.yaml", env, slack, tmp_path / "s.sqlite",
+                           schedule={"interval_seconds": 3600},
+                           server={"host": "127.0.0.1", "port": 0, "push_token": "s3cret-push"})
+    os.environ["TEST_POSTHOG_KEY"] = API_KEY
+    cycles: list[Any] = []
+    first = threading.Event()
+
+    def on_cycle(result: Any) -> None:
+        cycles.append(result)
+        first.set()
+
+    d = Daemon(config, on_cycle=on_cycle)
+    thread = threading.Thread(target=d.serve, daemon=True)
+    thread.start()
+    try:
+        assert first.wait(60) and cycles[0].ok
+        assert d._health_server is not None
+        hook = f"http://127.0.0.1:{d._health_server.server_address[1]}/hooks/posthog"
+        env.server.engine.insert([NextRun(env.dataset, env.project_id).next_row()])
+        body = {"event": {"event": "$ai_trace_clusters", "properties": {"$ai_clustering_run_id": "x"}}}
+        assert httpx.post(hook, json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert httpx.post(hook, json={"event": {"event": "$pageview"}},
+                          headers={"Authorization": "Bearer s3cret-push"}).status_code == 202
+        assert len(cycles) == 1  # an unrelated event starts nothing
+        assert httpx.post(hook, json=body, headers={"Authorization": "Bearer s3cret-push"}).status_code == 202
+        assert slack.wait_for(1, timeout=20)
+        assert "New cluster" in json.dumps(slack.messages[0])
+    finally:
+        d.stop_event.set()
+        thread.join(30)
