@@ -48,6 +48,13 @@ def _runs() -> tuple[dict[str, Any], dict[str, Any]]:
     return prev, new
 
 
+def _files(tmp_path: Path, prev: dict[str, Any], new: dict[str, Any]) -> tuple[Path, Path]:
+    a, b = tmp_path / "prev.json", tmp_path / "new.json"
+    a.write_text(json.dumps(prev))
+    b.write_text(json.dumps(new))
+    return a, b
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "monitor.cli", "diff", *args], capture_output=True, text=True,
                           timeout=60)
@@ -55,9 +62,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_diff_json_links_reworded_clusters_and_names_new_and_disappeared(tmp_path: Path) -> None:
     prev, new = _runs()
-    a, b = tmp_path / "prev.json", tmp_path / "new.json"
-    a.write_text(json.dumps(prev))
-    b.write_text(json.dumps(new))
+    a, b = _files(tmp_path, prev, new)
     out = _cli(str(a), str(b), "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
@@ -74,9 +79,7 @@ def test_diff_json_links_reworded_clusters_and_names_new_and_disappeared(tmp_pat
 
 def test_diff_reads_clusters_stored_as_a_json_string_and_whole_events(tmp_path: Path) -> None:
     prev, new = _runs()
-    a, b = tmp_path / "prev.json", tmp_path / "new.json"
-    a.write_text(json.dumps(prev))
-    b.write_text(json.dumps(new))
+    a, b = _files(tmp_path, prev, new)
     expected = json.loads(_cli(str(a), str(b), "--json").stdout)
     # HogQL's JSONExtractRaw hands `$ai_clusters` over as a string; an event export wraps properties.
     as_string = dict(prev, **{"$ai_clusters": json.dumps(prev["$ai_clusters"])})
@@ -89,9 +92,7 @@ def test_diff_reads_clusters_stored_as_a_json_string_and_whole_events(tmp_path: 
 
 def test_diff_explain_prints_the_signals(tmp_path: Path) -> None:
     prev, new = _runs()
-    a, b = tmp_path / "prev.json", tmp_path / "new.json"
-    a.write_text(json.dumps(prev))
-    b.write_text(json.dumps(new))
+    a, b = _files(tmp_path, prev, new)
     out = _cli(str(a), str(b), "--explain")
     assert out.returncode == 0, out.stderr
     assert "User authentication flows" in out.stdout and "Login, sign-up" in out.stdout
@@ -101,9 +102,7 @@ def test_diff_explain_prints_the_signals(tmp_path: Path) -> None:
 def test_a_bad_payload_names_the_run_and_the_field(tmp_path: Path) -> None:
     prev, new = _runs()
     new["$ai_clusters"][0]["size"] = "many"
-    a, b = tmp_path / "prev.json", tmp_path / "new.json"
-    a.write_text(json.dumps(prev))
-    b.write_text(json.dumps(new))
+    a, b = _files(tmp_path, prev, new)
     out = _cli(str(a), str(b), "--json")
     assert out.returncode == 2
     assert new["$ai_clustering_run_id"] in out.stderr and "$ai_clusters" in out.stderr
