@@ -312,17 +312,18 @@ def _line_for(loc: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int
 def parse_config(text: str, source: str = "<config>", env: dict[str, str] | None = None) -> Config:
     """Parse and validate config text; raises ConfigError listing every problem with its line."""
     env = dict(os.environ) if env is None else env
+    lines: dict[tuple[str | int, ...], int] = {}
+    problems: list[str] = []
     try:
         node = yaml.compose(text, Loader=_Loader)
+        if node is None:
+            raise ConfigError(source, [f"{source}: empty file"])
+        # Building can fail too: an unknown tag (`!!python/...`, `=`) or a bad ${VAR} value.
+        data = _build(node, (), lines, source, problems, env)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(source, [f"{source}{line}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from exc
-    if node is None:
-        raise ConfigError(source, [f"{source}: empty file"])
-    lines: dict[tuple[str | int, ...], int] = {}
-    problems: list[str] = []
-    data = _build(node, (), lines, source, problems, env)
     if problems:
         raise ConfigError(source, problems)
     if not isinstance(data, dict):

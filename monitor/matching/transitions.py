@@ -76,7 +76,8 @@ def find_transitions(
         parts = [p for p in parts if p not in used_new]
         if len(parts) >= 2:
             splits.append(Split(prev=pa, new=sorted(parts), confidence=round(confidence, 3)))
-            used_new.update(p for p in parts if p != match_of_prev.get(pa))
+            # Every part is taken, the continuation too: no cluster is a piece of two splits.
+            used_new.update(parts)
             used_prev.add(pa)
 
     for b in new:
@@ -110,5 +111,5 @@ def find_transitions(
         sources = [s for s in sources if s not in used_prev]
         if len(sources) >= 2:
             merges.append(Merge(prev=sorted(sources), new=nb, confidence=round(confidence, 3)))
-            used_prev.update(s for s in sources if s != match_of_new.get(nb))
+            used_prev.update(sources)  # no cluster feeds two merges
     return splits, merges

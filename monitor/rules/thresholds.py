@@ -92,7 +92,8 @@ def evaluate(ctx: RuleContext) -> list[Alert]:
         if top:
             links.append(Link("Top trace", ctx.links.trace(top[0])))
         return Alert(
-            fingerprint=fingerprint(ctx.project_id, ctx.job_key, kind, lineage or c.title, fp_extra),
+            fingerprint=fingerprint(ctx.project_id, ctx.job_key, kind, lineage or f"{c.cluster_id}:{c.title}",
+                                    fp_extra),
             rule=kind, kind=kind, severity=severity, summary=summary, run_id=run.run_id,
             job_name=run.job_name or run.job_id, level=run.level, cluster_id=c.cluster_id,
             cluster_title=c.title, lineage_id=lineage, previous_title=previous_title, metric=metric,
@@ -201,8 +202,8 @@ def evaluate(ctx: RuleContext) -> list[Alert]:
                     links = (Link("Open run", ctx.links.run(run.run_id)),
                              Link("Previous run", ctx.links.cluster(ctx.prev_run.run_id, cid)))
                     alerts.append(Alert(
-                        fingerprint=fingerprint(ctx.project_id, ctx.job_key, "disappeared", lineage or pc.title,
-                                                run.run_id),
+                        fingerprint=fingerprint(ctx.project_id, ctx.job_key, "disappeared",
+                                                lineage or f"{pc.cluster_id}:{pc.title}", run.run_id),
                         rule="disappeared", kind="disappeared", severity="warning",
                         summary=f"Cluster disappeared (had {pc.size} items, {share:.1%} of traffic)",
                         run_id=run.run_id, job_name=run.job_name or run.job_id, level=run.level,
