@@ -96,7 +96,7 @@ def smtp() -> Iterator[LocalSMTP]:
     s.stop()
 
 
-def make_config(env: PostHogEnv, slack: LocalSlack | None, smtp: LocalSMTP | None, state: Path,
+def make_config(env: PostHogEnv, slack_server: LocalSlack | None, smtp_server: LocalSMTP | None, state: Path,
                 **extra: Any) -> Config:
     doc: dict[str, Any] = {
         "posthog": {"host": env.url, "project_id": env.project_id, "api_key": API_KEY, "lookback_days": 60,
@@ -105,10 +105,10 @@ def make_config(env: PostHogEnv, slack: LocalSlack | None, smtp: LocalSMTP | Non
         "state": {"path": str(state)},
         "delivery": {"max_backoff_seconds": 1},
     }
-    if slack is not None:
-        doc["slack"] = {"webhook_url": slack.webhook_url}
-    if smtp is not None:
-        doc["email"] = {"host": "127.0.0.1", "port": smtp.port, "security": "none", "from": "m@x.test",
+    if slack_server is not None:
+        doc["slack"] = {"webhook_url": slack_server.webhook_url}
+    if smtp_server is not None:
+        doc["email"] = {"host": "127.0.0.1", "port": smtp_server.port, "security": "none", "from": "m@x.test",
                         "to": ["team@x.test"]}
     doc.update(extra)
     return parse_config(json.dumps(doc), "test-config", env={})
