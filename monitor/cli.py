@@ -140,13 +140,21 @@ def history(
 
 
 @app.command()
-def outbox(config: ConfigOpt, status: Annotated[str | None, typer.Option(help="pending|sent|failed")] = None) -> None:
+def outbox(config: ConfigOpt, status: Annotated[str | None, typer.Option(help="pending|sent|failed")] = None,
+           retry_failed: Annotated[bool, typer.Option("--retry-failed", help="put failed ones back in the queue "
+                                                      "(after fixing the token, channel or mail account)")] = False,
+           ) -> None:
     """Notifications waiting, delivered or failed."""
+    from datetime import UTC, datetime
+
     from monitor.store.sqlite import SQLiteStore
 
     cfg = _load(config)
     store = SQLiteStore(cfg.state.path)
     try:
+        if retry_failed:
+            typer.echo(f"{store.requeue_failed(datetime.now(UTC))} failed notifications queued again; "
+                       "the daemon delivers them on its next cycle")
         rows = store.outbox(status)
     finally:
         store.close()

@@ -98,6 +98,14 @@ class _Server(ThreadingHTTPServer):
         self.slack = slack
         super().__init__(addr, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer (killed, timed out) is not an error of the server."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class LocalSlack:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, token: str | None = None,
@@ -110,7 +118,9 @@ class LocalSlack:
         self._failures: list[_Failure] = []
         self._cond = threading.Condition()
         self._httpd = _Server((host, port), self)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="local-slack", daemon=True)
+        # serve_forever notices shutdown() once per poll: 0.5 s by default, paid by every test's teardown.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name="local-slack", daemon=True)
 
     @classmethod
     def start(cls, host: str = "127.0.0.1", port: int = 0, **kw: Any) -> LocalSlack:
@@ -140,6 +150,11 @@ class LocalSlack:
         """The next n posts fail: an HTTP status, or (status=200) a Slack `ok: false` error code."""
         with self._cond:
             self._failures.append(_Failure(n, status, error, retry_after))
+
+    def heal(self) -> None:
+        """Forget every armed failure: the endpoint answers normally again."""
+        with self._cond:
+            self._failures.clear()
 
     def take_failure(self) -> _Failure | None:
         with self._cond:

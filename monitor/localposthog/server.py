@@ -238,6 +238,14 @@ class _Server(ThreadingHTTPServer):
         self.app = app
         super().__init__(addr, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer (killed, timed out) is not an error of the server."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
 
 def _ms(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 2)

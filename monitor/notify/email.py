@@ -17,7 +17,7 @@ from monitor.alerts import Notification
 from monitor.config import EmailConfig
 from monitor.notify.chart import share_chart
 from monitor.notify.outbox import SendResult
-from monitor.notify.render import render_email
+from monitor.notify.render import header_safe, render_email
 
 
 def build_message(n: Notification, *, sender: str, recipients: list[str], tz: ZoneInfo,
@@ -29,7 +29,7 @@ def build_message(n: Notification, *, sender: str, recipients: list[str], tz: Zo
     msg["To"] = ", ".join(recipients)
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = make_msgid(domain="cluster-monitor")
-    msg["X-Cluster-Monitor-Key"] = n.key.replace("\n", " ")[:200]
+    msg["X-Cluster-Monitor-Key"] = header_safe(n.key)[:200]  # run ids are data: CR/LF would raise
     msg.set_content(parts.text)
     msg.add_alternative(parts.html, subtype="html")
     if parts.images:

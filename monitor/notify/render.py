@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import os
 import re
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
+from jinja2 import (
+    ChoiceLoader,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateSyntaxError,
+    select_autoescape,
+)
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -115,8 +123,18 @@ def check_templates() -> list[str]:
         try:
             fn()
         except (TemplateError, ValueError) as exc:
-            problems.append(f"{name} templates: {type(exc).__name__}: {exc}")
+            problems.append(f"{name} templates: {type(exc).__name__}: {exc}{_where(exc)}")
     return problems
+
+
+def _where(exc: BaseException) -> str:
+    """' (file, line N)' of the template that failed: Jinja's own message names neither."""
+    if isinstance(exc, TemplateSyntaxError) and exc.lineno:
+        return f" ({exc.filename or exc.name}, line {exc.lineno})"
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename.endswith(".j2"):  # Jinja rewrites tracebacks to point into the template
+            return f" ({frame.filename}, line {frame.lineno})"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -173,7 +191,7 @@ def render_slack(n: Notification, *, tz: ZoneInfo | None = None, max_alerts: int
             alert=a, icon=icon, kind_label=("Resolved · " if a.status == "resolved" else "")
             + KIND_LABELS.get(a.kind, a.kind))
         fields = _fields(a)
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=_truncate(text, MAX_SECTION_TEXT)),
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_truncate(text, MAX_SECTION_TEXT), verbatim=True),
                                    fields=fields or None))
         buttons = [ButtonElement(text=PlainTextObject(text=_truncate(link.label, MAX_BUTTON_TEXT)),
                                  url=link.url, action_id=f"link-{i}-{k}")
@@ -184,10 +202,11 @@ def render_slack(n: Notification, *, tz: ZoneInfo | None = None, max_alerts: int
     more = len(n.alerts) - len(shown)
     if more > 0:
         blocks.append(SectionBlock(text=MarkdownTextObject(
-            text=f"…and {more} more alert{'s' if more != 1 else ''}: <{n.run_url}|open the run in PostHog>")))
+            text=f"…and {more} more alert{'s' if more != 1 else ''}: <{n.run_url}|open the run in PostHog>",
+            verbatim=True)))
     blocks.append(DividerBlock())
     blocks.append(ContextBlock(elements=[MarkdownTextObject(
-        text=_truncate(_ENV.get_template("slack/context.md.j2").render(**ctx), MAX_SECTION_TEXT))]))
+        text=_truncate(_ENV.get_template("slack/context.md.j2").render(**ctx), MAX_SECTION_TEXT), verbatim=True)]))
     if len(blocks) > MAX_BLOCKS:
         raise ValueError(f"{len(blocks)} blocks is over Slack's {MAX_BLOCKS}")
     # to_dict() validates every block against Slack's limits (SlackObjectFormationError otherwise).
@@ -213,7 +232,7 @@ def _fields(a: Alert) -> list[MarkdownTextObject]:
     for label, v in (("Now", a.value), ("Threshold", a.threshold), ("Previous run", a.previous_value)):
         s = fmt(v)
         if s is not None:
-            out.append(MarkdownTextObject(text=f"*{label}*\n{s}"))
+            out.append(MarkdownTextObject(text=f"*{label}*\n{s}", verbatim=True))
     return out
 
 

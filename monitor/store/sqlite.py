@@ -292,6 +292,13 @@ class SQLiteStore:
             c.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
                       "WHERE id = ?", (error[:2000], _ts(next_attempt_at), entry_id))
 
+    def requeue_failed(self, now: datetime) -> int:
+        """Failed notifications back to pending (after the token or channel is fixed); returns how many."""
+        with self._tx() as c:
+            cur = c.execute("UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ? "
+                            "WHERE status = 'failed'", (_ts(now),))
+            return cur.rowcount
+
     def mark_failed(self, entry_id: int, error: str) -> None:
         with self._tx() as c:
             c.execute("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
