@@ -65,7 +65,7 @@ def test_kubernetes_manifests_parse_and_agree_with_each_other() -> None:
     docs = {d["kind"]: d for p in sorted((ROOT / "deploy/k8s").glob("*.yaml")) for d in _docs(p)}
     assert set(docs) == {"ConfigMap", "Secret", "Deployment", "PersistentVolumeClaim"}
     for d in docs.values():
-        assert d["apiVersion"] and d["metadata"]["name"] == "cluster-monitor"
+        assert d["apiVersion"] and d["metadata"]["name"].startswith("cluster-monitor")
     config_text = docs["ConfigMap"]["data"]["config.yaml"]
     cfg = parse_config(config_text, "configmap", env=ENV)
     pod = docs["Deployment"]["spec"]["template"]["spec"]

@@ -1,222 +1,574 @@
-"""Notifications through their real interfaces: slack-sdk over HTTP to the local Slack endpoint, SMTP to
-a local aiosmtpd server, parsed back with the standard email package; delivery through the outbox."""
+"""Notifications through their real interfaces: slack-sdk over HTTP to the local Slack endpoint (incoming
+webhook and chat.postMessage), smtplib to a local aiosmtpd server parsed back with the standard email
+package, and delivery through the SQLite outbox with an injected clock.
+
+Nothing in the code under test is patched. The only seam is slack-sdk's own retry sleeps (its retry
+handlers call time.sleep): they are recorded instead of slept, so a 429's Retry-After is checked, not waited.
+"""
 
 from __future__ import annotations
 
+import html
 import io
 import json
+import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from email.utils import parseaddr, parsedate_to_datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import quote, urlsplit
 
 import msgspec
 import pytest
 from PIL import Image
+from slack_sdk.http_retry import builtin_handlers
+from slack_sdk.http_retry import handler as retry_handler
 from slack_sdk.models.blocks import Block
 
 from monitor.alerts import Alert, Link, Notification, ShareBar
 from monitor.links import PostHogLinks
 from monitor.localslack import LocalSlack
-from monitor.localsmtp import LocalSMTP
+from monitor.localsmtp import LocalSMTP, _free_port
+from monitor.notify import render
 from monitor.notify.email import EmailNotifier
 from monitor.notify.outbox import Deliverer, Notifier
 from monitor.notify.slack import SlackNotifier
 from monitor.store.sqlite import SQLiteStore
 
 NOW = datetime(2026, 11, 1, 4, tzinfo=UTC)
-HOSTILE = ("<!channel> <!here> <@U123> <https://evil.example|click me> *bold* _it_ ~s~ `code` & "
-           "<script>alert(1)</script>\r\nBcc: victim@evil.example\n\u202eRTL 🎉")
+BOT_TOKEN = "xoxb-test-token"
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+# Untrusted text as it could come out of PostHog: cluster titles and descriptions are LLM-written,
+# trace ids and model names are whatever the instrumented app sent.
+HOSTILE = ("🎉 مرحبا \u202eRTL\u2066iso\u2069 <!channel> <!here> <@U123> <https://evil.example|click me> "
+           "*bold* _x_ ~x~ `code` ```pre``` & <script>alert(1)</script>\r\nBcc: victim@evil.example\n"
+           "X-Injected: yes\r\n")
+LONG_TITLE = HOSTILE + " " + "L" * 5000
+RUN_ID = "2_trace_20261101_031000_job/with?odd&chars <!channel>\r\nBcc: run@evil.example"
+MODEL = "gpt-4o<!here>&mini"
 LINKS = PostHogLinks("https://us.posthog.com", 2, "ai-observability")
+# The one link the monitor itself writes into mrkdwn: "…and N more alerts: <run url|open the run in PostHog>".
+OUR_LINK = re.compile(r"<(" + re.escape(LINKS.base) + r"/[^\s<>|]+)\|open the run in PostHog>")
+URL_SAFE = re.compile(r"^[A-Za-z0-9\-._~:/%]+$")  # what a PostHog link may hold once its parts are encoded
 
 
-def _alert(i: int = 0, title: str = HOSTILE, kind: str = "cost_spike") -> Alert:
-    run_id = "2_trace_20261101_031000_job/with?odd&chars"
+def _trace_id(i: int) -> str:
+    return f"trace<!channel>&'\"`{i}"
+
+
+def _alert(i: int, run_id: str) -> Alert:
     return Alert(
-        fingerprint=f"fp{i}", rule=kind, kind=kind, severity="critical" if i == 0 else "warning",
-        summary=f"Average cost per item $0.0012, was $0.0004 {HOSTILE}", run_id=run_id,
-        job_name=HOSTILE, level="trace", cluster_id=i, cluster_title=title, previous_title="Login & sign-up <b>",
-        metric="avg_cost", value=0.0012, threshold=0.0008, previous_value=0.0004, unit="usd",
-        top_trace_ids=(f"trace<{i}>&'\"", "t2"),
+        fingerprint=f"fp{i}", rule="cost_spike", kind="cost_spike", severity=("critical", "warning", "info")[i % 3],
+        summary=f"Average cost per item $0.0012 on model {MODEL}, was $0.0004 {HOSTILE}", run_id=run_id,
+        job_name=HOSTILE, level="trace", cluster_id=i, cluster_title=LONG_TITLE if i == 1 else f"{HOSTILE} #{i}",
+        previous_title=f"Login & sign-up <b>{HOSTILE}", metric="avg_cost", value=0.0012, threshold=0.0008,
+        previous_value=0.0004, unit="usd", top_trace_ids=(_trace_id(i), f"<@U999>\r\n{i}", "t2"),
+        labels={"model": MODEL}, status="resolved" if i == 2 else "firing",
         links=(Link("Open run", LINKS.run(run_id)), Link("Open cluster", LINKS.cluster(run_id, i)),
-               Link("Top trace", LINKS.trace(f"trace<{i}>&"))))
+               Link("Top trace", LINKS.trace(_trace_id(i)))))
 
 
-def _notification(n_alerts: int = 1, key: str = "run:k1", shares: bool = True) -> Notification:
+def _notification(n_alerts: int = 1, *, tag: str = "k1x", shares: bool = True) -> Notification:
+    """One run's notification; `tag` ends the run id, so each notification can be told apart at the endpoint."""
+    run_id = f"{RUN_ID} {tag}"
     return Notification(
-        key=key, project_id=2, run_id=f"2_trace_20261101_031000_job/with?odd&chars_{key}", job_name=HOSTILE,
-        level="trace", window_start=NOW - timedelta(days=7), window_end=NOW,
-        alerts=tuple(_alert(i) for i in range(n_alerts)), run_url=LINKS.run("2_trace_x"), host=LINKS.base,
+        key=f"run:{run_id}", project_id=2, run_id=run_id, job_name=HOSTILE, level=f"trace {HOSTILE}",
+        window_start=NOW - timedelta(days=7), window_end=NOW,
+        alerts=tuple(_alert(i, run_id) for i in range(n_alerts)), run_url=LINKS.run(run_id), host=LINKS.base,
         created_at=NOW,
         shares=(ShareBar(HOSTILE, 0.2, 0.35, alert=True), ShareBar("Python code review", 0.3, 0.28),
                 ShareBar("Brand new workload", None, 0.05)) if shares else ())
 
 
+# --- fixtures and helpers --------------------------------------------------------------------------------
+
 @pytest.fixture
-def bot_slack() -> object:
-    s = LocalSlack.start(token="xoxb-test-token", channels={"C123"})
+def local_slack() -> Iterator[LocalSlack]:
+    """One endpoint for both transports: webhooks under /services/, the Web API (token-checked) under /api/."""
+    s = LocalSlack.start(token=BOT_TOKEN, channels={"C123"})
     yield s
     s.stop()
 
 
-def _mrkdwn_texts(node: object) -> list[str]:
-    """Every string Slack parses as mrkdwn (plain_text objects are shown literally and never ping)."""
-    out: list[str] = []
-    if isinstance(node, dict):
-        if node.get("type") == "mrkdwn" and isinstance(node.get("text"), str):
-            out.append(node["text"])
-        for v in node.values():
-            out.extend(_mrkdwn_texts(v))
-    elif isinstance(node, list):
-        for v in node:
-            out.extend(_mrkdwn_texts(v))
-    return out
+@pytest.fixture(autouse=True)
+def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """slack-sdk's retry handlers sleep (Retry-After, backoff): record the durations instead of sleeping."""
+    slept: list[float] = []
+    fake = SimpleNamespace(sleep=slept.append)
+    monkeypatch.setattr(builtin_handlers, "time", fake)
+    monkeypatch.setattr(retry_handler, "time", fake)
+    return slept
 
 
-def _no_pings_or_links_from_data(text: str) -> None:
-    for bad in ("<!channel>", "<!here>", "<@U123>", "<https://evil", "<script"):
-        assert bad not in text, bad
+def _slack_notifier(s: LocalSlack, transport: str, *, token: str = BOT_TOKEN, channel: str = "C123",
+                    webhook_url: str | None = None) -> SlackNotifier:
+    if transport == "webhook":
+        return SlackNotifier(webhook_url=webhook_url or s.webhook_url)
+    return SlackNotifier(bot_token=token, channel=channel, base_url=s.api_base_url)
 
 
-def test_slack_webhook_blocks_are_valid_within_limits_and_escape_hostile_text(slack: LocalSlack) -> None:
-    notifier = SlackNotifier(webhook_url=slack.webhook_url)
-    assert notifier.send(_notification(n_alerts=60)).ok
-    assert slack.wait_for(1)
-    msg = slack.messages[0]
-    assert slack.block_errors == []
-    blocks = msg["blocks"]
-    assert 0 < len(blocks) <= 50
-    for b in blocks:
-        parsed = Block.parse(b)
-        assert parsed is not None
-        parsed.validate_json()
-        if b["type"] == "header":
-            assert len(b["text"]["text"]) <= 150
-        if b["type"] == "section":
-            assert len(b["text"]["text"]) <= 3000
-    assert msg["text"]  # the fallback shown in notifications and by screen readers
-    text = "\n".join([msg["text"], *_mrkdwn_texts(blocks)])
-    _no_pings_or_links_from_data(text)
-    assert "&lt;!channel&gt;" in text and "&amp;" in text
-    assert "\u202e" not in json.dumps(msg, ensure_ascii=False)  # no right-to-left override spoofing
-    assert "more" in text  # 60 alerts do not fit: the rest are summarised, never dropped silently
-    # Links back into PostHog are URL-encoded: data cannot break out of the URL.
-    urls = [e["url"] for b in blocks if b["type"] == "actions" for e in b["elements"] if "url" in e]
-    assert urls and all(" " not in u and "<" not in u for u in urls)
-    assert any("job%2Fwith%3Fodd%26chars" in u for u in urls)
+def _email(smtp: LocalSMTP | None = None, *, port: int | None = None) -> EmailNotifier:
+    return EmailNotifier(host="127.0.0.1", port=port or (smtp.port if smtp else 0), security="none",
+                         sender="Cluster Monitor <m@x.test>", recipients=["team@x.test"])
 
 
-def test_slack_bot_token_posts_to_the_channel_and_a_bad_token_is_permanent(bot_slack: LocalSlack) -> None:
-    good = SlackNotifier(bot_token="xoxb-test-token", channel="C123", base_url=bot_slack.api_base_url)
-    res = good.send(_notification())
-    assert res.ok and res.ts
-    assert bot_slack.messages[0]["channel"] == "C123"
-    bad = SlackNotifier(bot_token="xoxb-wrong", channel="C123", base_url=bot_slack.api_base_url)
-    res = bad.send(_notification())
-    assert not res.ok and res.permanent and "invalid_auth" in (res.error or "")
-    lost = SlackNotifier(bot_token="xoxb-test-token", channel="C999", base_url=bot_slack.api_base_url)
-    res = lost.send(_notification())
-    assert not res.ok and res.permanent and "channel_not_found" in (res.error or "")
-    assert len(bot_slack.messages) == 1
+def _no_sleep(_seconds: float) -> None:
+    return None
 
 
-def _email(smtp: LocalSMTP) -> EmailNotifier:
-    return EmailNotifier(host="127.0.0.1", port=smtp.port, security="none", sender="Monitor <m@x.test>",
-                         recipients=["team@x.test"])
+def _deliverer(store: SQLiteStore, notifiers: dict[str, Notifier], **kw: Any) -> Deliverer:
+    opts: dict[str, Any] = {"min_interval": 0.0, "sleep": _no_sleep, **kw}
+    return Deliverer(store, notifiers, **opts)
 
 
-def test_email_is_multipart_with_an_inline_chart_and_no_header_injection(smtp: LocalSMTP) -> None:
-    assert _email(smtp).send(_notification()).ok
-    assert smtp.wait_for(1)
-    msg = smtp.messages[0]
-    # One Subject, no smuggled headers, no line breaks in it.
-    assert len(msg.get_all("Subject") or []) == 1 and msg["Bcc"] is None
-    assert "\n" not in str(msg["Subject"]) and "\r" not in str(msg["Subject"])
-    for h in ("From", "To", "Date", "Message-ID"):
-        assert msg[h], h
-    assert msg.get_content_type() == "multipart/alternative"
-    plain = msg.get_body(preferencelist=("plain",))
-    html = msg.get_body(preferencelist=("html",))
-    assert isinstance(plain, EmailMessage) and isinstance(html, EmailMessage)
-    html_text = html.get_content()
-    assert "<script" not in html_text and "&lt;script&gt;" in html_text
-    assert "<!channel>" not in html_text
-    assert "\u202e" not in html_text + plain.get_content() + str(msg["Subject"])
-    # The chart: a PNG inside multipart/related, referenced by its Content-ID.
-    related = next(p for p in msg.walk() if p.get_content_type() == "multipart/related")
-    images = [p for p in related.iter_parts() if p.get_content_type() == "image/png"]
-    assert len(images) == 1
-    cid = str(images[0]["Content-ID"]).strip("<>")
-    assert f'src="cid:{cid}"' in html_text
-    png = images[0].get_content()
-    assert isinstance(png, bytes)
-    with Image.open(io.BytesIO(png)) as img:
-        assert img.format == "PNG" and img.width == 592 and img.height > 60
-
-
-def test_an_email_without_chart_data_has_no_image(smtp: LocalSMTP) -> None:
-    assert _email(smtp).send(_notification(shares=False)).ok
-    assert smtp.wait_for(1)
-    assert not [p for p in smtp.messages[0].walk() if p.get_content_maintype() == "image"]
-
-
-def _enqueue(store: SQLiteStore, n: Notification, channels: list[str]) -> None:
+def _enqueue(store: SQLiteStore, n: Notification, channels: list[str], now: datetime = NOW) -> None:
+    """As the pipeline does: the notification goes into the outbox, one entry per channel."""
     payload = msgspec.json.encode(n)
-    store.commit_alerts([], [(n.key, ch, payload) for ch in channels], NOW)
+    store.commit_alerts([], [(n.key, ch, payload) for ch in channels], now)
 
 
 def _drain(deliverer: Deliverer, store: SQLiteStore, start: datetime, rounds: int = 20) -> datetime:
-    """Deliver until nothing is pending, moving the injected clock past each backoff."""
+    """Deliver until nothing is pending, moving the injected clock to each entry's next attempt."""
     now = start
     for _ in range(rounds):
         deliverer.deliver_due(now)
-        if not store.outbox("pending"):
+        pending = store.outbox("pending")
+        if not pending:
             break
-        now += timedelta(hours=1)
+        now = max(now, min(e.next_attempt_at for e in pending))
     return now
 
 
-def test_delivery_survives_429_and_500_for_a_while_and_a_restart_with_pending_notifications(
-        slack: LocalSlack, smtp: LocalSMTP, tmp_path: Path) -> None:
-    path = tmp_path / "state.sqlite"
-    store = SQLiteStore(path)
-    notifiers: dict[str, Notifier] = {"slack": SlackNotifier(webhook_url=slack.webhook_url), "email": _email(smtp)}
-    for i in range(3):
-        _enqueue(store, _notification(key=f"run:{i}"), ["slack", "email"])
-    # Slack answers 500 six times, then 429 with Retry-After four times; the mail server refuses twice.
-    slack.fail_next(6, 500)
-    slack.fail_next(4, 429, error="ratelimited", retry_after=0)
-    smtp.refuse_code = 451
-    first = Deliverer(store, notifiers, min_interval=0, sleep=lambda s: None)
-    first.deliver_due(NOW)
-    smtp.refuse_code = None
-    # The daemon stops here with notifications pending; a new one starts on the same state file.
-    assert store.outbox("pending")
-    store.close()
-    store = SQLiteStore(path)
-    second = Deliverer(store, notifiers, min_interval=0, sleep=lambda s: None)
-    _drain(second, store, NOW)
-    assert store.outbox("pending") == [] and store.outbox("failed") == []
-    sent = store.outbox("sent")
-    assert len(sent) == 6 and max(e.attempts for e in sent) >= 1
-    # Each notification arrived exactly once on each channel.
-    assert len(slack.messages) == 3 and len(set(map(json.dumps, (m["blocks"] for m in slack.messages)))) == 3
-    assert len(smtp.messages) == 3 and len({m["X-Cluster-Monitor-Key"] for m in smtp.messages}) == 3
-    store.close()
+def _strings(node: object) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return []
 
 
-def test_a_permanent_error_is_kept_as_failed_not_retried_forever(bot_slack: LocalSlack, tmp_path: Path) -> None:
+def _mrkdwn_objects(node: object) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if node.get("type") == "mrkdwn":
+            out.append(node)
+        for v in node.values():
+            out.extend(_mrkdwn_objects(v))
+    elif isinstance(node, list):
+        for v in node:
+            out.extend(_mrkdwn_objects(v))
+    return out
+
+
+def _mrkdwn_texts(node: object) -> list[str]:
+    """Every string Slack parses as mrkdwn (plain_text objects are shown literally and never ping)."""
+    return [o["text"] for o in _mrkdwn_objects(node) if isinstance(o.get("text"), str)]
+
+
+def _assert_valid_blocks(blocks: list[dict[str, Any]]) -> None:
+    """slack-sdk's own Block Kit models accept every block, and Slack's documented limits hold."""
+    assert 0 < len(blocks) <= 50
+    for b in blocks:
+        parsed = Block.parse(b)
+        assert parsed is not None, b
+        parsed.validate_json()
+        assert parsed.to_dict() == b  # nothing in the block the model does not know
+        if b["type"] == "header":
+            assert b["text"]["type"] == "plain_text" and 0 < len(b["text"]["text"]) <= 150
+        elif b["type"] == "section":
+            assert 0 < len(b["text"]["text"]) <= 3000
+            assert len(b.get("fields", [])) <= 10 and all(len(f["text"]) <= 2000 for f in b.get("fields", []))
+        elif b["type"] == "context":
+            assert 0 < len(b["elements"]) <= 10 and all(len(e["text"]) <= 3000 for e in b["elements"])
+        elif b["type"] == "actions":
+            assert 0 < len(b["elements"]) <= 25
+            for e in b["elements"]:
+                assert len(e["text"]["text"]) <= 75 and len(e["url"]) <= 3000 and len(e["action_id"]) <= 255
+        else:
+            assert b["type"] == "divider", b["type"]
+    ids = [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    assert len(ids) == len(set(ids))  # Slack rejects a message whose action ids repeat
+
+
+def _assert_no_ping_or_link_from_data(msg: dict[str, Any]) -> None:
+    texts = [msg["text"], *_mrkdwn_texts(msg["blocks"])]
+    for text in texts:
+        # The only angle brackets Slack will see are the monitor's own link back into PostHog.
+        rest = OUR_LINK.sub("", text)
+        assert "<" not in rest and ">" not in rest, rest[:300]
+        assert "<!" not in text and "<@" not in text and "<#" not in text
+        # Every & is the start of one of the three escapes Slack knows: data cannot form another entity.
+        assert not re.search(r"&(?!amp;|lt;|gt;)", text), text[:300]
+    joined = "\n".join(texts)
+    for escaped in ("&lt;!channel&gt;", "&lt;!here&gt;", "&lt;@U123&gt;", "&lt;https://evil.example|click me&gt;",
+                    "&lt;script&gt;alert(1)&lt;/script&gt;", " &amp; ", "gpt-4o&lt;!here&gt;&amp;mini"):
+        assert escaped in joined, escaped
+    # verbatim: Slack does not auto-link bare URLs nor parse mentions in the data (Block Kit text object docs).
+    assert all(o.get("verbatim") is True for o in _mrkdwn_objects(msg["blocks"]))
+    for s in _strings(msg):
+        assert not set(s) & set(BIDI), "bidi override or isolate reached Slack"
+        assert "\r" not in s and not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", s)
+    header = next(b for b in msg["blocks"] if b["type"] == "header")["text"]["text"]
+    assert "\n" not in header and "🎉" in header  # one line; emoji kept
+
+
+def _assert_posthog_urls(urls: list[str], run_id: str) -> None:
+    assert urls
+    for u in urls:
+        assert u.startswith(LINKS.base + "/") and urlsplit(u).netloc == "us.posthog.com", u
+        assert URL_SAFE.match(u), u  # every character of the run id, cluster and trace id is percent-encoded
+    assert LINKS.base + "/clusters/" + quote(run_id, safe="") in urls
+    assert any(u.endswith("/traces/" + quote(_trace_id(0), safe="")) for u in urls)
+
+
+def _html_hrefs(page: str) -> list[str]:
+    return [html.unescape(h) for h in re.findall(r'href="([^"]*)"', page)]
+
+
+# --- 1 & 2: Slack, both transports: delivered, valid, within limits, hostile text inert --------------------
+
+@pytest.mark.parametrize("transport", ["webhook", "bot"])
+def test_slack_message_arrives_valid_within_limits_with_hostile_text_inert(
+        local_slack: LocalSlack, transport: str) -> None:
+    n = _notification(n_alerts=60)
+    res = _slack_notifier(local_slack, transport).send(n)
+    assert res.ok, res.error
+    assert local_slack.wait_for(1) and len(local_slack.messages) == 1
+    msg = local_slack.messages[0]
+    if transport == "webhook":
+        assert msg["path"] == urlsplit(local_slack.webhook_url).path and res.ts is None
+    else:
+        assert msg["path"] == "/api/chat.postMessage" and msg["channel"] == "C123" and res.ts == msg["ts"]
+    assert msg["unfurl_links"] is False
+    # The endpoint's own check (slack-sdk models) found nothing, and neither does ours with the limits.
+    assert local_slack.block_errors == []
+    blocks = msg["blocks"]
+    _assert_valid_blocks(blocks)
+    # A fallback text for notifications and screen readers, within chat.postMessage's limit.
+    assert msg["text"].strip() and len(msg["text"]) <= 40_000
+    # 60 alerts do not fit in 50 blocks: ten are shown, the rest summarised with a link, never dropped silently.
+    alert_sections = [b for b in blocks if b["type"] == "section" and "Cost spike" in b["text"]["text"]]
+    assert len(alert_sections) == 10
+    assert sum("…and 50 more alerts" in b["text"]["text"] for b in blocks if b["type"] == "section") == 1
+    # The 5,000-character title is cut to Slack's section limit, not rejected.
+    long_section = alert_sections[1]["text"]["text"]
+    assert long_section.endswith("…") and len(long_section) == 3000
+    _assert_no_ping_or_link_from_data(msg)
+    # Links back into PostHog: buttons and the "more" link, each part URL-encoded.
+    buttons = [e["url"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    more = [m for t in _mrkdwn_texts(blocks) for m in OUR_LINK.findall(t)]
+    assert more == [n.run_url]
+    _assert_posthog_urls(buttons + more, n.run_id)
+
+
+# --- 2 & 3: email: MIME structure, inline chart, headers, hostile text ------------------------------------
+
+def test_email_mime_structure_headers_and_inline_chart(smtp: LocalSMTP) -> None:
+    res = _email(smtp).send(_notification())
+    assert res.ok, res.error
+    assert smtp.wait_for(1)
+    msg = smtp.messages[0]
+    assert smtp.recipients[0] == ["team@x.test"]
+    assert parseaddr(str(msg["From"])) == ("Cluster Monitor", "m@x.test")
+    assert parseaddr(str(msg["To"])) == ("", "team@x.test")
+    date = parsedate_to_datetime(str(msg["Date"]))
+    if date.tzinfo is None:  # "-0000": UTC, with no local zone given (RFC 5322 3.3)
+        date = date.replace(tzinfo=UTC)
+    assert abs(date - datetime.now(UTC)) < timedelta(minutes=5)
+    assert re.fullmatch(r"<[^<>@\s]+@cluster-monitor>", str(msg["Message-ID"]))
+    assert msg["MIME-Version"] == "1.0"
+    # multipart/alternative: the plain text first, then the HTML with its chart in multipart/related.
+    assert msg.get_content_type() == "multipart/alternative"
+    top = list(msg.iter_parts())
+    assert [p.get_content_type() for p in top] == ["text/plain", "multipart/related"]
+    related = list(top[1].iter_parts())
+    assert [p.get_content_type() for p in related] == ["text/html", "image/png"]
+    plain, page, image = top[0], related[0], related[1]
+    assert isinstance(plain, EmailMessage) and isinstance(page, EmailMessage) and isinstance(image, EmailMessage)
+    assert plain.get_content_charset() == "utf-8" and page.get_content_charset() == "utf-8"
+    assert msg.get_body(preferencelist=("html",)) is page and msg.get_body(preferencelist=("plain",)) is plain
+    # The HTML refers to the image by the image's own Content-ID.
+    cid = str(image["Content-ID"])
+    assert cid.startswith("<") and cid.endswith(">")
+    html_text = page.get_content()
+    assert re.findall(r'src="cid:([^"]+)"', html_text) == [cid[1:-1]]
+    assert image.get_content_disposition() == "inline"
+    png = image.get_content()
+    assert isinstance(png, bytes)
+    with Image.open(io.BytesIO(png)) as img:
+        img.load()
+        assert img.format == "PNG" and img.width == 592 and img.height == 34 + 30 * 3 + 12
+
+
+def test_email_without_chart_data_is_plain_multipart_alternative(smtp: LocalSMTP) -> None:
+    notifier = _email(smtp)
+    assert notifier.send(_notification(shares=False, tag="a1x")).ok
+    assert notifier.send(_notification(shares=False, tag="b2x")).ok
+    assert smtp.wait_for(2)
+    first, second = smtp.messages
+    assert [p.get_content_type() for p in first.walk()] == ["multipart/alternative", "text/plain", "text/html"]
+    page = first.get_body(preferencelist=("html",))
+    assert isinstance(page, EmailMessage) and "cid:" not in page.get_content()
+    assert first["Message-ID"] != second["Message-ID"]
+
+
+def test_email_hostile_text_is_escaped_and_cannot_inject_headers(smtp: LocalSMTP) -> None:
+    # The run id (and so the notification key) carries CR/LF, as a run event's properties could.
+    n = _notification(n_alerts=60)
+    res = _email(smtp).send(n)
+    assert res.ok, res.error
+    assert smtp.wait_for(1)
+    msg = smtp.messages[0]
+    # Exactly the headers the monitor writes: nothing smuggled in from the data, and one Subject.
+    assert sorted(k.lower() for k, _ in msg.items()) == sorted(
+        ["subject", "from", "to", "date", "message-id", "x-cluster-monitor-key", "mime-version", "content-type"])
+    assert len(msg.get_all("Subject") or []) == 1 and msg["Bcc"] is None and msg["X-Injected"] is None
+    assert smtp.recipients[0] == ["team@x.test"]  # and no extra envelope recipient
+    for h in ("Subject", "X-Cluster-Monitor-Key"):
+        value = str(msg[h])
+        assert "\r" not in value and "\n" not in value, h
+    subject = str(msg["Subject"])
+    assert subject.startswith("[cluster-monitor] 59 alerts, 1 resolved: Cost spike in 🎉 مرحبا RTLiso <!channel>")
+    assert len(subject) <= 200 and "🎉" in subject  # UTF-8 survives the RFC 2047 round trip
+    plain = msg.get_body(preferencelist=("plain",))
+    page = msg.get_body(preferencelist=("html",))
+    assert isinstance(plain, EmailMessage) and isinstance(page, EmailMessage)
+    # Line ends are CRLF on the wire; no bare CR from the data survives inside a line.
+    text, html_text = plain.get_content().replace("\r\n", "\n"), page.get_content().replace("\r\n", "\n")
+    assert "\r" not in text and "\r" not in html_text
+    # HTML: the data is text, never markup.
+    assert "<script" not in html_text.lower() and "&lt;script&gt;alert(1)&lt;/script&gt;" in html_text
+    assert "<!channel" not in html_text and "&lt;!channel&gt;" in html_text
+    assert "<b>" not in html_text and "<https://evil" not in html_text
+    assert html_text.count("<a ") == len(_html_hrefs(html_text))
+    for part in (subject, text, html_text):
+        assert not set(part) & set(BIDI)
+        assert "🎉" in part and "مرحبا" in part
+    # 25 alerts are shown in full, the rest counted with a link to the run.
+    assert "…and 35 more" in html_text and "...and 35 more" in text
+    assert html_text.count("L" * 5000) == 1  # the long title is kept whole in the email
+    # Links back into PostHog are URL-encoded in both parts.
+    hrefs = _html_hrefs(html_text)
+    _assert_posthog_urls(hrefs, n.run_id)
+    # The plain text keeps one alert heading, and one link, per line: a URL never runs into the next word.
+    assert len(re.findall(r"^\[(?:CRITICAL|WARNING|INFO)\] Cost spike: ", text, re.MULTILINE)) == 25
+    text_links = re.findall(r"^  (?:Open run|Open cluster|Top trace): (.*)$", text, re.MULTILINE)
+    assert len(text_links) == 25 * 3
+    _assert_posthog_urls(text_links, n.run_id)
+
+
+# --- 4: delivery under faults, through the SQLite outbox ------------------------------------------------
+
+@pytest.mark.parametrize("transport", ["webhook", "bot"])
+def test_slack_429_and_500_are_retried_with_backoff_and_delivered_exactly_once(
+        local_slack: LocalSlack, transport: str, retry_sleeps: list[float], tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "state.sqlite")
-    notifiers: dict[str, Notifier] = {"slack": SlackNotifier(bot_token="xoxb-test-token", channel="C404",
-                                        base_url=bot_slack.api_base_url)}
-    _enqueue(store, _notification(), ["slack"])
-    d = Deliverer(store, notifiers, min_interval=0, sleep=lambda s: None)
-    _drain(d, store, NOW)
-    failed = store.outbox("failed")
-    assert len(failed) == 1 and failed[0].attempts == 1 and "channel_not_found" in (failed[0].last_error or "")
-    before = bot_slack.requests
-    d.deliver_due(NOW + timedelta(days=3))
-    assert bot_slack.requests == before  # nothing more was tried
+    _enqueue(store, _notification(tag="r1x"), ["slack"])
+    # Slack is down for three requests, then rate-limits three more, asking for 7 seconds each time.
+    local_slack.fail_next(3, 500)
+    local_slack.fail_next(3, 429, error="ratelimited", retry_after=7)
+    d = _deliverer(store, {"slack": _slack_notifier(local_slack, transport)})
+    now, errors, backoffs = NOW, [], []
+    for _ in range(10):
+        d.deliver_due(now)
+        (entry,) = store.outbox()
+        if entry.status != "pending":
+            break
+        errors.append(entry.last_error or "")
+        backoffs.append((entry.next_attempt_at - now).total_seconds())
+        # Not due before its backoff: nothing more is sent.
+        before = local_slack.requests
+        assert d.deliver_due(now) == 0 and local_slack.requests == before
+        now = entry.next_attempt_at
+    assert entry.status == "sent" and entry.sent_at == now
+    assert entry.attempts == len(errors) + 1 and len(errors) >= 2  # the outbox retried, not only slack-sdk
+    assert backoffs == [2.0 ** k for k in range(len(backoffs))]
+    assert any("internal_error" in e for e in errors) and any("ratelimited" in e for e in errors)
+    # slack-sdk honoured Retry-After (7 s plus its jitter) before trying again.
+    assert any(7 <= s < 8 for s in retry_sleeps)
+    # Every armed failure was consumed, then exactly one message arrived.
+    assert local_slack.requests == 7 and len(local_slack.messages) == 1
+    assert "r1x" in json.dumps(local_slack.messages[0]["blocks"])
+    d.deliver_due(now + timedelta(days=2))
+    assert local_slack.requests == 7 and len(local_slack.messages) == 1
     store.close()
+
+
+@pytest.mark.parametrize(("transport", "setup", "code"), [
+    ("webhook", "removed webhook (404 no_service)", "no_service"),
+    ("webhook", "revoked webhook (403 invalid_token)", "invalid_token"),
+    ("webhook", "archived channel (410, a code not in the list: the 4xx status decides)", "channel_is_archived"),
+    ("bot", "wrong token", "invalid_auth"),
+    ("bot", "unknown channel", "channel_not_found"),
+    ("bot", "deactivated workspace (200 ok:false)", "account_inactive"),
+])
+def test_a_permanent_slack_error_is_marked_failed_and_never_retried(
+        local_slack: LocalSlack, transport: str, setup: str, code: str, tmp_path: Path) -> None:
+    kw: dict[str, Any] = {}
+    if setup.startswith("removed"):
+        kw["webhook_url"] = f"{local_slack.url}/hooks/removed"
+    elif setup.startswith("revoked"):
+        local_slack.fail_next(1000, 403, error="invalid_token")
+    elif setup.startswith("archived"):
+        local_slack.fail_next(1000, 410, error="channel_is_archived")
+    elif setup == "wrong token":
+        kw["token"] = "xoxb-revoked"
+    elif setup == "unknown channel":
+        kw["channel"] = "C404"
+    else:
+        local_slack.fail_next(1000, 200, error="account_inactive")
+    store = SQLiteStore(tmp_path / "state.sqlite")
+    _enqueue(store, _notification(), ["slack"])
+    d = _deliverer(store, {"slack": _slack_notifier(local_slack, transport, **kw)})
+    _drain(d, store, NOW)
+    (entry,) = store.outbox()
+    assert entry.status == "failed" and entry.attempts == 1 and code in (entry.last_error or "")
+    assert local_slack.requests == 1  # not even slack-sdk tried again
+    d.deliver_due(NOW + timedelta(days=30))
+    assert local_slack.requests == 1 and local_slack.messages == []
+    store.close()
+
+
+def test_a_retryable_error_that_never_heals_is_failed_after_max_attempts(
+        local_slack: LocalSlack, tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "state.sqlite")
+    _enqueue(store, _notification(), ["slack"])
+    local_slack.fail_next(1000, 502, error="bad_gateway")  # slack-sdk does not retry a 502 itself
+    d = _deliverer(store, {"slack": _slack_notifier(local_slack, "webhook")}, max_attempts=4)
+    _drain(d, store, NOW)
+    (entry,) = store.outbox()
+    assert entry.status == "failed" and entry.attempts == 4 and "502" in (entry.last_error or "")
+    assert local_slack.requests == 4
+    d.deliver_due(NOW + timedelta(days=30))
+    assert local_slack.requests == 4 and local_slack.messages == []
+    store.close()
+
+
+def test_smtp_refusal_is_retried_then_delivered_once(smtp: LocalSMTP, tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "state.sqlite")
+    _enqueue(store, _notification(), ["email"])
+    d = _deliverer(store, {"email": _email(smtp)})
+    smtp.refuse_code = 451  # "try again later", at DATA
+    now = NOW
+    for attempt in (1, 2):
+        assert d.deliver_due(now) == 0
+        (entry,) = store.outbox()
+        assert entry.status == "pending" and entry.attempts == attempt and "451" in (entry.last_error or "")
+        assert d.deliver_due(now) == 0  # not due yet
+        now = entry.next_attempt_at
+    assert smtp.messages == []
+    smtp.refuse_code = None
+    assert d.deliver_due(now) == 1
+    assert smtp.wait_for(1)
+    (entry,) = store.outbox()
+    assert entry.status == "sent" and entry.attempts == 3
+    d.deliver_due(now + timedelta(days=2))
+    assert len(smtp.messages) == 1
+    store.close()
+
+
+def test_smtp_permanent_refusal_fails_and_an_unreachable_server_is_retried(smtp: LocalSMTP, tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "state.sqlite")
+    _enqueue(store, _notification(tag="p1x"), ["email"])
+    _enqueue(store, _notification(tag="u2x"), ["down"])
+    smtp.refuse_code = 554
+    d = _deliverer(store, {"email": _email(smtp), "down": _email(port=_free_port())})
+    d.deliver_due(NOW)
+    refused, unreachable = store.outbox()
+    assert refused.status == "failed" and refused.attempts == 1 and "554" in (refused.last_error or "")
+    assert unreachable.status == "pending" and "ConnectionRefusedError" in (unreachable.last_error or "")
+    smtp.refuse_code = None
+    d.deliver_due(NOW + timedelta(days=1))
+    assert store.outbox("failed")[0].id == refused.id and smtp.messages == []
+    store.close()
+
+
+def test_pending_notifications_survive_a_restart_and_each_is_delivered_once(
+        local_slack: LocalSlack, smtp: LocalSMTP, tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    channels = ["slack", "email"]
+    tags = ["a0x", "b1x", "c2x"]
+
+    def notifiers() -> dict[str, Notifier]:
+        return {"slack": _slack_notifier(local_slack, "bot"), "email": _email(smtp)}
+
+    store = SQLiteStore(path)
+    _enqueue(store, _notification(tag=tags[0]), channels)
+    first = _deliverer(store, notifiers())
+    assert first.deliver_due(NOW) == 2
+    # Two more runs, while Slack is down and the mail server says "later".
+    later = NOW + timedelta(minutes=5)
+    for tag in tags[1:]:
+        _enqueue(store, _notification(tag=tag), channels, later)
+    local_slack.fail_next(1000, 503, error="service_unavailable")
+    smtp.refuse_code = 421
+    assert first.deliver_due(later) == 0
+    assert len(store.outbox("pending")) == 4 and len(store.outbox("sent")) == 2
+    store.close()  # the daemon stops with notifications pending
+
+    local_slack.heal()
+    smtp.refuse_code = None
+    store = SQLiteStore(path)
+    # Reprocessing after the restart enqueues the first run again: the outbox keeps one entry per key.
+    _enqueue(store, _notification(tag=tags[0]), channels, later)
+    second = _deliverer(store, notifiers())
+    _drain(second, store, later)
+    assert store.outbox("pending") == [] and store.outbox("failed") == []
+    assert len(store.outbox("sent")) == 6
+    assert smtp.wait_for(3)
+    for tag in tags:
+        assert sum(tag in json.dumps(m["blocks"]) for m in local_slack.messages) == 1, tag
+        assert sum(str(m["X-Cluster-Monitor-Key"]).endswith(tag) for m in smtp.messages) == 1, tag
+    assert len(local_slack.messages) == 3 and len(smtp.messages) == 3
+    store.close()
+
+
+def test_delivery_is_paced_per_channel_on_the_injected_clock(
+        local_slack: LocalSlack, smtp: LocalSMTP, tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "state.sqlite")
+    for tag in ("a0x", "b1x", "c2x"):
+        _enqueue(store, _notification(tag=tag), ["slack", "email"])
+    clock = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    d = Deliverer(store, {"slack": _slack_notifier(local_slack, "webhook"), "email": _email(smtp)},
+                  min_interval=1.0, sleep=sleep, monotonic=lambda: clock[0])
+    assert d.deliver_due(NOW) == 6
+    # Slack waits a second before its 2nd and 3rd message; email, sent in between, had waited already.
+    assert slept == [1.0, 1.0]
+    assert len(local_slack.messages) == 3 and smtp.wait_for(3)
+    store.close()
+
+
+# --- 5: templates ---------------------------------------------------------------------------------------
+
+def test_check_templates_names_the_broken_file_and_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert render.check_templates() == []  # the packaged templates are fine
+    (tmp_path / "slack").mkdir()
+    (tmp_path / "email").mkdir()
+    broken = tmp_path / "slack" / "header.txt.j2"
+    broken.write_text("{{ icon }}\n{% if n_firing %}\n{{ n_firing }\n{% endif %}\n")
+    undefined = tmp_path / "email" / "subject.txt.j2"
+    undefined.write_text("[cluster-monitor]\n{{ notification.run_id }} {{ no_such_value }}\n")
+    # A user's template directory overrides the packaged templates by name.
+    monkeypatch.setenv("CLUSTER_MONITOR_TEMPLATES", str(tmp_path))
+    monkeypatch.setattr(render, "_ENV", render._env())
+    problems = render.check_templates()
+    assert len(problems) == 2, problems
+    syntax, runtime = problems
+    assert syntax.startswith("slack templates: TemplateSyntaxError")
+    assert f"{broken}, line 3" in syntax and "unexpected '}'" in syntax
+    assert runtime.startswith("email templates: UndefinedError")
+    assert f"{undefined}, line 2" in runtime and "no_such_value" in runtime
 
 
 def test_email_html_renders_in_headless_chromium(tmp_path: Path) -> None:
