@@ -43,6 +43,7 @@ from monitor.localposthog.server import LocalPostHog
 from monitor.localslack import LocalSlack
 from monitor.localsmtp import LocalSMTP
 from monitor.pipeline import Monitor
+from monitor.posthog.client import RequestBudget
 
 KEY = "phx_reliability_key"
 END = datetime(2026, 11, 1, tzinfo=UTC)
@@ -82,7 +83,8 @@ class World:
         return parse_config(json.dumps(doc), "reliability", env={})
 
     def monitor(self) -> Monitor:
-        m = build_monitor(self.config(), clock=lambda: self.now[0], sleep=lambda s: None)
+        # Each world stands for a separate deployment with its own key: its own request budget.
+        m = build_monitor(self.config(), clock=lambda: self.now[0], sleep=lambda s: None, budget=RequestBudget())
         assert m.deliverer is not None
         m.deliverer.min_interval = 0.0
         return m

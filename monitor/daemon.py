@@ -59,11 +59,12 @@ def build_notifiers(cfg: Config) -> dict[str, Notifier]:
 
 
 def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
-                  sleep: Callable[[float], None] = time.sleep) -> Monitor:
+                  sleep: Callable[[float], None] = time.sleep, budget: RequestBudget | None = None) -> Monitor:
+    """`budget`: the request budget to draw from; by default the one this process shares per API key."""
     key = cfg.posthog.resolved_api_key()
     client = PostHogClient(cfg.posthog.host, cfg.posthog.project_id, key,
                            timeout=cfg.posthog.timeout_seconds, max_retries=cfg.posthog.max_retries,
-                           budget=budget_for(key), sleep=sleep)
+                           budget=budget or budget_for(key), sleep=sleep)
     store = SQLiteStore(cfg.state.path)
     deliverer = Deliverer(store, build_notifiers(cfg), max_backoff=cfg.delivery.max_backoff_seconds,
                           max_attempts=cfg.delivery.max_attempts, sleep=sleep)
