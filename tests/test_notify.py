@@ -599,3 +599,26 @@ def test_email_html_renders_in_headless_chromium(tmp_path: Path) -> None:
         # Something was drawn: a blank page would be a single colour.
         colours = img.convert("RGB").getcolors(maxcolors=1_000_000)
         assert colours is not None and len(colours) > 50
+
+
+def test_a_resolved_notice_replies_in_the_thread_of_the_alert_it_resolves(
+        local_slack: LocalSlack, tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "state.sqlite")
+    d = _deliverer(store, {"slack": _slack_notifier(local_slack, "bot")})
+    fired = _notification(1, tag="fired")
+    _enqueue(store, fired, ["slack"])
+    _drain(d, store, NOW)
+    first_ts = local_slack.messages[0]["ts"]
+    assert local_slack.messages[0].get("thread_ts") is None
+    resolved_alert = msgspec.structs.replace(fired.alerts[0], status="resolved", summary="Resolved: cost is back")
+    resolved = msgspec.structs.replace(fired, key="run:resolved", alerts=(resolved_alert,))
+    other = _notification(1, tag="other")
+    _enqueue(store, resolved, ["slack"])
+    _enqueue(store, msgspec.structs.replace(other, alerts=(msgspec.structs.replace(
+        other.alerts[0], fingerprint="fp-unrelated"),)), ["slack"])
+    _drain(d, store, NOW + timedelta(hours=1))
+    by_text = {m["ts"]: m for m in local_slack.messages}
+    replies = [m for m in by_text.values() if m.get("thread_ts")]
+    assert len(replies) == 1 and replies[0]["thread_ts"] == first_ts
+    assert "Resolved" in json.dumps(replies[0]["blocks"])
+    store.close()

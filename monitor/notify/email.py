@@ -64,7 +64,7 @@ class EmailNotifier:
                    username=cfg.username, password=cfg.password.get_secret_value() if cfg.password else None,
                    timeout=cfg.timeout_seconds, timezone=timezone)
 
-    def send(self, notification: Notification) -> SendResult:
+    def send(self, notification: Notification, *, thread_ts: str | None = None) -> SendResult:
         chart = share_chart(notification.shares) if notification.shares else None
         msg = build_message(notification, sender=self.sender, recipients=self.recipients, tz=self.tz, chart=chart)
         try:

@@ -35,7 +35,7 @@ class Notifier(Protocol):
 
     name: str
 
-    def send(self, notification: Notification) -> SendResult: ...
+    def send(self, notification: Notification, *, thread_ts: str | None = None) -> SendResult: ...
 
 
 class Deliverer:
@@ -72,6 +72,13 @@ class Deliverer:
                 self._sleep(wait)
         self._last_send[channel] = self._monotonic()
 
+    def _thread_for(self, channel: str, notification: Notification) -> str | None:
+        """Resolved notices reply in the thread of the message that announced the alert, where the channel
+        gives message ids (Slack with a bot token); anything else starts a new message."""
+        if not notification.alerts or any(a.status != "resolved" for a in notification.alerts):
+            return None
+        return self.store.thread_for(channel, [a.fingerprint for a in notification.alerts])
+
     def deliver_due(self, now: datetime) -> int:
         delivered = 0
         for entry in self.store.due_outbox(now):
@@ -93,8 +100,9 @@ class Deliverer:
             self.store.mark_failed(entry.id, f"undecodable outbox payload: {exc}")
             return False
         self._pace(entry.channel)
+        thread = self._thread_for(entry.channel, notification)
         try:
-            result = notifier.send(notification)
+            result = notifier.send(notification, thread_ts=thread)
         except Exception as exc:  # a bug in rendering must not lose the message: park it for retry
             log.exception("notify_crashed", channel=entry.channel, key=entry.key)
             result = SendResult(ok=False, error=f"{type(exc).__name__}: {exc}")

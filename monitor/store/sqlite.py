@@ -292,6 +292,16 @@ class SQLiteStore:
             c.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
                       "WHERE id = ?", (error[:2000], _ts(next_attempt_at), entry_id))
 
+    def thread_for(self, channel: str, fingerprints: Sequence[str]) -> str | None:
+        """The message id of the first sent notification on `channel` that carried one of `fingerprints`."""
+        for fp in fingerprints:
+            rows = self._all(
+                "SELECT thread_ts FROM outbox WHERE channel = ? AND status = 'sent' AND thread_ts IS NOT NULL "
+                "AND instr(payload, ?) > 0 ORDER BY id LIMIT 1", (channel, f'"fingerprint":"{fp}"'.encode()))
+            if rows:
+                return str(rows[0][0])
+        return None
+
     def requeue_failed(self, now: datetime) -> int:
         """Failed notifications back to pending (after the token or channel is fixed); returns how many."""
         with self._tx() as c:
