@@ -206,7 +206,7 @@ class SQLiteStore:
                 "INSERT INTO runs (run_id, job_key, level, window_end, emitted_at, event_uuid, payload, "
                 "processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (run.run_id, run.job_key, run.level, _ts(run.window_end), _ts(run.emitted_at), run.event_uuid,
-                 zlib.compress(run.payload, 3), _ts(run.processed_at)),
+                 zlib.compress(run.payload, 1), _ts(run.processed_at)),
             )
             c.executemany(
                 f"INSERT OR REPLACE INTO clusters ({self._SNAP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
