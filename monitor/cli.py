@@ -167,6 +167,109 @@ def outbox(config: ConfigOpt, status: Annotated[str | None, typer.Option(help="p
                    f"created={e.created_at:%Y-%m-%d %H:%M:%S}{err}")
 
 
+silence_app = typer.Typer(no_args_is_help=True, help="Mute notifications of matching alerts for a while.")
+app.add_typer(silence_app, name="silence")
+_DURATION = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _duration_seconds(text: str) -> float:
+    """'90m', '4h', '2d', '1w'."""
+    text = text.strip().lower()
+    if len(text) < 2 or text[-1] not in _DURATION or not text[:-1].replace(".", "", 1).isdigit():
+        raise typer.BadParameter(f"{text!r}: use a number and a unit, like 90m, 4h, 2d or 1w")
+    return float(text[:-1]) * _DURATION[text[-1]]
+
+
+@silence_app.command("add")
+def silence_add(
+    config: ConfigOpt,
+    kind: Annotated[list[str] | None, typer.Option(help="alert kind (repeatable), e.g. share_shift")] = None,
+    severity: Annotated[list[str] | None, typer.Option(help="critical, warning or info (repeatable)")] = None,
+    job: Annotated[str | None, typer.Option(help="glob on the job name")] = None,
+    level: Annotated[str | None, typer.Option(help="trace or generation")] = None,
+    title: Annotated[str | None, typer.Option(help="glob on the cluster title")] = None,
+    for_: Annotated[str | None, typer.Option("--for", help="how long, e.g. 4h or 2d")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO time it ends (UTC if no zone)")] = None,
+    comment: Annotated[str, typer.Option(help="why: shown in logs and `silence list`")] = "",
+) -> None:
+    """Add a silence; the running daemon applies it from its next run."""
+    from datetime import UTC, datetime, timedelta
+
+    from pydantic import ValidationError
+
+    from monitor.config import Silence
+    from monitor.store.sqlite import SQLiteStore
+
+    cfg = _load(config)
+    now = datetime.now(UTC)
+    if for_ and until:
+        raise typer.BadParameter("give --for or --until, not both")
+    end = now + timedelta(seconds=_duration_seconds(for_)) if for_ else (
+        datetime.fromisoformat(until) if until else None)
+    spec = {"kinds": kind or [], "severities": severity or [], "job": job, "level": level, "title": title,
+            "until": end.isoformat() if end else None, "comment": comment}
+    try:
+        silence = Silence.model_validate(spec)
+    except ValidationError as exc:
+        typer.echo(f"cluster-monitor silence add: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", err=True)
+        raise typer.Exit(2) from exc
+    if not any((silence.kinds, silence.severities, job, level, title)):
+        typer.echo("cluster-monitor silence add: say what to mute (--kind, --severity, --job, --level or --title)",
+                   err=True)
+        raise typer.Exit(2)
+    store = SQLiteStore(cfg.state.path)
+    try:
+        sid = store.add_silence(silence.model_dump(mode="json"), now)
+    finally:
+        store.close()
+    typer.echo(f"silence #{sid} added" + (f", until {silence.until:%Y-%m-%d %H:%M} UTC" if silence.until else ""))
+
+
+@silence_app.command("list")
+def silence_list(config: ConfigOpt) -> None:
+    """Silences from the CLI (and those in the config file), with whether each is still active."""
+    from datetime import UTC, datetime
+
+    from monitor.config import Silence
+    from monitor.store.sqlite import SQLiteStore
+
+    cfg = _load(config)
+    store = SQLiteStore(cfg.state.path)
+    try:
+        rows = [(f"#{sid}", Silence.model_validate(spec)) for sid, spec in store.silences()]
+    finally:
+        store.close()
+    rows += [("config", s) for s in cfg.silences]
+    if not rows:
+        typer.echo("no silences")
+        return
+    now = datetime.now(UTC)
+    for label, s in rows:
+        state = "expired" if s.until is not None and s.until <= now else "active"
+        what = ", ".join(f"{k}={v}" for k, v in (("kinds", ",".join(s.kinds)), ("severities", ",".join(s.severities)),
+                                                  ("job", s.job), ("level", s.level), ("title", s.title)) if v)
+        until = f"until {s.until:%Y-%m-%d %H:%M} UTC" if s.until else "until removed"
+        typer.echo(f"{label:<7} {state:<8} {what}  {until}  {s.comment}")
+
+
+@silence_app.command("remove")
+def silence_remove(config: ConfigOpt,
+                   silence_id: Annotated[int, typer.Argument(help="the number `list` shows")]) -> None:
+    """Remove a silence added from the CLI (silences in the config file are removed by editing it)."""
+    from monitor.store.sqlite import SQLiteStore
+
+    cfg = _load(config)
+    store = SQLiteStore(cfg.state.path)
+    try:
+        removed = store.remove_silence(silence_id)
+    finally:
+        store.close()
+    if not removed:
+        typer.echo(f"no silence #{silence_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"silence #{silence_id} removed")
+
+
 @app.command("test-notify")
 def test_notify(config: ConfigOpt) -> None:
     """Send a sample notification to every configured channel."""

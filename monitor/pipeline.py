@@ -20,7 +20,7 @@ import structlog
 
 from monitor import telemetry
 from monitor.alerts import Alert, Notification, ShareBar
-from monitor.config import Config
+from monitor.config import Config, Silence
 from monitor.links import PostHogLinks
 from monitor.matching import match_runs
 from monitor.matching.lineage import assign_lineages
@@ -249,7 +249,15 @@ class Monitor:
         return notification
 
     def _unsilenced(self, alerts: list[Alert], now: datetime) -> list[Alert]:
-        keep, muted = split_silenced(alerts, self.cfg.silences, now)
+        if not alerts:
+            return alerts
+        silences = list(self.cfg.silences)
+        for sid, spec in self.store.silences():
+            try:
+                silences.append(Silence.model_validate({**spec, "comment": spec.get("comment") or f"silence #{sid}"}))
+            except ValueError as exc:  # written by an older version, say: skip it, loudly
+                log.warning("silence_unreadable", silence_id=sid, error=str(exc))
+        keep, muted = split_silenced(alerts, silences, now)
         for a, s in muted:
             telemetry.ALERTS_SILENCED.labels(kind=a.kind).inc()
             log.info("alert_silenced", kind=a.kind, run_id=a.run_id, cluster_id=a.cluster_id, silence=s.comment,

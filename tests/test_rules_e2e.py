@@ -123,3 +123,33 @@ def test_a_silence_mutes_matching_alerts_only_until_it_ends(
     assert later.cycle().ok
     assert "New cluster" in "\n".join(_texts(slack))
     later.store.close()
+
+
+def test_silences_from_the_cli_are_stored_listed_applied_and_removed(
+        posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env: PostHogEnv = posthog_factory("drift", scale=0.1, days=8)
+    cfg = make_config(env, slack, None, tmp_path / "s.sqlite")
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(cfg.model_dump(mode="json", by_alias=True, exclude_none=True) | {
+        "posthog": {"host": env.url, "project_id": env.project_id, "api_key": "${KEY}", "lookback_days": 60}}))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "monitor.cli", "silence", *args, "--config", str(path)],
+                              capture_output=True, text=True, timeout=60, env={**os.environ, "KEY": API_KEY})
+
+    assert cli("add", "--for", "2h").returncode == 2  # nothing to mute: refused
+    assert cli("add", "--kind", "new_cluster", "--for", "9999d", "--comment", "launch week").stdout.startswith(
+        "silence #1 added")
+    listed = cli("list").stdout
+    assert "#1" in listed and "active" in listed and "launch week" in listed
+    m = monitor_for(cfg)
+    assert m.cycle().ok
+    text = "\n".join(_texts(slack))
+    assert "New cluster" not in text and "Cost spike" in text
+    m.store.close()
+    assert cli("remove", "1").returncode == 0 and cli("remove", "1").returncode == 1
+    assert "no silences" in cli("list").stdout

@@ -75,6 +75,11 @@ CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS silences (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    spec TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
 """
 
 
@@ -258,6 +263,20 @@ class SQLiteStore:
     def kv_set(self, key: str, value: str) -> None:
         with self._tx() as c:
             c.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
+
+    # --- silences added from the CLI -------------------------------------------------------------------
+    def add_silence(self, spec: dict[str, Any], now: datetime) -> int:
+        with self._tx() as c:
+            cur = c.execute("INSERT INTO silences (spec, created_at) VALUES (?, ?)",
+                            (msgspec.json.encode(spec).decode(), _ts(now)))
+            return int(cur.lastrowid or 0)
+
+    def silences(self) -> list[tuple[int, dict[str, Any]]]:
+        return [(int(r[0]), msgspec.json.decode(r[1])) for r in self._all("SELECT id, spec FROM silences ORDER BY id")]
+
+    def remove_silence(self, silence_id: int) -> bool:
+        with self._tx() as c:
+            return c.execute("DELETE FROM silences WHERE id = ?", (silence_id,)).rowcount > 0
 
     # --- outbox --------------------------------------------------------------------------------------
     _OUT_COLS = ("id, key, channel, payload, status, attempts, next_attempt_at, last_error, created_at, sent_at, "
