@@ -57,7 +57,9 @@ def once(config: ConfigOpt, log_level: str = "info") -> None:
 def replay(
     config: ConfigOpt,
     days: Annotated[int | None, typer.Option(help="look back this many days (default: posthog.lookback_days)")] = None,
-    at: Annotated[str | None, typer.Option(help="evaluate as of this ISO time (default: now)")] = None,
+    at: Annotated[str | None, typer.Option(help="evaluate as of this ISO time (default: now, or --until)")] = None,
+    since: Annotated[str | None, typer.Option(help="only runs that landed at or after this ISO time")] = None,
+    until: Annotated[str | None, typer.Option(help="only runs that landed at or before this ISO time")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one notification per line, as JSON")] = False,
     log_level: str = "warning",
 ) -> None:
@@ -68,10 +70,21 @@ def replay(
     from monitor.replay import print_notices
     from monitor.replay import replay as run_replay
 
+    def when(text: str | None) -> datetime | None:
+        if not text:
+            return None
+        try:
+            t = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise typer.BadParameter(f"{text!r} is not an ISO time (2026-11-01 or 2026-11-01T03:00:00Z)") from exc
+        return t if t.tzinfo else t.replace(tzinfo=UTC)
+
     cfg = _load(config)
-    now = datetime.fromisoformat(at) if at else datetime.now(UTC)
-    now = now if now.tzinfo else now.replace(tzinfo=UTC)
-    result = run_replay(cfg, days=days, clock=lambda: now)
+    lo, hi = when(since), when(until)
+    now = when(at) or hi or datetime.now(UTC)
+    if lo is not None and days is None:
+        days = max(1, (now - lo).days + 1)
+    result = run_replay(cfg, days=days, clock=lambda: now, since=lo, until=hi)
     print_notices(result.notices, sys.stdout, as_json=as_json)
     if not as_json:
         typer.echo(f"{len(result.processed)} runs replayed, {len(result.notices)} notifications would have been sent"

@@ -106,6 +106,8 @@ class Monitor:
         self.clock = clock
         self.links = PostHogLinks(cfg.posthog.links_host, cfg.posthog.project_id, cfg.posthog.ui_path)
         self._jobs: dict[str, dict[str, Any]] | None = None
+        # `replay --since/--until`: only runs that landed in this window (None: open).
+        self.replay_window: tuple[datetime | None, datetime | None] = (None, None)
         self._jobs_fetched_at: datetime | None = None
 
     # --- discovery -----------------------------------------------------------------------------------
@@ -134,7 +136,9 @@ class Monitor:
             last = res.rows()[-1]
             after = parse_time("?", "emitted_at", last["emitted_at"])
             after_uuid = str(last["event_uuid"])
-        runs = [d for d in found.values() if self._watched(d)]
+        lo, hi = self.replay_window
+        runs = [d for d in found.values() if self._watched(d)
+                and (lo is None or d.emitted_at >= lo) and (hi is None or d.emitted_at <= hi)]
         done = self.store.processed_ids([d.run_id for d in runs])
         todo = [d for d in runs if d.run_id not in done]
         todo.sort(key=lambda d: (d.emitted_at, d.window_end, d.run_id))

@@ -21,7 +21,10 @@ from monitor.notify.render import render_email
 from monitor.pipeline import CycleResult
 
 
-def replay(cfg: Config, *, days: int | None = None, clock: Callable[[], datetime] | None = None) -> CycleResult:
+def replay(cfg: Config, *, days: int | None = None, clock: Callable[[], datetime] | None = None,
+           since: datetime | None = None, until: datetime | None = None) -> CycleResult:
+    """`since`/`until` bound when the runs landed; the first run of each job in the window has no
+    previous run to compare with, so it raises no change alerts (as on a first start)."""
     from monitor.daemon import build_monitor
 
     with tempfile.TemporaryDirectory(prefix="cluster-monitor-replay-") as tmp:
@@ -31,6 +34,7 @@ def replay(cfg: Config, *, days: int | None = None, clock: Callable[[], datetime
             "state": cfg.state.model_copy(update={"path": Path(tmp) / "replay.sqlite"}),
         })
         monitor = build_monitor(dry, clock=clock or (lambda: datetime.now(UTC)))
+        monitor.replay_window = (since, until)
         assert monitor.deliverer is None or not monitor.deliverer.channels
         try:
             return monitor.cycle()

@@ -153,3 +153,26 @@ def test_silences_from_the_cli_are_stored_listed_applied_and_removed(
     m.store.close()
     assert cli("remove", "1").returncode == 0 and cli("remove", "1").returncode == 1
     assert "no silences" in cli("list").stdout
+
+
+def test_replay_since_until_takes_only_the_runs_that_landed_in_the_window(
+        drift_posthog: PostHogEnv, slack: LocalSlack, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    cfg = make_config(drift_posthog, slack, None, tmp_path / "state.sqlite")
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(cfg.model_dump(mode="json", by_alias=True, exclude_none=True) | {
+        "posthog": {"host": drift_posthog.url, "project_id": drift_posthog.project_id, "api_key": "${KEY}"}}))
+    stamps = sorted(r["emitted_at"] for r in drift_posthog.dataset.runs)
+    lo, hi = stamps[10], stamps[30]
+    out = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "replay", "--config", str(path), "--since", lo.isoformat(),
+         "--until", hi.isoformat(), "--json"], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "KEY": API_KEY})
+    assert out.returncode == 0, out.stderr
+    notices = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    in_window = {r["run_id"] for r in drift_posthog.dataset.runs if lo <= r["emitted_at"] <= hi}
+    assert notices and {n["run_id"] for n in notices} <= in_window
+    assert slack.messages == [] and not (tmp_path / "state.sqlite").exists()
