@@ -183,6 +183,9 @@ class AlertingConfig(_Strict):
     # A watched job with no new run for this long raises a stale-source alert (PostHog's jobs run
     # daily, so the default allows one late run). 0 turns the check off.
     stale_after_hours: float = Field(default=36.0, ge=0)
+    # PostHog answering errors (or not answering) for this long raises "PostHog unreachable"; it resolves
+    # when a poll succeeds again. 0 turns it off.
+    posthog_errors_after_minutes: float = Field(default=30.0, ge=0)
 
 
 class Silence(_Strict):

@@ -10,6 +10,7 @@ one transaction before anything is sent.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,7 +33,7 @@ from monitor.posthog.client import PostHogClient, PostHogError
 from monitor.rules.lifecycle import apply_lifecycle
 from monitor.rules.silences import split_silenced
 from monitor.rules.staleness import KIND as STALE_KIND
-from monitor.rules.staleness import JobSeen, stale_sources
+from monitor.rules.staleness import SOURCE_ERRORS, JobSeen, source_errors_alert, stale_sources
 from monitor.rules.thresholds import RuleContext, evaluate
 from monitor.runs import Run, RunParseError, parse_clusters, parse_time
 from monitor.store.base import ClusterSnapshot, ProcessedRun, Store
@@ -287,6 +288,9 @@ class Monitor:
             result.error = str(exc)
             log.error("discovery_failed", error=str(exc), status=exc.status)
             todo = []
+        pushed = self._check_posthog(now, result.error)
+        result.notices.extend(pushed)
+        result.notifications += len(pushed)
         result.discovered = len(todo)
         blocked: set[str] = set()
         earliest_failed: datetime | None = None
@@ -335,6 +339,44 @@ class Monitor:
                  seconds=round(elapsed, 3))
         return result
 
+    def _check_posthog(self, now: datetime, error: str | None) -> list[Notification]:
+        """Fire "PostHog unreachable" when discovery has failed for longer than the bound; resolve on success."""
+        key = "posthog_failing_since"
+        since_text = self.store.kv_get(key)
+        if error is None:
+            if since_text:
+                self.store.kv_set(key, "")
+        elif not since_text:
+            self.store.kv_set(key, now.isoformat())
+            since_text = now.isoformat()
+        job_key = f"posthog|{self.cfg.posthog.project_id}"
+        states = {fp: st for fp, st in self.store.alert_states(job_key).items() if st.kind == SOURCE_ERRORS}
+        alert = None
+        if error is not None and since_text:
+            alert = source_errors_alert(
+                project_id=self.cfg.posthog.project_id, failing_since=datetime.fromisoformat(since_text), now=now,
+                bound=timedelta(minutes=self.cfg.alerting.posthog_errors_after_minutes), error=error,
+                links=self.links)
+        if alert is None and not any(st.status == "firing" for st in states.values()):
+            return []
+        lc = apply_lifecycle([alert] if alert else [], states, run_id=_check_id(now), job_key=job_key,
+                             now=now, repeat_interval=timedelta(hours=self.cfg.alerting.repeat_interval_hours))
+        to_notify = self._unsilenced(lc.notify, now)
+        outbox: list[tuple[str, str, bytes]] = []
+        notices: list[Notification] = []
+        if to_notify:
+            n = Notification(
+                key=f"posthog:{now.isoformat()}", project_id=self.cfg.posthog.project_id, run_id="",
+                job_name="PostHog", level="project", window_start=now, window_end=now,
+                alerts=tuple(replace_alert_job(a, "PostHog", "project") for a in to_notify),
+                run_url=self.links.clusters(), host=self.cfg.posthog.links_host, created_at=now)
+            payload = msgspec.json.encode(n)
+            outbox = [(n.key, ch, payload) for ch in (self.deliverer.channels if self.deliverer else ())]
+            notices.append(n)
+            log.warning("posthog_unreachable" if alert else "posthog_recovered", since=since_text)
+        self.store.commit_alerts(lc.states, outbox, now)
+        return notices
+
     def check_sources(self, now: datetime, discovered: Sequence[DiscoveredRun] = ()) -> list[Notification]:
         """Stale-source alerts for watched jobs whose runs stopped; returns the notifications queued.
 
@@ -367,7 +409,7 @@ class Monitor:
             states = {fp: st for fp, st in self.store.alert_states(job_key).items() if st.kind == STALE_KIND}
             if not alerts and not any(st.status == "firing" for st in states.values()):
                 continue
-            lc = apply_lifecycle(alerts, states, run_id=f"check@{now.isoformat()}", job_key=job_key, now=now,
+            lc = apply_lifecycle(alerts, states, run_id=_check_id(now), job_key=job_key, now=now,
                                  repeat_interval=timedelta(hours=self.cfg.alerting.repeat_interval_hours))
             outbox: list[tuple[str, str, bytes]] = []
             for a in lc.notify:
@@ -417,6 +459,11 @@ def share_bars(run: Run, prev: Run | None, diff: RunDiff | None, alerted: set[in
         bars.append(ShareBar(title=c.title, prev_share=prev_share, new_share=c.size / total,
                              alert=c.cluster_id in alerted))
     return tuple(bars)
+
+
+def _check_id(now: datetime) -> str:
+    """Each source check is its own decision (the lifecycle skips a decision it has already made)."""
+    return f"check@{now.isoformat()}#{uuid.uuid4().hex[:8]}"
 
 
 def replace_alert_job(a: Alert, job_name: str, level: str) -> Alert:

@@ -176,3 +176,28 @@ def test_replay_since_until_takes_only_the_runs_that_landed_in_the_window(
     in_window = {r["run_id"] for r in drift_posthog.dataset.runs if lo <= r["emitted_at"] <= hi}
     assert notices and {n["run_id"] for n in notices} <= in_window
     assert slack.messages == [] and not (tmp_path / "state.sqlite").exists()
+
+
+def test_posthog_failing_longer_than_the_bound_is_alerted_once_and_resolved(
+        posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
+    from monitor.localposthog.faults import Fault
+
+    env: PostHogEnv = posthog_factory("steady", scale=0.05, days=2)
+    now = [END + timedelta(hours=1)]
+    cfg = make_config(env, slack, None, tmp_path / "s.sqlite", max_retries=0,
+                      alerting={"posthog_errors_after_minutes": 30})
+    m = monitor_for(cfg, clock=lambda: now[0])
+    assert m.cycle().ok
+    env.server.faults.add(Fault(kind="status", status=503, count=None))
+    for _ in range(3):  # 0, 20 and 40 minutes into the outage: only the last is past the bound
+        assert not m.cycle().ok
+        now[0] += timedelta(minutes=20)
+    down = [t for t in _texts(slack) if "PostHog unreachable" in t]
+    assert len(down) == 1 and "503" in down[0]
+    m.cycle()
+    assert len([t for t in _texts(slack) if "PostHog unreachable" in t]) == 1  # not repeated
+    env.server.faults.clear()
+    assert m.cycle().ok
+    resolved = [t for t in _texts(slack) if "PostHog unreachable" in t and "Resolved" in t]
+    assert len(resolved) == 1
+    m.store.close()

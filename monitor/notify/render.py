@@ -48,7 +48,7 @@ KIND_LABELS = {
     "error_rate": "Error rate", "error_spike": "Error spike", "p95_latency": "p95 latency",
     "share_shift": "Traffic shift", "new_cluster": "New cluster", "disappeared": "Cluster disappeared",
     "split": "Cluster split", "merge": "Clusters merged", "mix_shift": "Traffic mix shift",
-    "stale_source": "No new runs",
+    "stale_source": "No new runs", "source_errors": "PostHog unreachable",
 }
 # Slack's documented limits for the blocks used here.
 MAX_BLOCKS = 50

@@ -49,3 +49,19 @@ def stale_sources(seen: Iterable[JobSeen], *, now: datetime, stale_after: timede
             links=(Link("Open last run", links.run(j.last_run_id)), Link("Clustering runs", links.clusters())),
             labels={"job": j.job_name, "level": j.level}))
     return alerts
+
+
+SOURCE_ERRORS = "source_errors"
+
+
+def source_errors_alert(*, project_id: int, failing_since: datetime, now: datetime, bound: timedelta,
+                        error: str, links: PostHogLinks) -> Alert | None:
+    """PostHog itself failing for longer than `bound`: a run that never lands must not look like a quiet day."""
+    if bound <= timedelta(0) or now - failing_since <= bound:
+        return None
+    minutes = (now - failing_since).total_seconds() / 60
+    return Alert(
+        fingerprint=fingerprint(project_id, SOURCE_ERRORS), rule=SOURCE_ERRORS, kind=SOURCE_ERRORS,
+        severity="critical", summary=f"PostHog has answered only errors for {minutes:.0f} min: {error[:300]}",
+        run_id="", job_name="PostHog", level="project", metric="minutes_failing", value=round(minutes, 1),
+        threshold=bound.total_seconds() / 60, unit="min", links=(Link("Clustering runs", links.clusters()),))

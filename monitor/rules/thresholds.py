@@ -23,7 +23,8 @@ from monitor.metrics import ClusterMetrics
 from monitor.runs import Cluster, Run
 
 # Kinds whose alerts are states (resolve when the condition clears) rather than one-off events.
-STATEFUL_KINDS = frozenset({"cluster_cost", "cluster_avg_cost", "error_rate", "p95_latency", "stale_source"})
+STATEFUL_KINDS = frozenset({"cluster_cost", "cluster_avg_cost", "error_rate", "p95_latency", "stale_source",
+                            "source_errors"})
 
 
 @dataclass(frozen=True)
