@@ -36,7 +36,7 @@ from monitor.rules.staleness import KIND as STALE_KIND
 from monitor.rules.staleness import SOURCE_ERRORS, JobSeen, source_errors_alert, stale_sources
 from monitor.rules.thresholds import RuleContext, evaluate
 from monitor.runs import Run, RunParseError, parse_clusters, parse_time
-from monitor.store.base import ClusterSnapshot, ProcessedRun, Store
+from monitor.store.base import AlertState, ClusterSnapshot, ProcessedRun, Store
 
 log = structlog.get_logger()
 
@@ -231,9 +231,7 @@ class Monitor:
                 window_end=run.window_end, alerts=tuple(sorted(to_notify, key=_importance)),
                 run_url=self.links.run(run.run_id), host=self.cfg.posthog.links_host, created_at=now,
                 shares=share_bars(run, prev, diff, {a.cluster_id for a in to_notify}))
-            payload = msgspec.json.encode(notification)
-            for channel in self.deliverer.channels if self.deliverer else ():
-                outbox.append((notification.key, channel, payload))
+            outbox = self._outbox_for(notification)
         total = run.clustered_size or 1
         snapshots = [
             ClusterSnapshot(run_id=run.run_id, job_key=d.job_key, level=run.level, window_end=run.window_end,
@@ -359,23 +357,34 @@ class Monitor:
                 links=self.links)
         if alert is None and not any(st.status == "firing" for st in states.values()):
             return []
-        lc = apply_lifecycle([alert] if alert else [], states, run_id=_check_id(now), job_key=job_key,
-                             now=now, repeat_interval=timedelta(hours=self.cfg.alerting.repeat_interval_hours))
+        n = self._decide_check([alert] if alert else [], states, job_key=job_key, now=now,
+                               key=f"posthog:{now.isoformat()}", run_id="", name="PostHog", level="project",
+                               at=now, run_url=self.links.clusters())
+        if n is None:
+            return []
+        log.warning("posthog_unreachable" if alert else "posthog_recovered", since=since_text)
+        return [n]
+
+    def _decide_check(self, alerts: list[Alert], states: dict[str, AlertState], *, job_key: str, now: datetime,
+                      key: str, run_id: str, name: str, level: str, at: datetime,
+                      run_url: str) -> Notification | None:
+        """The lifecycle, silences and outbox of a check that belongs to no run (a stale job, PostHog down),
+        committed at once; returns the notification queued, if any."""
+        lc = apply_lifecycle(alerts, states, run_id=_check_id(now), job_key=job_key, now=now,
+                             repeat_interval=timedelta(hours=self.cfg.alerting.repeat_interval_hours))
+        for a in lc.notify:
+            telemetry.ALERTS_FIRED.labels(kind=a.kind, severity=a.severity).inc()
         to_notify = self._unsilenced(lc.notify, now)
-        outbox: list[tuple[str, str, bytes]] = []
-        notices: list[Notification] = []
-        if to_notify:
-            n = Notification(
-                key=f"posthog:{now.isoformat()}", project_id=self.cfg.posthog.project_id, run_id="",
-                job_name="PostHog", level="project", window_start=now, window_end=now,
-                alerts=tuple(replace_alert_job(a, "PostHog", "project") for a in to_notify),
-                run_url=self.links.clusters(), host=self.cfg.posthog.links_host, created_at=now)
-            payload = msgspec.json.encode(n)
-            outbox = [(n.key, ch, payload) for ch in (self.deliverer.channels if self.deliverer else ())]
-            notices.append(n)
-            log.warning("posthog_unreachable" if alert else "posthog_recovered", since=since_text)
-        self.store.commit_alerts(lc.states, outbox, now)
-        return notices
+        n = Notification(
+            key=key, project_id=self.cfg.posthog.project_id, run_id=run_id, job_name=name, level=level,
+            window_start=at, window_end=at, alerts=tuple(replace_alert_job(a, name, level) for a in to_notify),
+            run_url=run_url, host=self.cfg.posthog.links_host, created_at=now) if to_notify else None
+        self.store.commit_alerts(lc.states, self._outbox_for(n) if n else [], now)
+        return n
+
+    def _outbox_for(self, n: Notification) -> list[tuple[str, str, bytes]]:
+        payload = msgspec.json.encode(n)
+        return [(n.key, ch, payload) for ch in (self.deliverer.channels if self.deliverer else ())]
 
     def check_sources(self, now: datetime, discovered: Sequence[DiscoveredRun] = ()) -> list[Notification]:
         """Stale-source alerts for watched jobs whose runs stopped; returns the notifications queued.
@@ -409,24 +418,13 @@ class Monitor:
             states = {fp: st for fp, st in self.store.alert_states(job_key).items() if st.kind == STALE_KIND}
             if not alerts and not any(st.status == "firing" for st in states.values()):
                 continue
-            lc = apply_lifecycle(alerts, states, run_id=_check_id(now), job_key=job_key, now=now,
-                                 repeat_interval=timedelta(hours=self.cfg.alerting.repeat_interval_hours))
-            outbox: list[tuple[str, str, bytes]] = []
-            for a in lc.notify:
-                telemetry.ALERTS_FIRED.labels(kind=a.kind, severity=a.severity).inc()
-            to_notify = self._unsilenced(lc.notify, now)
-            if to_notify:
-                notification = Notification(
-                    key=f"stale:{job_key}:{now.isoformat()}", project_id=self.cfg.posthog.project_id,
-                    run_id=last_run_id, job_name=name, level=level, window_start=emitted_at, window_end=emitted_at,
-                    alerts=tuple(replace_alert_job(a, name, level) for a in to_notify),
-                    run_url=self.links.run(last_run_id), host=self.cfg.posthog.links_host, created_at=now)
-                payload = msgspec.json.encode(notification)
-                outbox = [(notification.key, ch, payload) for ch in (self.deliverer.channels if self.deliverer else ())]
-                queued.append(notification)
+            n = self._decide_check(alerts, states, job_key=job_key, now=now, key=f"stale:{job_key}:{now.isoformat()}",
+                                   run_id=last_run_id, name=name, level=level, at=emitted_at,
+                                   run_url=self.links.run(last_run_id))
+            if n is not None:
+                queued.append(n)
                 log.warning("source_stale" if alerts else "source_recovered", job=name, level=level,
                             last_run_id=last_run_id, since=emitted_at.isoformat())
-            self.store.commit_alerts(lc.states, outbox, now)
         return queued
 
     def _advance_cursor(self, todo: list[DiscoveredRun], result: CycleResult,
