@@ -146,6 +146,139 @@ def _default_thresholds() -> Thresholds:
 class ThresholdsConfig(_Strict):
     defaults: Thresholds = Field(default_factory=_default_thresholds)
     overrides: list[Override] = Field(default_factory=list)
+    # Run level: the traffic mix moved (Jensen-Shannon distance between the two runs' shares over matched
+    # clusters, 0..1) by at least this much. Told once per run; it inhibits the run's share shifts.
+    mix_shift: float | None = Field(default=0.15, ge=0, le=1)
+
+
+# Metrics a rule can watch. Per cluster (one alert per cluster that breaks the rule):
+CLUSTER_METRICS = {
+    "total_cost": "total cost of the cluster's items in the run window, USD",
+    "avg_cost": "average cost per item, USD",
+    "cost_share": "the cluster's share of the run's total cost (0..1)",
+    "error_rate": "share of items with at least one failed generation, span or embedding (0..1)",
+    "error_count": "items with at least one error",
+    "p50_latency": "median latency per item, seconds",
+    "p95_latency": "95th percentile latency per item, seconds",
+    "avg_latency": "average latency per item, seconds",
+    "avg_tokens": "average input + output tokens per item",
+    "size": "items in the cluster",
+    "share": "the cluster's share of the run's clustered items (0..1)",
+    "share_change_pp": "change of share since the lineage's previous run, percentage points",
+}
+# Per run (one alert per run):
+RUN_METRICS = {
+    "run_total_cost": "total cost of every clustered item, USD",
+    "run_items": "clustered items in the run",
+    "noise_share": "share of items in the noise cluster (-1) (0..1)",
+    "new_clusters": "clusters with no match in the previous run",
+    "disappeared_clusters": "clusters of the previous run with no match",
+    "mix_shift": "Jensen-Shannon distance between the previous and the new run's traffic mix (0..1)",
+}
+
+
+class RuleScope(_Strict):
+    """Which clusters a rule looks at; every field given must match. Globs are case-insensitive."""
+
+    jobs: list[str] = Field(default_factory=list)
+    levels: list[Level] = Field(default_factory=list)
+    title: str | None = None
+    lineage: str | None = None
+
+
+def _for_spec(v: Any) -> Any:
+    """`for: 3` (3 runs in a row), `for: "2 of 3"`, or `for: {runs: 2, of: 3}`."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return {"runs": v, "of": v}
+    if isinstance(v, str):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:of\s*(\d+))?\s*", v)
+        if not m:
+            raise ValueError('write "N of M", e.g. "2 of 3"')
+        return {"runs": int(m.group(1)), "of": int(m.group(2) or m.group(1))}
+    return v
+
+
+class ForSpec(_Strict):
+    runs: int = Field(ge=1, le=50)
+    of: int = Field(ge=1, le=50)
+
+    @model_validator(mode="after")
+    def _order(self) -> ForSpec:
+        if self.runs > self.of:
+            raise ValueError(f"runs ({self.runs}) cannot be more than of ({self.of})")
+        return self
+
+
+class Rule(_Strict):
+    """One line of the rule language: a metric, a comparison and bounds (see README, "Rules")."""
+
+    name: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$")
+    metric: str
+    # The value compared: the metric itself, its relative change since the lineage's previous run
+    # (0.5 = +50%), its relative distance from the median of the lineage's last `window` runs, or a
+    # z-score / robust z-score (median and MAD) against those runs.
+    compare: Literal["value", "previous", "baseline", "zscore", "mad"] = "value"
+    above: float | None = None
+    below: float | None = None
+    window: int = Field(default=7, ge=2, le=100)
+    # Baselines need this many earlier runs of the lineage; before that the rule stays quiet.
+    min_history: int = Field(default=3, ge=1, le=100)
+    # Clusters with fewer items never break a rule (rates and averages of a handful of items are noise).
+    min_items: int = Field(default=20, ge=0)
+    for_: ForSpec = Field(default_factory=lambda: ForSpec(runs=1, of=1), alias="for")
+    severity: Literal["info", "warning", "critical"] = "warning"
+    labels: dict[str, str] = Field(default_factory=dict)
+    scope: RuleScope = Field(default_factory=RuleScope)
+    enabled: bool = True
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("for_", mode="before")
+    @classmethod
+    def _for(cls, v: Any) -> Any:
+        return _for_spec(v)
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, v: str) -> str:
+        if v not in CLUSTER_METRICS and v not in RUN_METRICS:
+            known = ", ".join([*CLUSTER_METRICS, *RUN_METRICS])
+            raise ValueError(f"unknown metric {v!r}; one of: {known}")
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self) -> Rule:
+        if self.above is None and self.below is None:
+            raise ValueError("give `above`, `below` or both")
+        if self.above is not None and self.below is not None and self.compare == "value" and self.below > self.above:
+            raise ValueError("below is above `above`: the rule would fire on every value (use two rules)")
+        if self.is_run_rule and (self.scope.title or self.scope.lineage):
+            raise ValueError(f"{self.metric} is a run metric: scope it by jobs and levels, not title or lineage")
+        if self.compare in ("baseline", "zscore", "mad") and self.min_history > self.window:
+            raise ValueError(f"min_history ({self.min_history}) cannot exceed window ({self.window})")
+        return self
+
+    @property
+    def is_run_rule(self) -> bool:
+        return self.metric in RUN_METRICS
+
+    @property
+    def stateful(self) -> bool:
+        """Levels (against a value or a baseline) fire and resolve; a change since the previous run is an event."""
+        return self.compare != "previous"
+
+
+class Inhibit(_Strict):
+    """While an alert named in `when` fires for a run, alerts named in `suppress` for the same run are not
+    sent (names are alert kinds or rule names): the run-level "the mix moved" says what ten share shifts
+    would. Suppressed alerts are still evaluated and logged."""
+
+    when: list[str] = Field(min_length=1)
+    suppress: list[str] = Field(min_length=1)
+
+
+def _default_inhibit() -> list[Inhibit]:
+    return [Inhibit(when=["mix_shift"], suppress=["share_shift"])]
 
 
 class SlackConfig(_Strict):
@@ -238,12 +371,24 @@ class Config(_Strict):
     thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     silences: list[Silence] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
+    inhibit: list[Inhibit] = Field(default_factory=_default_inhibit)
     slack: SlackConfig | None = None
     email: EmailConfig | None = None
     state: StateConfig = Field(default_factory=StateConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     timezone: Annotated[str, Field(description="IANA zone for times shown in alerts")] = "UTC"
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rules(cls, v: list[Rule]) -> list[Rule]:
+        seen: set[str] = set()
+        for r in v:
+            if r.name in seen:
+                raise ValueError(f"two rules are named {r.name!r}: names identify alerts, make them unique")
+            seen.add(r.name)
+        return v
 
     @field_validator("timezone")
     @classmethod

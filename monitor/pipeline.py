@@ -30,6 +30,9 @@ from monitor.metrics import ClusterMetrics, MetricsParseError, metrics_from_rows
 from monitor.notify.outbox import Deliverer
 from monitor.posthog import queries
 from monitor.posthog.client import PostHogClient, PostHogError
+from monitor.rules.drift import mix_shift
+from monitor.rules.inhibit import split_inhibited
+from monitor.rules.language import evaluate_rules, run_metrics
 from monitor.rules.lifecycle import apply_lifecycle
 from monitor.rules.silences import split_silenced
 from monitor.rules.staleness import KIND as STALE_KIND
@@ -45,7 +48,7 @@ INGESTION_GRACE = timedelta(hours=2)
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 _KIND_ORDER = {"cost_spike": 0, "error_rate": 1, "error_spike": 2, "new_cluster": 3, "cluster_cost": 4,
                "cluster_avg_cost": 5, "p95_latency": 6, "disappeared": 7, "split": 8, "merge": 9,
-               "share_shift": 10}
+               "share_shift": 10, "mix_shift": 2}
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,10 @@ class Monitor:
             prev_metrics=prev_metrics, lineages=lineages, prev_lineages=prev_lineages,
             thresholds=self.cfg.thresholds, links=self.links)
         alerts = evaluate(ctx)
+        current = run_metrics(ctx, mix_shift(prev, run, diff))
+        if self.cfg.rules:
+            history, run_history = self._rule_history(d.job_key, run)
+            alerts += evaluate_rules(self.cfg.rules, ctx, history, run_history, current)
         for a in alerts:
             telemetry.ALERTS_FIRED.labels(kind=a.kind, severity=a.severity).inc()
         present = {lineages[c.cluster_id]: c.title for c in run.clusters if c.cluster_id in lineages}
@@ -223,7 +230,7 @@ class Monitor:
             repeat_interval=timedelta(hours=self.cfg.alerting.repeat_interval_hours), present_lineages=present)
         notification = None
         outbox: list[tuple[str, str, bytes]] = []
-        to_notify = self._unsilenced(lc.notify, now)
+        to_notify = self._unsilenced(self._uninhibited(lc.notify, alerts), now)
         if to_notify:
             notification = Notification(
                 key=f"run:{run.run_id}", project_id=self.cfg.posthog.project_id, run_id=run.run_id,
@@ -240,6 +247,9 @@ class Monitor:
                             metrics=metrics[c.cluster_id].as_dict() if c.cluster_id in metrics else {})
             for c in run.clusters
         ]
+        # Run metrics are the history of run-level rules; written first, a crash before the commit only
+        # rewrites them when the run is redone.
+        self.store.kv_set(f"run_metrics:{run.run_id}", msgspec.json.encode(current).decode())
         self.store.commit_run(ProcessedRun(
             run_id=run.run_id, job_key=d.job_key, level=run.level, window_end=run.window_end,
             emitted_at=d.emitted_at, event_uuid=d.event_uuid, payload=_encode_run(run), snapshots=snapshots,
@@ -250,6 +260,28 @@ class Monitor:
                  matched=len(diff.matches) if diff else 0, new=len(diff.new) if diff else 0,
                  disappeared=len(diff.disappeared) if diff else 0, alerts=len(alerts), notify=len(to_notify))
         return notification
+
+    def _rule_history(self, job_key: str, run: Run) -> tuple[list[ClusterSnapshot], list[dict[str, float]]]:
+        """The job's earlier runs, as deep as the deepest rule looks (its window plus its N-of-M)."""
+        depth = max(r.window + r.for_.of for r in self.cfg.rules)
+        snaps = self.store.lineage_history(job_key, before=run.window_end, runs=depth)
+        order = list(dict.fromkeys(s.run_id for s in snaps))
+        run_history: list[dict[str, float]] = []
+        for rid in order:
+            raw = self.store.kv_get(f"run_metrics:{rid}")
+            try:
+                decoded = msgspec.json.decode(raw) if raw else {}
+            except msgspec.DecodeError:
+                decoded = {}
+            run_history.append(decoded if isinstance(decoded, dict) else {})
+        return snaps, run_history
+
+    def _uninhibited(self, to_notify: list[Alert], firing: list[Alert]) -> list[Alert]:
+        keep, muted = split_inhibited(to_notify, firing, self.cfg.inhibit)
+        for a, why in muted:
+            telemetry.ALERTS_SILENCED.labels(kind=a.kind).inc()
+            log.info("alert_inhibited", kind=a.kind, run_id=a.run_id, cluster_id=a.cluster_id, by=why)
+        return keep
 
     def _unsilenced(self, alerts: list[Alert], now: datetime) -> list[Alert]:
         if not alerts:

@@ -50,6 +50,14 @@ KIND_LABELS = {
     "split": "Cluster split", "merge": "Clusters merged", "mix_shift": "Traffic mix shift",
     "stale_source": "No new runs", "source_errors": "PostHog unreachable",
 }
+
+
+def kind_label(kind: str) -> str:
+    """What people read for an alert kind; rules show their configured name (letters, digits, `_.- `)."""
+    prefix, _, name = kind.partition(":")
+    if prefix in ("rule", "rule_change") and name:
+        return f"Rule {name}"
+    return KIND_LABELS.get(kind, kind.replace("_", " ").capitalize())
 # Slack's documented limits for the blocks used here.
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -163,7 +171,7 @@ def _common(n: Notification, tz: ZoneInfo) -> dict[str, Any]:
     worst = firing[0].severity if firing else "resolved"
     headline = ""
     if top is not None:
-        label = KIND_LABELS.get(top.kind, top.kind)
+        label = kind_label(top.kind)
         headline = f"{label} in {top.cluster_title}" if top.cluster_title else label
     return {"notification": n, "n_firing": len(firing), "n_resolved": len(resolved), "icon": ICONS.get(worst, ""),
             "headline": headline, "window_start": _fmt_time(n.window_start, tz),
@@ -172,7 +180,7 @@ def _common(n: Notification, tz: ZoneInfo) -> dict[str, Any]:
 
 class _Labels(dict[str, str]):
     def __missing__(self, key: str) -> str:
-        return KIND_LABELS.get(key, key.replace("_", " ").capitalize())
+        return kind_label(key)
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -189,7 +197,7 @@ def render_slack(n: Notification, *, tz: ZoneInfo | None = None, max_alerts: int
         icon = ICONS["resolved"] if a.status == "resolved" else ICONS.get(a.severity, "")
         text = _ENV.get_template("slack/alert.md.j2").render(
             alert=a, icon=icon, kind_label=("Resolved · " if a.status == "resolved" else "")
-            + KIND_LABELS.get(a.kind, a.kind))
+            + kind_label(a.kind))
         fields = _fields(a)
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_truncate(text, MAX_SECTION_TEXT), verbatim=True),
                                    fields=fields or None))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from monitor.alerts import Alert
-from monitor.rules.thresholds import STATEFUL_KINDS
+from monitor.rules.thresholds import is_stateful, rule_name
 from monitor.store.base import AlertState
 
 
@@ -42,7 +42,7 @@ def apply_lifecycle(
             continue
         seen.add(a.fingerprint)
         st = states.get(a.fingerprint)
-        stateful = a.kind in STATEFUL_KINDS
+        stateful = is_stateful(a.kind)
         if st is not None and st.last_run_id == run_id:
             # This run was already decided (a retry after a crash): keep the decision, send nothing new.
             continue
@@ -61,11 +61,11 @@ def apply_lifecycle(
         out[a.fingerprint] = replace(st, last_fired_at=now, last_run_id=run_id, streak=st.streak + 1,
                                      last_notified_at=now if due else st.last_notified_at)
     for fp, st in states.items():
-        if fp in seen or st.status != "firing" or st.kind not in STATEFUL_KINDS or st.last_run_id == run_id:
+        if fp in seen or st.status != "firing" or not is_stateful(st.kind) or st.last_run_id == run_id:
             continue
         title = (present_lineages or {}).get(st.lineage_id or "", None)
         notify.append(Alert(
-            fingerprint=fp, rule=st.kind, kind=st.kind, severity="info", status="resolved",
+            fingerprint=fp, rule=rule_name(st.kind), kind=st.kind, severity="info", status="resolved",
             summary=f"Resolved: {st.summary}", run_id=run_id, job_name="", level="",
             cluster_title=title, lineage_id=st.lineage_id))
         out[fp] = replace(st, status="resolved", last_run_id=run_id, last_notified_at=now, streak=0)

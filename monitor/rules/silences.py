@@ -23,7 +23,7 @@ def matching_silence(a: Alert, silences: Sequence[Silence], now: datetime) -> Si
     for s in silences:
         if s.until is not None and now >= s.until:
             continue
-        if s.kinds and a.kind not in s.kinds:
+        if s.kinds and a.kind not in s.kinds and a.rule not in s.kinds:
             continue
         if s.severities and a.severity not in s.severities:
             continue

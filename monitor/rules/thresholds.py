@@ -20,11 +20,23 @@ from monitor.config import Override, Thresholds, ThresholdsConfig
 from monitor.links import PostHogLinks
 from monitor.matching.model import RunDiff
 from monitor.metrics import ClusterMetrics
+from monitor.rules.drift import mix_shift
 from monitor.runs import Cluster, Run
 
 # Kinds whose alerts are states (resolve when the condition clears) rather than one-off events.
 STATEFUL_KINDS = frozenset({"cluster_cost", "cluster_avg_cost", "error_rate", "p95_latency", "stale_source",
                             "source_errors"})
+
+
+def is_stateful(kind: str) -> bool:
+    """Built-in levels, and rules that compare a level (`rule:<name>`; changes are `rule_change:<name>`)."""
+    return kind in STATEFUL_KINDS or kind.startswith("rule:")
+
+
+def rule_name(kind: str) -> str:
+    """The rule behind an alert kind: the configured name for rules, the kind itself for built-ins."""
+    prefix, _, name = kind.partition(":")
+    return name if prefix in ("rule", "rule_change") and name else kind
 
 
 @dataclass(frozen=True)
@@ -173,6 +185,21 @@ def evaluate(ctx: RuleContext) -> list[Alert]:
                 f"({match.share_delta_pp:+.1f} pp; threshold ±{t.share_shift_pp:g} pp)",
                 metric="share", value=match.new_share, threshold=t.share_shift_pp / 100,
                 previous=match.prev_share, unit="ratio", previous_title=renamed, fp_extra=run.run_id))
+
+    shift = mix_shift(ctx.prev_run, run, ctx.diff)
+    if shift is not None and ctx.thresholds.mix_shift is not None and shift >= ctx.thresholds.mix_shift:
+        moved = [m for m in (ctx.diff.matches if ctx.diff else []) if abs(m.share_delta_pp) >= 1]
+        moved.sort(key=lambda m: -abs(m.share_delta_pp))
+        detail = ", ".join(f"'{m.new_title}' {m.share_delta_pp:+.1f} pp" for m in moved[:3])
+        alerts.append(Alert(
+            fingerprint=fingerprint(ctx.project_id, ctx.job_key, "mix_shift", run.run_id),
+            rule="mix_shift", kind="mix_shift", severity="warning",
+            summary=(f"The traffic mix moved: Jensen-Shannon distance {shift:.2f} from the previous run "
+                     f"(threshold {ctx.thresholds.mix_shift:.2f})" + (f"; largest moves: {detail}" if detail else "")),
+            run_id=run.run_id, job_name=run.job_name or run.job_id, level=run.level, metric="mix_shift",
+            value=shift, threshold=ctx.thresholds.mix_shift, unit="",
+            links=(Link("Open run", ctx.links.run(run.run_id)),),
+            labels={"job": run.job_name, "level": run.level}))
 
     if ctx.diff is not None:
         in_transition = {n for s in ctx.diff.splits for n in s.new} | {mg.new for mg in ctx.diff.merges}

@@ -1,0 +1,310 @@
+"""The rule language: the `rules:` of the config, evaluated over one run and its lineages' history. Pure.
+
+A rule is a metric, a comparison and bounds. The comparison is what makes a rule livable: a team that
+does not know what "normal" cost is for a cluster can ask for "50% over its own weekly median" or "four
+robust z-scores off its last two weeks" instead of guessing an absolute number. Everything a comparison
+needs comes from the history the store already keeps (each run's cluster snapshots, keyed by lineage),
+so a restart changes nothing and `replay` evaluates exactly what the daemon would.
+
+`for: "N of M"` asks the same question of the lineage's last M runs (the current one included) and
+fires on a run that breaks the rule when at least N of them did, as PostHog's insight alerts do.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from monitor.alerts import Alert, Link, fingerprint
+from monitor.config import CLUSTER_METRICS, RUN_METRICS, Rule
+from monitor.rules.thresholds import RuleContext
+from monitor.store.base import ClusterSnapshot
+
+# Alert kinds of rules carry the rule's name ("rule:cost-vs-week"), so the alert state alone says which
+# rule a resolved notice belongs to. `rule:` is a level (fires, stays quiet while it holds, resolves once);
+# `rule_change:` a change since the previous run (told once).
+RULE_KIND = "rule"
+RULE_CHANGE_KIND = "rule_change"
+
+# Units, for the text of alerts.
+_USD = {"total_cost", "avg_cost", "run_total_cost"}
+_RATIO = {"cost_share", "error_rate", "share", "noise_share", "mix_shift"}
+_SECONDS = {"p50_latency", "p95_latency", "avg_latency"}
+# A history steadier than this fraction of its centre counts as this wide: aggregates of thousands of
+# items barely move from run to run, and a 3% wobble must not read as "20 standard deviations".
+SPREAD_FLOOR = 0.05
+# 1.4826 * MAD estimates the standard deviation of normal data: robust z-scores read like z-scores.
+_MAD_SCALE = 1.4826
+
+
+@dataclass(frozen=True)
+class Point:
+    """One cluster (or one run, for run metrics) in one run, as rules see it."""
+
+    run_id: str
+    size: int
+    share: float
+    metrics: Mapping[str, Any]
+    run_cost: float = 0.0
+
+    @property
+    def items(self) -> int:
+        v = self.metrics.get("items")
+        return int(v) if isinstance(v, (int, float)) and v else self.size
+
+
+def cluster_value(metric: str, p: Point, prev: Point | None) -> float | None:
+    if metric == "size":
+        return float(p.size)
+    if metric == "share":
+        return p.share
+    if metric == "share_change_pp":
+        return (p.share - prev.share) * 100 if prev is not None else None
+    if metric == "cost_share":
+        cost = _num(p.metrics.get("total_cost"))
+        return cost / p.run_cost if cost is not None and p.run_cost > 0 else None
+    return _num(p.metrics.get(metric))
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    x = float(v)
+    return None if math.isnan(x) else x
+
+
+@dataclass(frozen=True)
+class Verdict:
+    holds: bool
+    observed: float | None  # the compared quantity (value, relative change, z)
+    value: float | None  # the metric itself
+    reference: float | None  # previous value or baseline (median / mean)
+
+
+def judge(rule: Rule, values: Sequence[float | None], items: Sequence[int], i: int) -> Verdict:
+    """Does `values[i]` break the rule, given the values before it? `items` gates small clusters."""
+    v = values[i]
+    if v is None or (rule.metric in CLUSTER_METRICS and items[i] < rule.min_items):
+        return Verdict(False, None, v, None)
+    ref: float | None = None
+    observed: float | None
+    if rule.compare == "value":
+        observed = v
+    elif rule.compare == "previous":
+        ref = values[i - 1] if i > 0 else None
+        observed = (v - ref) / abs(ref) if ref else None
+    else:
+        hist = [h for h in values[max(0, i - rule.window):i] if h is not None]
+        if len(hist) < rule.min_history:
+            return Verdict(False, None, v, None)
+        if rule.compare == "baseline":
+            ref = statistics.median(hist)
+            observed = (v - ref) / abs(ref) if ref else None
+        elif rule.compare == "zscore":
+            ref = statistics.fmean(hist)
+            observed = _z(v - ref, max(statistics.pstdev(hist), SPREAD_FLOOR * abs(ref)))
+        else:
+            ref = statistics.median(hist)
+            spread = _MAD_SCALE * statistics.median(abs(h - ref) for h in hist)
+            observed = _z(v - ref, max(spread, SPREAD_FLOOR * abs(ref)))
+    holds = observed is not None and (
+        (rule.above is not None and observed > rule.above) or (rule.below is not None and observed < rule.below))
+    return Verdict(holds, observed, v, ref)
+
+
+def _z(delta: float, spread: float) -> float:
+    """A history stuck at zero makes any move infinitely unusual; no move is 0."""
+    if spread > 0:
+        return delta / spread
+    return 0.0 if delta == 0 else math.copysign(math.inf, delta)
+
+
+def breaks(rule: Rule, values: Sequence[float | None], items: Sequence[int]) -> Verdict | None:
+    """The verdict on the last value, when the rule fires there (N of the last M runs broke it)."""
+    last = len(values) - 1
+    if last < 0:
+        return None
+    now = judge(rule, values, items, last)
+    if not now.holds:
+        return None
+    if rule.for_.runs > 1:
+        first = max(0, last - rule.for_.of + 1)
+        count = sum(judge(rule, values, items, i).holds for i in range(first, last + 1))
+        if count < rule.for_.runs:
+            return None
+    return now
+
+
+def _glob(pattern: str, value: str) -> bool:
+    return fnmatch.fnmatchcase(value.lower(), pattern.lower())
+
+
+def in_scope(rule: Rule, job_name: str, job_id: str, level: str, title: str | None, lineage: str | None) -> bool:
+    s = rule.scope
+    if s.jobs and not any(_glob(p, job_name) or _glob(p, job_id) for p in s.jobs):
+        return False
+    if s.levels and level not in s.levels:
+        return False
+    if s.title and not _glob(s.title, title or ""):
+        return False
+    return not (s.lineage and s.lineage != lineage)
+
+
+def run_metrics(ctx: RuleContext, mix_shift: float | None) -> dict[str, float]:
+    """The run-level metrics of the current run (kept by the store, so later runs have a history)."""
+    run = ctx.run
+    total = run.clustered_size or 0
+    noise = sum(c.size for c in run.clusters if c.is_noise)
+    out = {
+        "run_total_cost": sum(m.total_cost for m in ctx.metrics.values()),
+        "run_items": float(total),
+        "noise_share": noise / total if total else 0.0,
+    }
+    if ctx.diff is not None:
+        out["new_clusters"] = float(len(ctx.diff.new))
+        out["disappeared_clusters"] = float(len(ctx.diff.disappeared))
+    if mix_shift is not None:
+        out["mix_shift"] = mix_shift
+    return out
+
+
+def evaluate_rules(
+    rules: Sequence[Rule],
+    ctx: RuleContext,
+    history: Sequence[ClusterSnapshot],
+    run_history: Sequence[Mapping[str, float]],
+    current_run: Mapping[str, float],
+) -> list[Alert]:
+    """Alerts of the configured rules for one run.
+
+    `history`: the cluster snapshots of the job's earlier runs (oldest first), `run_history`: their run
+    metrics in the same order, `current_run`: this run's.
+    """
+    active = [r for r in rules if r.enabled and in_scope(r, ctx.run.job_name, ctx.run.job_id, ctx.run.level,
+                                                          None, None)]
+    if not active:
+        return []
+    alerts: list[Alert] = []
+    series = _lineage_series(ctx, history)
+    for rule in active:
+        if rule.is_run_rule:
+            values = [h.get(rule.metric) for h in run_history] + [current_run.get(rule.metric)]
+            v = breaks(rule, values, [0] * len(values))
+            if v is not None:
+                alerts.append(_alert(ctx, rule, v, None, None))
+            continue
+        for c in ctx.run.clusters:
+            if c.is_noise:
+                continue
+            lineage = ctx.lineages.get(c.cluster_id)
+            if not in_scope(rule, ctx.run.job_name, ctx.run.job_id, ctx.run.level, c.title, lineage):
+                continue
+            points = [*series.get(lineage or "", []), _current_point(ctx, c.cluster_id, c.size)]
+            values = [cluster_value(rule.metric, p, points[k - 1] if k else None) for k, p in enumerate(points)]
+            v = breaks(rule, values, [p.items for p in points])
+            if v is not None:
+                alerts.append(_alert(ctx, rule, v, c.cluster_id, lineage))
+    return alerts
+
+
+def _current_point(ctx: RuleContext, cluster_id: int, size: int) -> Point:
+    total = ctx.run.clustered_size or 1
+    m = ctx.metrics.get(cluster_id)
+    return Point(run_id=ctx.run.run_id, size=size, share=size / total, metrics=m.as_dict() if m else {},
+                 run_cost=sum(x.total_cost for x in ctx.metrics.values()))
+
+
+def _lineage_series(ctx: RuleContext, history: Sequence[ClusterSnapshot]) -> dict[str, list[Point]]:
+    run_cost: dict[str, float] = {}
+    for s in history:
+        run_cost[s.run_id] = run_cost.get(s.run_id, 0.0) + (_num(s.metrics.get("total_cost")) or 0.0)
+    out: dict[str, list[Point]] = {}
+    for s in history:
+        if s.run_id == ctx.run.run_id:
+            continue
+        out.setdefault(s.lineage_id, []).append(
+            Point(run_id=s.run_id, size=s.size, share=s.share, metrics=s.metrics, run_cost=run_cost[s.run_id]))
+    return out
+
+
+def fmt(metric: str, v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    if metric in _USD:
+        return f"${v:,.4f}" if abs(v) < 1 else f"${v:,.2f}"
+    if metric in _RATIO:
+        return f"{v:.1%}" if metric != "mix_shift" else f"{v:.2f}"
+    if metric in _SECONDS:
+        return f"{v:.2f} s"
+    if metric == "share_change_pp":
+        return f"{v:+.1f} pp"
+    return f"{v:,.1f}" if v != int(v) else f"{int(v):,}"
+
+
+def _bounds(rule: Rule, f: Any) -> str:
+    parts = []
+    if rule.above is not None:
+        parts.append(f"above {f(rule.above)}")
+    if rule.below is not None:
+        parts.append(f"below {f(rule.below)}")
+    return " or ".join(parts)
+
+
+def _z_text(z: float | None) -> str:
+    if z is None:
+        return "n/a"
+    return "∞" if math.isinf(z) else f"{z:+.1f}"
+
+
+def describe(rule: Rule, v: Verdict) -> str:
+    name = rule.metric.replace("_", " ")
+    value = fmt(rule.metric, v.value)
+    if rule.compare == "value":
+        text = f"{name} is {value} (rule: {_bounds(rule, lambda x: fmt(rule.metric, x))})"
+    elif rule.compare == "previous":
+        text = (f"{name} is {value}, was {fmt(rule.metric, v.reference)} in the previous run "
+                f"({(v.observed or 0):+.0%}; rule: {_bounds(rule, lambda x: f'{x:+.0%}')})")
+    elif rule.compare == "baseline":
+        text = (f"{name} is {value}, {(v.observed or 0):+.0%} against its median of the last {rule.window} runs "
+                f"({fmt(rule.metric, v.reference)}; rule: {_bounds(rule, lambda x: f'{x:+.0%}')})")
+    else:
+        what = "z-score" if rule.compare == "zscore" else "robust z-score"
+        center = "mean" if rule.compare == "zscore" else "median"
+        text = (f"{name} is {value}, {what} {_z_text(v.observed)} against the last {rule.window} runs "
+                f"({center} {fmt(rule.metric, v.reference)}; rule: {_bounds(rule, lambda x: f'{x:+.1f}')})")
+    if rule.for_.runs > 1:
+        text += f", in {rule.for_.runs} of the last {rule.for_.of} runs"
+    return f"{rule.name}: {text[0].upper()}{text[1:]}"
+
+
+def _alert(ctx: RuleContext, rule: Rule, v: Verdict, cluster_id: int | None, lineage: str | None) -> Alert:
+    run = ctx.run
+    kind = f"{RULE_KIND if rule.stateful else RULE_CHANGE_KIND}:{rule.name}"
+    c = run.cluster(cluster_id) if cluster_id is not None else None
+    subject = lineage or (f"{c.cluster_id}:{c.title}" if c is not None else "run")
+    links = [Link("Open run", ctx.links.run(run.run_id))]
+    top: tuple[str, ...] = ()
+    if c is not None:
+        links.append(Link("Open cluster", ctx.links.cluster(run.run_id, c.cluster_id)))
+        top = tuple(c.top_trace_ids(3))
+        if top:
+            links.append(Link("Top trace", ctx.links.trace(top[0])))
+    unit = ("usd" if rule.metric in _USD else "ratio" if rule.metric in _RATIO
+            else "s" if rule.metric in _SECONDS else "")
+    return Alert(
+        fingerprint=fingerprint(ctx.project_id, ctx.job_key, kind, rule.name, subject,
+                                "" if rule.stateful else run.run_id),
+        rule=rule.name, kind=kind, severity=rule.severity, summary=describe(rule, v), run_id=run.run_id,
+        job_name=run.job_name or run.job_id, level=run.level, cluster_id=cluster_id,
+        cluster_title=c.title if c is not None else None, lineage_id=lineage, metric=rule.metric, value=v.value,
+        threshold=rule.above if rule.above is not None else rule.below, previous_value=v.reference, unit=unit,
+        top_trace_ids=top, links=tuple(links),
+        labels={"job": run.job_name, "level": run.level, "rule": rule.name, **rule.labels},
+    )
+
+
+__all__ = ["RULE_CHANGE_KIND", "RULE_KIND", "RUN_METRICS", "evaluate_rules", "run_metrics"]
