@@ -310,6 +310,56 @@ class EmailConfig(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class RouteMatch(_Strict):
+    """Which alerts a route takes; every field given must match. Globs are case-insensitive (`*`, `?`)."""
+
+    severities: list[Literal["critical", "warning", "info"]] = Field(default_factory=list)
+    # Alert kinds (cost_spike, error_rate, ...) or rule names, as globs.
+    kinds: list[str] = Field(default_factory=list)
+    # Label name -> glob; rules add their `labels`, every alert has `job` and `level`.
+    labels: dict[str, str] = Field(default_factory=dict)
+    jobs: list[str] = Field(default_factory=list)
+    levels: list[Level] = Field(default_factory=list)
+
+
+class RouteSlack(_Strict):
+    """A route's Slack destination: its own incoming webhook, or a channel for the top-level bot token."""
+
+    webhook_url: SecretStr | None = None
+    channel: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> RouteSlack:
+        if (self.webhook_url is None) == (self.channel is None):
+            raise ValueError("set one of webhook_url or channel (the channel uses slack.bot_token)")
+        return self
+
+
+class RouteEmail(_Strict):
+    """A route's recipients; the server, sender and credentials are the top-level `email` section's."""
+
+    to: list[str] = Field(min_length=1)
+
+
+class Route(_Strict):
+    """Alerts that match go to this route's Slack and email instead of the default (top-level) ones."""
+
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    match: RouteMatch = Field(default_factory=RouteMatch)
+    slack: RouteSlack | None = None
+    email: RouteEmail | None = None
+    # Also offer the alert to later routes (and the default), as Alertmanager's `continue`.
+    continue_: bool = Field(default=False, alias="continue")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> Route:
+        if self.slack is None and self.email is None:
+            raise ValueError("a route needs slack or email")
+        return self
+
+
 class AlertingConfig(_Strict):
     # A level alert that keeps firing is repeated after this long; changes are notified once.
     repeat_interval_hours: float = Field(default=72.0, gt=0)
@@ -319,6 +369,9 @@ class AlertingConfig(_Strict):
     # PostHog answering errors (or not answering) for this long raises "PostHog unreachable"; it resolves
     # when a poll succeeds again. 0 turns it off.
     posthog_errors_after_minutes: float = Field(default=30.0, ge=0)
+    # After downtime, runs that are already this old when processed have their alerts told in one
+    # catch-up message per channel instead of one message per run. 0 tells every run on its own.
+    catch_up_after_hours: float = Field(default=24.0, ge=0)
 
 
 class Silence(_Strict):
@@ -373,6 +426,7 @@ class Config(_Strict):
     silences: list[Silence] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
     inhibit: list[Inhibit] = Field(default_factory=_default_inhibit)
+    routes: list[Route] = Field(default_factory=list)
     slack: SlackConfig | None = None
     email: EmailConfig | None = None
     state: StateConfig = Field(default_factory=StateConfig)
@@ -389,6 +443,20 @@ class Config(_Strict):
                 raise ValueError(f"two rules are named {r.name!r}: names identify alerts, make them unique")
             seen.add(r.name)
         return v
+
+    @model_validator(mode="after")
+    def _routes(self) -> Config:
+        names: set[str] = set()
+        for i, r in enumerate(self.routes):
+            if r.name in names:
+                raise ValueError(f"routes.{i}: two routes are named {r.name!r}")
+            names.add(r.name)
+            if r.email is not None and self.email is None:
+                raise ValueError(f"routes.{i} ({r.name}): email recipients need the top-level `email` section "
+                                 "(server, sender)")
+            if r.slack is not None and r.slack.channel and (self.slack is None or self.slack.bot_token is None):
+                raise ValueError(f"routes.{i} ({r.name}): slack.channel needs slack.bot_token at the top level")
+        return self
 
     @field_validator("timezone")
     @classmethod

@@ -29,7 +29,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from monitor import telemetry
-from monitor.config import Config, ConfigError, load_config
+from monitor.config import Config, ConfigError, SlackConfig, load_config
 from monitor.notify.email import EmailNotifier
 from monitor.notify.outbox import Deliverer, Notifier
 from monitor.notify.slack import SlackNotifier
@@ -55,6 +55,18 @@ def build_notifiers(cfg: Config) -> dict[str, Notifier]:
         notifiers["slack"] = SlackNotifier.from_config(cfg.slack, timezone=cfg.timezone)
     if cfg.email is not None:
         notifiers["email"] = EmailNotifier.from_config(cfg.email, timezone=cfg.timezone)
+    # Each route's own destinations, as channels "slack@<route>" and "email@<route>".
+    for r in cfg.routes:
+        if r.slack is not None and cfg.slack is not None and r.slack.channel:
+            notifiers[f"slack@{r.name}"] = SlackNotifier.from_config(
+                cfg.slack.model_copy(update={"channel": r.slack.channel, "webhook_url": None}), timezone=cfg.timezone)
+        elif r.slack is not None and r.slack.webhook_url is not None:
+            notifiers[f"slack@{r.name}"] = SlackNotifier.from_config(
+                SlackConfig(webhook_url=r.slack.webhook_url, base_url=cfg.slack.base_url if cfg.slack else None),
+                timezone=cfg.timezone)
+        if r.email is not None and cfg.email is not None:
+            notifiers[f"email@{r.name}"] = EmailNotifier.from_config(
+                cfg.email.model_copy(update={"to": list(r.email.to)}), timezone=cfg.timezone)
     return notifiers
 
 

@@ -27,6 +27,7 @@ from monitor.matching import match_runs
 from monitor.matching.lineage import assign_lineages
 from monitor.matching.model import RunDiff
 from monitor.metrics import ClusterMetrics, MetricsParseError, metrics_from_rows
+from monitor.notify.catchup import HELD_PREFIX, summarise, summary_key
 from monitor.notify.outbox import Deliverer
 from monitor.posthog import queries
 from monitor.posthog.client import PostHogClient, PostHogError
@@ -34,12 +35,13 @@ from monitor.rules.drift import mix_shift
 from monitor.rules.inhibit import split_inhibited
 from monitor.rules.language import evaluate_rules, run_metrics
 from monitor.rules.lifecycle import apply_lifecycle
+from monitor.rules.routing import DEFAULT_ROUTE, route_alerts
 from monitor.rules.silences import split_silenced
 from monitor.rules.staleness import KIND as STALE_KIND
 from monitor.rules.staleness import SOURCE_ERRORS, JobSeen, source_errors_alert, stale_sources
 from monitor.rules.thresholds import RuleContext, evaluate
 from monitor.runs import Run, RunParseError, parse_clusters, parse_time
-from monitor.store.base import AlertState, ClusterSnapshot, ProcessedRun, Store
+from monitor.store.base import AlertState, ClusterSnapshot, OutboxEntry, ProcessedRun, Store
 
 log = structlog.get_logger()
 
@@ -230,7 +232,8 @@ class Monitor:
             repeat_interval=timedelta(hours=self.cfg.alerting.repeat_interval_hours), present_lineages=present)
         notification = None
         outbox: list[tuple[str, str, bytes]] = []
-        to_notify = self._unsilenced(self._uninhibited(lc.notify, alerts), now)
+        notify = [replace_alert_job(a, run.job_name or run.job_id, run.level) for a in lc.notify]
+        to_notify = self._unsilenced(self._uninhibited(notify, alerts), now)
         if to_notify:
             notification = Notification(
                 key=f"run:{run.run_id}", project_id=self.cfg.posthog.project_id, run_id=run.run_id,
@@ -238,7 +241,9 @@ class Monitor:
                 window_end=run.window_end, alerts=tuple(sorted(to_notify, key=_importance)),
                 run_url=self.links.run(run.run_id), host=self.cfg.posthog.links_host, created_at=now,
                 shares=share_bars(run, prev, diff, {a.cluster_id for a in to_notify}))
-            outbox = self._outbox_for(notification)
+            catch_up = timedelta(hours=self.cfg.alerting.catch_up_after_hours)
+            held = catch_up > timedelta(0) and now - d.emitted_at > catch_up
+            outbox = self._outbox_for(notification, held=held)
         total = run.clustered_size or 1
         snapshots = [
             ClusterSnapshot(run_id=run.run_id, job_key=d.job_key, level=run.level, window_end=run.window_end,
@@ -318,6 +323,8 @@ class Monitor:
             result.error = str(exc)
             log.error("discovery_failed", error=str(exc), status=exc.status)
             todo = []
+        # Held notifications a crash left behind are summarised on their own, before new ones join them.
+        result.notifications += self.summarise_held(now)
         pushed = self._check_posthog(now, result.error)
         result.notices.extend(pushed)
         result.notifications += len(pushed)
@@ -350,6 +357,7 @@ class Monitor:
             if n is not None:
                 result.notifications += 1
                 result.notices.append(n)
+        result.notifications += self.summarise_held(self.clock())
         if result.error is None:
             self._advance_cursor(todo, result, earliest_failed)
         if result.error is None and not interrupted:
@@ -414,9 +422,50 @@ class Monitor:
         self.store.commit_alerts(lc.states, self._outbox_for(n) if n else [], now)
         return n
 
-    def _outbox_for(self, n: Notification) -> list[tuple[str, str, bytes]]:
-        payload = msgspec.json.encode(n)
-        return [(n.key, ch, payload) for ch in (self.deliverer.channels if self.deliverer else ())]
+    def _outbox_for(self, n: Notification, held: bool = False) -> list[tuple[str, str, bytes]]:
+        """One outbox row per channel of every route the notification's alerts go to (see `routes:`);
+        `held` rows wait for the cycle's catch-up summary."""
+        channels = set(self.deliverer.channels if self.deliverer else ())
+        rows: list[tuple[str, str, bytes]] = []
+        for name, alerts in route_alerts(n.alerts, self.cfg.routes, self.cfg.rules).items():
+            suffix = "" if name == DEFAULT_ROUTE else f"@{name}"
+            part = n if len(alerts) == len(n.alerts) else msgspec.structs.replace(n, alerts=tuple(alerts))
+            part = msgspec.structs.replace(part, key=n.key + suffix)
+            payload = msgspec.json.encode(part)
+            targets = [ch for ch in (f"slack{suffix}", f"email{suffix}") if ch in channels]
+            if not targets and self.deliverer is not None:
+                log.warning("alerts_without_channel", route=name or "default", key=n.key, alerts=len(alerts))
+            rows.extend((part.key, HELD_PREFIX + ch if held else ch, payload) for ch in targets)
+        return rows
+
+    def summarise_held(self, now: datetime) -> int:
+        """Fold held notifications into one catch-up message per channel; returns how many were queued.
+
+        Idempotent: the summary's key comes from the held entries' ids, and they are marked done only
+        after the summary is committed, so a crash in between queues the same summary again, which the
+        outbox's unique key drops.
+        """
+        held = [e for e in self.store.outbox("pending") if e.channel.startswith(HELD_PREFIX)]
+        by_channel: dict[str, list[OutboxEntry]] = {}
+        for e in held:
+            by_channel.setdefault(e.channel.removeprefix(HELD_PREFIX), []).append(e)
+        queued = 0
+        for channel, entries in sorted(by_channel.items()):
+            notices: list[Notification] = []
+            for e in entries:
+                try:
+                    notices.append(msgspec.json.decode(e.payload, type=Notification))
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    self.store.mark_failed(e.id, f"undecodable held notification: {exc}")
+            if notices:
+                n = summarise(notices, key=summary_key([e.id for e in entries]), run_url=self.links.clusters(),
+                              now=now, importance=_importance)
+                self.store.commit_alerts([], [(n.key, channel, msgspec.json.encode(n))], now)
+                queued += 1
+                log.info("catch_up_summarised", channel=channel, runs=len(notices), alerts=len(n.alerts), key=n.key)
+            for e in entries:
+                self.store.mark_sent(e.id, now)
+        return queued
 
     def check_sources(self, now: datetime, discovered: Sequence[DiscoveredRun] = ()) -> list[Notification]:
         """Stale-source alerts for watched jobs whose runs stopped; returns the notifications queued.

@@ -30,7 +30,9 @@ def replay(cfg: Config, *, days: int | None = None, clock: Callable[[], datetime
     with tempfile.TemporaryDirectory(prefix="cluster-monitor-replay-") as tmp:
         posthog = cfg.posthog.model_copy(update={"lookback_days": days}) if days else cfg.posthog
         dry = cfg.model_copy(update={
-            "posthog": posthog, "slack": None, "email": None,
+            "posthog": posthog, "slack": None, "email": None, "routes": [],
+            # Replay shows each run's alerts as they would have been told live, not as a catch-up.
+            "alerting": cfg.alerting.model_copy(update={"catch_up_after_hours": 0.0}),
             "state": cfg.state.model_copy(update={"path": Path(tmp) / "replay.sqlite"}),
         })
         monitor = build_monitor(dry, clock=clock or (lambda: datetime.now(UTC)))

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from monitor.alerts import Alert
@@ -170,4 +171,123 @@ def test_rules_fire_end_to_end_on_the_cost_spike_and_stay_quiet_on_steady(
     steady: PostHogEnv = posthog_factory("steady", scale=0.1)
     m = monitor_for(make_config(steady, slack, None, tmp_path / "s.sqlite", rules=rules, thresholds=thresholds))
     assert m.cycle().ok and slack.messages == [], _texts(slack)
+    m.store.close()
+
+
+def _routed_config(**kw: Any) -> Any:
+    doc = {"posthog": {"project_id": 1, "api_key": "k"}, "slack": {"webhook_url": "http://x/services/default"},
+           "email": {"host": "h", "from": "m@x.test", "to": ["team@x.test"]}, **kw}
+    return parse_config(json.dumps(doc), "routes.yaml", env={})
+
+
+def test_routes_take_alerts_in_order_continue_and_leave_the_rest_to_the_default() -> None:
+    from monitor.rules.routing import DEFAULT_ROUTE, route_alerts
+
+    cfg = _routed_config(
+        rules=[{"name": "support-cost", "metric": "total_cost", "above": 1, "severity": "critical",
+                "labels": {"team": "support"}}],
+        routes=[{"name": "oncall", "match": {"severities": ["critical"]}, "email": {"to": ["oncall@x.test"]},
+                 "continue": True},
+                {"name": "support", "match": {"labels": {"team": "supp*"}}, "slack": {"webhook_url": "http://x/s"}},
+                {"name": "shape", "match": {"kinds": ["split", "merge", "new_*"]}, "email": {"to": ["ds@x.test"]}}])
+    spike = msgspec.structs.replace(_alert("cost_spike"), severity="critical")
+    support = msgspec.structs.replace(_alert("rule:support-cost", "support-cost"), severity="critical",
+                                      labels={"team": "support", "rule": "support-cost"})
+    split, new, shift = _alert("split"), _alert("new_cluster"), _alert("share_shift")
+    out = route_alerts([spike, support, split, new, shift], cfg.routes, cfg.rules)
+    assert out["oncall"] == [spike, support]
+    assert out["support"] == [support]
+    assert out["shape"] == [split, new]
+    assert out[DEFAULT_ROUTE] == [spike, shift]
+    # A resolved notice goes where its alert fired: severity and labels come back from the kind or the rule.
+    resolved = msgspec.structs.replace(_alert("rule:support-cost", "support-cost"), status="resolved",
+                                       severity="info")
+    resolved_err = msgspec.structs.replace(_alert("error_rate"), status="resolved", severity="info")
+    out = route_alerts([resolved, resolved_err], cfg.routes, cfg.rules)
+    assert out["oncall"] == [resolved, resolved_err] and out["support"] == [resolved]
+
+
+def test_route_errors_are_clear() -> None:
+    with pytest.raises(ConfigError, match=r"slack\.channel needs slack\.bot_token"):
+        _routed_config(routes=[{"name": "a", "slack": {"channel": "#x"}}])
+    with pytest.raises(ConfigError, match="a route needs slack or email"):
+        _routed_config(routes=[{"name": "a"}])
+    with pytest.raises(ConfigError, match="two routes are named 'a'"):
+        _routed_config(routes=[{"name": "a", "email": {"to": ["x@y"]}}, {"name": "a", "email": {"to": ["x@y"]}}])
+
+
+def test_routed_alerts_reach_their_route_end_to_end(
+        posthog_factory: Any, slack: LocalSlack, smtp: Any, tmp_path: Path) -> None:
+    env: PostHogEnv = posthog_factory("drift", scale=0.1, days=8)
+    routes = [{"name": "oncall", "match": {"severities": ["critical"]},
+               "slack": {"webhook_url": f"{slack.url}/services/T0LOCAL/B0ONCALL/oncalltoken"},
+               "email": {"to": ["oncall@x.test"]}}]
+    m = monitor_for(make_config(env, slack, smtp, tmp_path / "r.sqlite", routes=routes))
+    r = m.cycle()
+    assert r.ok
+    oncall = [x for x in slack.messages if "B0ONCALL" in x["path"]]
+    default = [x for x in slack.messages if "B0LOCAL" in x["path"]]
+    assert oncall and default
+    oncall_text = json.dumps(oncall)
+    assert "Cost spike" in oncall_text and "New cluster" not in oncall_text
+    assert "Cost spike" not in json.dumps(default) and "New cluster" in json.dumps(default)
+    rcpts = [tuple(x) for x in smtp.recipients]
+    assert ("oncall@x.test",) in rcpts and ("team@x.test",) in rcpts
+    assert len(smtp.messages) == len(slack.messages)
+    m.store.close()
+
+
+def test_a_backlog_after_downtime_is_told_in_one_catch_up_message_that_loses_no_alert(
+        posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from monitor.store.sqlite import SQLiteStore
+    from tests.conftest import END
+
+    env: PostHogEnv = posthog_factory("drift", scale=0.1, days=8)
+    now = END + timedelta(hours=1)
+    recent = {r["run_id"] for r in env.dataset.runs if now - r["emitted_at"] <= timedelta(hours=24)}
+    assert recent and len(recent) < len(env.dataset.runs)
+
+    # The control: every run told on its own.
+    control = monitor_for(make_config(env, slack, None, tmp_path / "control.sqlite"), clock=lambda: now)
+    told = [(a.run_id, a.kind, a.cluster_title) for n in control.cycle().notices for a in n.alerts
+            if a.status == "firing"]
+    control.store.close()
+    slack.messages.clear()
+
+    cfg = make_config(env, slack, None, tmp_path / "c.sqlite", alerting={"catch_up_after_hours": 24})
+    m = monitor_for(cfg, clock=lambda: now)
+
+    # A crash right after the summary is committed, before its held entries are marked: the summary is
+    # queued again on restart, and the outbox's unique key keeps it to one.
+    class CrashAfterSummary(SQLiteStore):
+        def mark_sent(self, entry_id: int, now: Any, thread_ts: str | None = None) -> None:
+            raise KeyboardInterrupt("crash")
+
+    real = m.store
+    m.store = CrashAfterSummary(tmp_path / "c.sqlite")
+    assert m.deliverer is not None
+    m.deliverer.store = m.store
+    with pytest.raises(KeyboardInterrupt):
+        m.cycle()
+    m.store.close()
+    m.store = real
+    m.deliverer.store = real
+    r = m.cycle()
+    assert r.ok
+    catch_ups = [x for x in slack.messages if "catch-up of" in json.dumps(x)]
+    singles = [x for x in slack.messages if "catch-up of" not in json.dumps(x)]
+    assert len(catch_ups) == 1, [x["text"][:80] for x in slack.messages]
+    assert all(any(rid in json.dumps(x) for rid in recent) for x in singles)
+    # Every alert of the old runs is in the summary, with the run it came from.
+    entry = next(e for e in m.store.outbox() if e.key.startswith("catchup:"))
+    folded = msgspec.json.decode(entry.payload)["alerts"]
+    old = sorted((rid, k, t) for rid, k, t in told if rid not in recent)
+    assert sorted((a["run_id"], a["kind"], a.get("cluster_title")) for a in folded) == old
+    assert all(a["summary"].startswith("[") for a in folded)
+    # Nothing more on the next poll.
+    sent = len(slack.messages)
+    m.cycle()
+    assert len(slack.messages) == sent
     m.store.close()

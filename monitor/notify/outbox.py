@@ -17,6 +17,7 @@ import structlog
 
 from monitor import telemetry
 from monitor.alerts import Notification
+from monitor.notify.catchup import HELD_PREFIX
 from monitor.store.base import OutboxEntry, Store
 
 log = structlog.get_logger()
@@ -88,6 +89,8 @@ class Deliverer:
         return delivered
 
     def _deliver(self, entry: OutboxEntry, now: datetime) -> bool:
+        if entry.channel.startswith(HELD_PREFIX):
+            return False  # waiting to be folded into a catch-up summary (pipeline), not sent on its own
         notifier = self.notifiers.get(entry.channel)
         if notifier is None:
             # The channel was removed from the config: keep the entry, visible in `outbox`, for later.

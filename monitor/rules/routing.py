@@ -1,0 +1,75 @@
+"""Routing: which people hear about which alert. Pure.
+
+As Alertmanager's routing tree, flattened: routes are tried in file order, the first that matches takes
+the alert (unless it says `continue`), and what no route takes goes to the default route, the top-level
+`slack` and `email`. Resolved notices follow the route their alert fired on: their severity and labels
+are restored from the kind (built-ins have a fixed severity) or from the rule's config.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+
+import msgspec
+
+from monitor.alerts import Alert
+from monitor.config import Route, Rule
+from monitor.rules.thresholds import rule_name
+
+DEFAULT_ROUTE = ""
+
+# The severity each built-in kind fires with (monitor/rules/thresholds.py, staleness.py).
+BUILTIN_SEVERITY = {
+    "cost_spike": "critical", "error_rate": "critical", "source_errors": "critical",
+    "cluster_cost": "warning", "cluster_avg_cost": "warning", "error_spike": "warning", "p95_latency": "warning",
+    "new_cluster": "warning", "disappeared": "warning", "mix_shift": "warning", "stale_source": "warning",
+    "share_shift": "info", "split": "info", "merge": "info",
+}
+
+
+def _glob(pattern: str, value: str | None) -> bool:
+    return fnmatch.fnmatchcase((value or "").lower(), pattern.lower())
+
+
+def matches(route: Route, a: Alert) -> bool:
+    m = route.match
+    if m.severities and a.severity not in m.severities:
+        return False
+    if m.kinds and not any(_glob(k, a.kind) or _glob(k, a.rule) for k in m.kinds):
+        return False
+    if m.jobs and not any(_glob(j, a.job_name) for j in m.jobs):
+        return False
+    if m.levels and a.level not in m.levels:
+        return False
+    return all(_glob(pattern, a.labels.get(name)) for name, pattern in m.labels.items())
+
+
+def as_fired(a: Alert, rules: Sequence[Rule]) -> Alert:
+    """A resolved notice with the severity and labels its alert fired with, so it is routed the same way."""
+    if a.status != "resolved":
+        return a
+    name = rule_name(a.kind)
+    rule = next((r for r in rules if r.name == name), None) if name != a.kind else None
+    severity = rule.severity if rule is not None else BUILTIN_SEVERITY.get(a.kind, a.severity)
+    labels = {"job": a.job_name, "level": a.level, **({"rule": rule.name, **rule.labels} if rule else {}),
+              **a.labels}
+    return msgspec.structs.replace(a, severity=severity, labels=labels)
+
+
+def route_alerts(alerts: Sequence[Alert], routes: Sequence[Route],
+                 rules: Sequence[Rule] = ()) -> dict[str, list[Alert]]:
+    """Route name (DEFAULT_ROUTE for the top-level channels) -> its alerts, as given and in order."""
+    out: dict[str, list[Alert]] = {}
+    for a in alerts:
+        fired = as_fired(a, rules)
+        taken = False
+        for r in routes:
+            if matches(r, fired):
+                out.setdefault(r.name, []).append(a)
+                if not r.continue_:
+                    taken = True
+                    break
+        if not taken:
+            out.setdefault(DEFAULT_ROUTE, []).append(a)
+    return out
