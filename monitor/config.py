@@ -366,6 +366,9 @@ class AlertingConfig(_Strict):
     # A watched job with no new run for this long raises a stale-source alert (PostHog's jobs run
     # daily, so the default allows one late run). 0 turns the check off.
     stale_after_hours: float = Field(default=36.0, ge=0)
+    # Learn each job's cadence from its last runs instead (1.5 x the median gap + 1 h, once 4 runs are
+    # known); stale_after_hours holds until then, and 0 there still turns the check off.
+    stale_learned: bool = True
     # PostHog answering errors (or not answering) for this long raises "PostHog unreachable"; it resolves
     # when a poll succeeds again. 0 turns it off.
     posthog_errors_after_minutes: float = Field(default=30.0, ge=0)

@@ -38,7 +38,13 @@ from monitor.rules.lifecycle import apply_lifecycle
 from monitor.rules.routing import DEFAULT_ROUTE, route_alerts
 from monitor.rules.silences import split_silenced
 from monitor.rules.staleness import KIND as STALE_KIND
-from monitor.rules.staleness import SOURCE_ERRORS, JobSeen, source_errors_alert, stale_sources
+from monitor.rules.staleness import (
+    SOURCE_ERRORS,
+    JobSeen,
+    learned_stale_after,
+    source_errors_alert,
+    stale_sources,
+)
 from monitor.rules.thresholds import RuleContext, evaluate
 from monitor.runs import Run, RunParseError, parse_clusters, parse_time
 from monitor.store.base import AlertState, ClusterSnapshot, OutboxEntry, ProcessedRun, Store
@@ -494,7 +500,11 @@ class Monitor:
                 continue
             seen = JobSeen(job_key=job_key, job_name=name, level=level, last_run_id=last_run_id,
                            last_emitted_at=emitted_at)
-            alerts = stale_sources([seen], now=now, stale_after=stale_after,
+            bound = stale_after
+            if self.cfg.alerting.stale_learned:
+                recent = self.store.lineage_history(job_key, before=now, runs=8)
+                bound = learned_stale_after([s.window_end for s in recent], stale_after)
+            alerts = stale_sources([seen], now=now, stale_after=bound,
                                    project_id=self.cfg.posthog.project_id, links=self.links)
             states = {fp: st for fp, st in self.store.alert_states(job_key).items() if st.kind == STALE_KIND}
             if not alerts and not any(st.status == "firing" for st in states.values()):

@@ -291,3 +291,20 @@ def test_a_backlog_after_downtime_is_told_in_one_catch_up_message_that_loses_no_
     m.cycle()
     assert len(slack.messages) == sent
     m.store.close()
+
+
+def test_the_stale_bound_is_learned_from_each_jobs_own_cadence() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from monitor.rules.staleness import learned_stale_after
+
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    configured = timedelta(hours=36)
+    hourly = [t0 + timedelta(hours=i) for i in range(8)]
+    weekly = [t0 + timedelta(days=7 * i) for i in range(5)]
+    assert learned_stale_after(hourly, configured) == timedelta(hours=2.5)
+    assert learned_stale_after(weekly, configured) == timedelta(hours=1.5 * 168 + 1)
+    # Too little history, or one late run among daily ones: the bound stays sane.
+    assert learned_stale_after(hourly[:3], configured) == configured
+    daily = [t0 + timedelta(days=i) for i in range(6)] + [t0 + timedelta(days=8)]
+    assert learned_stale_after(daily, configured) == timedelta(hours=37)

@@ -7,7 +7,9 @@ quiet for longer than `stale_after`, repeats on the usual interval, and resolves
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,6 +28,24 @@ class JobSeen:
     level: str
     last_run_id: str
     last_emitted_at: datetime
+
+
+# Learning needs a few gaps to trust their median; before that the configured bound holds.
+MIN_RUNS_TO_LEARN = 4
+
+
+def learned_stale_after(run_times: Sequence[datetime], configured: timedelta) -> timedelta:
+    """How long a job may stay quiet, from its own cadence: 1.5 times the median gap between its last
+    runs, plus an hour of slack for a slow workflow. PostHog's jobs run daily, but a team may schedule
+    one hourly (36 h of silence would be far too late) or weekly (36 h would page every week)."""
+    times = sorted(set(run_times))
+    if len(times) < MIN_RUNS_TO_LEARN:
+        return configured
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    median = statistics.median(gaps)
+    if median <= 0:
+        return configured
+    return timedelta(seconds=1.5 * median) + timedelta(hours=1)
 
 
 def stale_alert_fingerprint(project_id: int, job_key: str) -> str:
