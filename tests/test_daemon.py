@@ -27,7 +27,7 @@ def _write_config(path: Path, env: PostHogEnv, slack: LocalSlack, state: Path, *
         "posthog": {"host": env.url, "project_id": env.project_id, "api_key": "${TEST_POSTHOG_KEY}",
                     "lookback_days": 60, "max_retries": max_retries},
         "schedule": {"interval_seconds": 1},
-        "alerting": {"stale_after_hours": 0},
+        "alerting": {"stale_after_hours": 0, "catch_up_after_hours": 0},
         "slack": {"webhook_url": slack.webhook_url},
         "state": {"path": str(state)},
         "delivery": {"max_backoff_seconds": 1},
