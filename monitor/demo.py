@@ -45,6 +45,9 @@ email:
   to: [ai-team@demo.local]
 delivery:
   max_backoff_seconds: 5
+alerting:
+  # A demo day lasts a few seconds: every run is told on its own, not folded into a catch-up.
+  catch_up_after_hours: 0
 state:
   path: {state}
 """)
