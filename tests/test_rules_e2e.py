@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from monitor.localposthog.generator import run_event_row
 from monitor.localslack import LocalSlack
 from tests.conftest import API_KEY, END, PostHogEnv, make_config, monitor_for
@@ -200,4 +202,57 @@ def test_posthog_failing_longer_than_the_bound_is_alerted_once_and_resolved(
     assert m.cycle().ok
     resolved = [t for t in _texts(slack) if "PostHog unreachable" in t and "Resolved" in t]
     assert len(resolved) == 1
+    m.store.close()
+
+
+SCENARIO_CHANGES = ["cost_spike", "error_surge", "new_cluster", "disappear", "split", "merge"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIO_CHANGES)
+def test_each_scenarios_intended_alerts_fire_once(
+        scenario: str, posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
+    """The generator's ground truth says which run first crosses the default thresholds for each change,
+    and every run pair where a threshold is crossed at all. The monitor must tell the change in that run
+    (or the next one: a rise of an error rate must also clear the z-test against sampling noise, which
+    the truth's crossings do not apply), tell it only where the truth has a crossing, and tell a level
+    once while it holds."""
+    env: PostHogEnv = posthog_factory(scenario, scale=0.1, days=10)
+    m = monitor_for(make_config(env, slack, None, tmp_path / "s.sqlite",
+                                alerting={"repeat_interval_hours": 10_000}))
+    r = m.cycle()
+    assert r.ok and len(r.processed) == len(env.dataset.runs)
+    fired = [a for n in r.notices for a in n.alerts if a.status == "firing"]
+    truth = env.dataset.truth
+    truth_runs = {t["run_id"]: t for t in truth["runs"]}
+    job_runs: dict[tuple[str, str], list[str]] = {}
+    for t in sorted(truth["runs"], key=lambda t: t["emitted_at"]):
+        job_runs.setdefault((t["job_id"], t["level"]), []).append(t["run_id"])
+
+    def job_of(run_id: str) -> tuple[str, str]:
+        return truth_runs[run_id]["job_id"], truth_runs[run_id]["level"]
+
+    def topic_of(run_id: str, cluster_id: int | None) -> str | None:
+        return truth_runs[run_id]["clusters"].get(str(cluster_id)) if cluster_id is not None else None
+
+    assert truth["events"]
+    for ev in truth["events"]:
+        kinds = set(ev["expect_alerts"])
+        topics = {ev["topic"], *ev.get("topics", [])}
+        crossed = {c["run_id"] for c in truth["crossings"] if c["kind"] in kinds and c["topic"] in topics}
+        expected_runs = [rid for rid in ev["alert_run_ids"] if rid]
+        assert expected_runs, ev
+        for rid in expected_runs:
+            job = job_of(rid)
+            runs = job_runs[job]
+            window = set(runs[runs.index(rid): runs.index(rid) + 2])
+            about = [a for a in fired if a.kind in kinds and job_of(a.run_id) == job
+                     and (a.cluster_id is None or topic_of(a.run_id, a.cluster_id) in topics)]
+            told = {a.run_id for a in about}
+            assert told & window, f"{scenario}: no {kinds} alert in {rid} or the next run of {job}; " \
+                                  f"told in {sorted(told)}"
+            assert told <= crossed | window, f"{scenario}: {kinds} told where no threshold was crossed: " \
+                                              f"{sorted(told - crossed - window)}"
+            # A level (error rate) is told when it starts, not again while it holds.
+            for kind in kinds & {"error_rate", "cluster_cost", "p95_latency"}:
+                assert len([a for a in about if a.kind == kind]) <= 1, f"{scenario}: {kind} repeated"
     m.store.close()
