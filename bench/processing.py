@@ -44,7 +44,7 @@ TITLES = ["Customer support refund requests", "Python code generation", "Python 
           "Invoice data extraction"]
 
 
-def _trace_ids(ds: Any) -> list[str]:
+def trace_ids(ds: Any) -> list[str]:
     seen: dict[str, None] = {}
     for row in ds.events:
         if row[1] == "$ai_generation":
@@ -54,7 +54,8 @@ def _trace_ids(ds: Any) -> list[str]:
     return list(seen)
 
 
-def _land(server: LocalPostHog, team: int, n_items: int, real: list[str], k: int) -> list[tuple[DiscoveredRun, int]]:
+def land_runs(server: LocalPostHog, team: int, n_items: int, real: list[str],
+              k: int) -> list[tuple[DiscoveredRun, int]]:
     """Two runs of n_items; returns how to discover each, and the new run's payload size."""
     rng = random.Random(n_items)
     pool = real + [f"{rng.getrandbits(128):032x}" for _ in range(max(0, int(n_items * 1.5) - len(real)))]
@@ -123,14 +124,14 @@ def main() -> int:
     server = LocalPostHog(api_key=KEY)
     server.load(ds)
     server.start()
-    real = _trace_ids(ds)
+    real = trace_ids(ds)
     print(f"machine: 2 cores, 24 GiB (see ../.library/env); Python {sys.version.split()[0]}; "
           f"{len(ds.events):,} events, {len(real):,} traces in PostHog")
     print(f"{'items':>8} {'payload':>8} {'json.loads':>11} {'process':>9} {'ratio':>6} {'monitor CPU':>12} "
           f"{'ratio':>6} {'fetch+parse':>12} {'metrics q':>10} {'peak mem':>9} {'mem/payload':>11} {'alerts':>7}")
     with tempfile.TemporaryDirectory() as tmp:
         for k, n_items in enumerate(args.sizes):
-            (d_prev, _), (d_new, size) = _land(server, 1, n_items, real, k)
+            (d_prev, _), (d_new, size) = land_runs(server, 1, n_items, real, k)
             row = next(r for r in server.engine.run_hogql(
                 "SELECT properties FROM events WHERE event = '$ai_trace_clusters' AND "
                 "JSONExtractString(properties, '$ai_clustering_run_id') = {r}", {"r": d_new.run_id},

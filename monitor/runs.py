@@ -142,7 +142,9 @@ def parse_time(run_id: str, field: str, value: Any) -> datetime:
     """PostHog writes windows with isoformat() and timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff'."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not isinstance(value, str) or not value:
+    if value is None or value == "":
+        raise RunParseError(run_id, field, "missing")
+    if not isinstance(value, str):
         raise RunParseError(run_id, field, f"expected an ISO timestamp, got {value!r}")
     text = value.strip().replace("Z", "+00:00")
     try:

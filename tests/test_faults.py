@@ -1,4 +1,8 @@
-"""The fault matrix and a short SIGKILL crash test (bench/reliability.py runs the long one: 100 kills)."""
+"""The fault matrix and a short SIGKILL crash test (bench/reliability.py runs the long one: 100 kills).
+
+CI runs every cell but the slow ones (the two 50,000-item runs) and the 6-kill test; `-m slow` adds
+those and a 30-kill test.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import pytest
 
 from bench.reliability import CELLS, KEY, Cell, control_headers, kill_test, run_cell
 from monitor.localposthog.server import LocalPostHog
+from monitor.notify.outbox import FAILPOINT_ENV, failpoint_after_send
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +25,8 @@ def world_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Loc
     server.stop()
 
 
-@pytest.mark.parametrize("cell", CELLS, ids=[c.name for c in CELLS])
+@pytest.mark.parametrize("cell", [pytest.param(c, marks=pytest.mark.slow) if c.slow else c for c in CELLS],
+                         ids=[c.name for c in CELLS])
 def test_fault_matrix_cell(cell: Cell, world_server: tuple[LocalPostHog, Path, list[str]]) -> None:
     server, tmp, expected = world_server
     assert expected, "the control pass should notify"
@@ -29,10 +35,33 @@ def test_fault_matrix_cell(cell: Cell, world_server: tuple[LocalPostHog, Path, l
     assert r.runs_lost == 0 and r.alerts_lost == 0 and r.duplicates == 0
 
 
-def test_sigkill_at_random_moments_loses_nothing(world_server: tuple[LocalPostHog, Path, list[str]]) -> None:
-    server, tmp, expected = world_server
-    k = kill_test(server, tmp, expected, kills=6, seed=3, log=lambda s: None)
-    assert k["kills"] == 6
+def _check_kills(k: dict[str, int], kills: int) -> None:
+    assert k["kills"] == kills
+    assert k["failpoint_kills"] >= 1, "no kill landed at the failpoint between send and record"
+    # Each failpoint kill left a message received but not marked sent (random kills may add more).
+    assert k["between_kills"] >= k["failpoint_kills"]
     assert k["runs_lost"] == 0 and k["alerts_lost"] == 0
-    # A kill between "sent" and "recorded" may repeat that one message: at most one per kill.
-    assert k["duplicates"] <= k["kills"]
+    # A kill between "sent" and "recorded" may repeat that one message: at most one per such kill.
+    assert k["duplicates"] <= k["between_kills"]
+
+
+def test_sigkill_at_random_moments_and_between_send_and_record(
+        world_server: tuple[LocalPostHog, Path, list[str]]) -> None:
+    server, tmp, expected = world_server
+    k = kill_test(server, tmp, expected, kills=6, seed=3, failpoint_every=2, log=lambda s: None)
+    _check_kills(k, 6)
+
+
+@pytest.mark.slow
+def test_sigkill_thirty_times(world_server: tuple[LocalPostHog, Path, list[str]]) -> None:
+    server, tmp, expected = world_server
+    k = kill_test(server, tmp, expected, kills=30, seed=5, failpoint_every=5, log=lambda s: None)
+    _check_kills(k, 30)
+
+
+def test_failpoint_is_off_unless_set_and_refuses_typos() -> None:
+    assert failpoint_after_send({}) is None
+    assert failpoint_after_send({FAILPOINT_ENV: "after_send:3"}) == 3
+    for bad in ("after_send", "after_send:0", "after_sent:1", "after_send:x"):
+        with pytest.raises(ValueError, match=FAILPOINT_ENV):
+            failpoint_after_send({FAILPOINT_ENV: bad})
