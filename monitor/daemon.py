@@ -223,6 +223,10 @@ class Daemon:
         self.monitor = build_monitor(cfg, clock=self._clock)
         old.client.close()
         old.store.close()
+        if cfg.watch != self.cfg.watch:
+            # Newly watched jobs or levels have runs behind the cursor: look back over the whole window
+            # once (runs already processed are skipped by id), so nothing of theirs is skipped.
+            self.monitor.rewind_cursor()
         self.cfg = cfg
         log.info("config_reloaded", path=str(self.config_path))
 

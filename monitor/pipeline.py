@@ -156,6 +156,12 @@ class Monitor:
         todo.sort(key=lambda d: (d.emitted_at, d.window_end, d.run_id))
         return todo
 
+    def rewind_cursor(self) -> None:
+        """Discovery looks back over the whole look-back window at the next cycle (then moves on as usual)."""
+        since = self.clock() - timedelta(days=self.cfg.posthog.lookback_days)
+        self.store.set_cursor(since)
+        log.info("cursor_rewound", to=since.isoformat())
+
     def _watched(self, d: DiscoveredRun) -> bool:
         watch = self.cfg.watch
         if d.level not in watch.levels:
