@@ -35,7 +35,7 @@ from monitor.notify.outbox import Deliverer, Notifier
 from monitor.notify.slack import SlackNotifier
 from monitor.pipeline import CycleResult, Monitor
 from monitor.posthog.client import PostHogClient, RequestBudget
-from monitor.store.sqlite import SQLiteStore
+from monitor.store import open_store
 
 log = structlog.get_logger()
 # APScheduler reports every coalesced or skipped slot at WARNING: with one cycle at a time that is normal.
@@ -65,7 +65,7 @@ def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
     client = PostHogClient(cfg.posthog.host, cfg.posthog.project_id, key,
                            timeout=cfg.posthog.timeout_seconds, max_retries=cfg.posthog.max_retries,
                            budget=budget or budget_for(key), sleep=sleep)
-    store = SQLiteStore(cfg.state.path)
+    store = open_store(cfg.state)
     deliverer = Deliverer(store, build_notifiers(cfg), max_backoff=cfg.delivery.max_backoff_seconds,
                           max_attempts=cfg.delivery.max_attempts, sleep=sleep)
     return Monitor(cfg, client, store, deliverer, clock=clock or (lambda: datetime.now(UTC)))
@@ -288,7 +288,7 @@ class Daemon:
         self._scheduler.start()
         log.info("daemon_started", project_id=self.cfg.posthog.project_id, host=self.cfg.posthog.host,
                  interval_s=self.cfg.schedule.interval_seconds, cron=self.cfg.schedule.cron,
-                 state=str(self.cfg.state.path))
+                 state=self.cfg.state.describe())
         self.stop_event.wait()
         self._scheduler.shutdown(wait=False)
         # Let a cycle in flight finish its current run; a run is one transaction, so stopping later is safe.

@@ -31,7 +31,7 @@ def replay(cfg: Config, *, days: int | None = None, clock: Callable[[], datetime
         posthog = cfg.posthog.model_copy(update={"lookback_days": days}) if days else cfg.posthog
         dry = cfg.model_copy(update={
             "posthog": posthog, "slack": None, "email": None,
-            "state": cfg.state.model_copy(update={"path": Path(tmp) / "replay.sqlite"}),
+            "state": cfg.state.model_copy(update={"path": Path(tmp) / "replay.sqlite", "url": None}),
         })
         monitor = build_monitor(dry, clock=clock or (lambda: datetime.now(UTC)))
         monitor.replay_window = (since, until)

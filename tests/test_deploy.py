@@ -78,7 +78,7 @@ def test_kubernetes_manifests_parse_and_agree_with_each_other() -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
-    assert str(cfg.state.path.parent) in mounts
+    assert cfg.state.path is not None and str(cfg.state.path.parent) in mounts
     # Every ${VAR} the config needs comes from the Secret.
     needed = set(re.findall(r"\$\{([A-Z_]+)", config_text))
     assert needed <= set(docs["Secret"]["stringData"])

@@ -135,3 +135,8 @@ class Store(Protocol):
     def kv_get(self, key: str) -> str | None: ...
 
     def kv_set(self, key: str, value: str) -> None: ...
+
+
+class StoreError(Exception):
+    """The state store cannot be reached or opened; the message names it (never with its password)."""
+
