@@ -59,21 +59,30 @@ def run(config: ConfigOpt, log_level: str = "info") -> None:
 
 @app.command()
 def once(config: ConfigOpt, log_level: str = "info") -> None:
-    """Run one cycle and exit: 0 when it succeeded, 1 when any part of it failed (it is retried next time)."""
+    """Run one cycle and exit: 0 when it succeeded, 1 when any part of it failed (it is retried next time).
+
+    On PostgreSQL it takes the leader lock first, like a daemon replica: while another replica leads it does
+    nothing and exits 0 (that replica does the work)."""
     logs.configure(log_level)
     from monitor.daemon import build_monitor
-    from monitor.store import StoreError
+    from monitor.store import StoreError, open_leadership
 
+    cfg = _load(config)
     try:
-        monitor = build_monitor(_load(config))
+        leader = open_leadership(cfg.state, cfg.posthog.project_id)
+        if not leader.acquire():
+            typer.echo("cluster-monitor once: another replica holds the leader lock; nothing to do", err=True)
+            raise typer.Exit(0)
+        monitor = build_monitor(cfg, fence=leader.verify)
     except StoreError as exc:
         typer.echo(f"cluster-monitor: {exc}", err=True)
         raise typer.Exit(2) from exc
     try:
-        result = monitor.cycle()
+        result = monitor.cycle(stop=lambda: not leader.verify())
     finally:
         monitor.client.close()
         monitor.store.close()
+        leader.release()
     raise typer.Exit(0 if result.ok else 1)
 
 

@@ -7,7 +7,7 @@ Everything that opens the store goes through `open_store`, so the backend is a l
 from __future__ import annotations
 
 from monitor.config import StateConfig
-from monitor.store.base import Store, StoreError
+from monitor.store.base import AlwaysLeader, Leadership, Store, StoreError
 
 
 def _no_driver(exc: ImportError) -> StoreError:
@@ -27,4 +27,15 @@ def open_store(state: StateConfig) -> Store:
     return SQLiteStore(state.path)
 
 
-__all__ = ["Store", "StoreError", "open_store"]
+def open_leadership(state: StateConfig, project_id: int) -> Leadership:
+    """The advisory lock of the project on PostgreSQL; on SQLite the single replica always leads."""
+    if state.url is None:
+        return AlwaysLeader()
+    try:
+        from monitor.store.postgres import PostgresLeadership, lock_key
+    except ImportError as exc:
+        raise _no_driver(exc) from exc
+    return PostgresLeadership(state.url.get_secret_value(), lock_key(project_id))
+
+
+__all__ = ["Leadership", "Store", "StoreError", "open_leadership", "open_store"]
