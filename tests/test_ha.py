@@ -291,3 +291,34 @@ def test_sigkill_of_the_leader_hands_over_within_a_cycle_and_nothing_is_skipped_
     assert duplicates == 0, f"{duplicates} notification(s) sent twice"
     assert got == headers, "the replicas' notifications differ from a single uninterrupted replica's"
     assert DB_PASSWORD not in logs
+
+
+def test_cli_commands_open_the_postgres_store_and_once_respects_the_leader(
+        posthog_factory: Any, slack: LocalSlack, postgres_url: str, tmp_path: Path) -> None:
+    env: PostHogEnv = posthog_factory("steady", scale=0.05, days=2)
+    config = _write_config(tmp_path / "config.yaml", env, slack, postgres_url)
+
+    def cli(*args: str, cfg: Path = config) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "monitor.cli", *args, "--config", str(cfg)],
+                              capture_output=True, text=True, timeout=60, env={**os.environ, **ENV})
+
+    added = cli("silence", "add", "--kind", "new_cluster", "--for", "2h")
+    assert added.returncode == 0 and added.stdout.startswith("silence #1 added"), added.stderr
+    assert "#1" in cli("silence", "list").stdout
+    # A daemon replica leads (here: the test holds the project's lock): `once` does nothing.
+    with psycopg.connect(postgres_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (lock_key(env.project_id),))
+        standby = cli("once")
+        assert standby.returncode == 0 and "another replica holds the leader lock" in standby.stderr
+        assert not env.requests(name="cluster-monitor:discover_runs")
+    assert cli("once").returncode == 0
+    assert env.requests(name="cluster-monitor:discover_runs")
+
+    # PostgreSQL unreachable: a clear error naming the database, without its password.
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        port = db.info.port
+    down = _write_config(tmp_path / "down.yaml", env, slack, postgres_url.replace(f":{port}/", ":1/"))
+    failed = cli("outbox", cfg=down)
+    assert failed.returncode == 2
+    assert "cannot connect to PostgreSQL at postgresql://monitor:***@127.0.0.1:1/" in failed.stderr
+    assert DB_PASSWORD not in failed.stderr + failed.stdout
