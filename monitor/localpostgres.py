@@ -1,4 +1,5 @@
-"""A throw-away PostgreSQL server for tests: Debian's binaries, a data directory in /tmp, loopback only.
+"""A throw-away PostgreSQL server for tests and benchmarks: Debian's binaries, a data directory in /tmp,
+loopback only.
 
 `./dev test` installs Debian's postgresql package when its binaries are missing (`ensure_postgres`); this
 module only finds them, runs initdb into a fresh directory and starts the server on a free loopback
