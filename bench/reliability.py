@@ -108,7 +108,7 @@ class World:
         doc: dict[str, Any] = {
             "posthog": {"host": self.server.url, "project_id": self.team, "api_key": KEY, "lookback_days": 60,
                         "timeout_seconds": 1.0, "max_retries": 1},
-            "alerting": {"stale_after_hours": 0},
+            "alerting": {"stale_after_hours": 0, "catch_up_after_hours": 0},
             "slack": {"webhook_url": self.slack.webhook_url},
             "email": {"host": "127.0.0.1", "port": self.smtp.port, "security": "none", "from": "m@x.test",
                       "to": ["t@x.test"], "timeout_seconds": 2},

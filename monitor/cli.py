@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 import typer
 
 from monitor import logs
-from monitor.config import ConfigError, load_config
+from monitor.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from monitor.store.base import Store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Watch PostHog LLM clustering runs; alert on Slack and email when AI traffic changes.")
@@ -26,30 +29,60 @@ def _load(path: Path):  # type: ignore[no-untyped-def]
         raise typer.Exit(2) from exc
 
 
+def _open_store(cfg: Config) -> Store:
+    """The configured store, or exit 2 with why it cannot be opened (PostgreSQL down, driver missing)."""
+    from monitor.store import StoreError, open_store
+
+    try:
+        return open_store(cfg.state)
+    except StoreError as exc:
+        typer.echo(f"cluster-monitor: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 @app.command()
 def run(config: ConfigOpt, log_level: str = "info") -> None:
     """Run the daemon: poll on the configured schedule until SIGTERM or SIGINT."""
     logs.configure(log_level)
     from monitor.daemon import Daemon
+    from monitor.store import StoreError
 
     cfg = _load(config)
-    daemon = Daemon(config, cfg=cfg)
+    try:
+        daemon = Daemon(config, cfg=cfg)
+    except StoreError as exc:
+        typer.echo(f"cluster-monitor: {exc}", err=True)
+        raise typer.Exit(2) from exc
     daemon.install_signals()
     raise typer.Exit(daemon.serve())
 
 
 @app.command()
 def once(config: ConfigOpt, log_level: str = "info") -> None:
-    """Run one cycle and exit: 0 when it succeeded, 1 when any part of it failed (it is retried next time)."""
+    """Run one cycle and exit: 0 when it succeeded, 1 when any part of it failed (it is retried next time).
+
+    On PostgreSQL it takes the leader lock first, like a daemon replica: while another replica leads it does
+    nothing and exits 0 (that replica does the work)."""
     logs.configure(log_level)
     from monitor.daemon import build_monitor
+    from monitor.store import StoreError, open_leadership
 
-    monitor = build_monitor(_load(config))
+    cfg = _load(config)
     try:
-        result = monitor.cycle()
+        leader = open_leadership(cfg.state, cfg.posthog.project_id)
+        if not leader.acquire():
+            typer.echo("cluster-monitor once: another replica holds the leader lock; nothing to do", err=True)
+            raise typer.Exit(0)
+        monitor = build_monitor(cfg, fence=leader.verify)
+    except StoreError as exc:
+        typer.echo(f"cluster-monitor: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    try:
+        result = monitor.cycle(stop=lambda: not leader.verify())
     finally:
         monitor.client.close()
         monitor.store.close()
+        leader.release()
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -142,10 +175,9 @@ def history(
 ) -> None:
     """A cluster lineage's sizes, costs and titles over runs."""
     from monitor.reports import show_history
-    from monitor.store.sqlite import SQLiteStore
 
     cfg = _load(config)
-    store = SQLiteStore(cfg.state.path)
+    store = _open_store(cfg)
     try:
         typer.echo(show_history(store, lineage=lineage, title=title, limit=limit))
     finally:
@@ -160,10 +192,8 @@ def outbox(config: ConfigOpt, status: Annotated[str | None, typer.Option(help="p
     """Notifications waiting, delivered or failed."""
     from datetime import UTC, datetime
 
-    from monitor.store.sqlite import SQLiteStore
-
     cfg = _load(config)
-    store = SQLiteStore(cfg.state.path)
+    store = _open_store(cfg)
     try:
         if retry_failed:
             typer.echo(f"{store.requeue_failed(datetime.now(UTC))} failed notifications queued again; "
@@ -211,8 +241,6 @@ def silence_add(
     from pydantic import ValidationError
 
     from monitor.config import Silence
-    from monitor.store.sqlite import SQLiteStore
-
     cfg = _load(config)
     now = datetime.now(UTC)
     if for_ and until:
@@ -230,7 +258,7 @@ def silence_add(
         typer.echo("cluster-monitor silence add: say what to mute (--kind, --severity, --job, --level or --title)",
                    err=True)
         raise typer.Exit(2)
-    store = SQLiteStore(cfg.state.path)
+    store = _open_store(cfg)
     try:
         sid = store.add_silence(silence.model_dump(mode="json"), now)
     finally:
@@ -244,10 +272,8 @@ def silence_list(config: ConfigOpt) -> None:
     from datetime import UTC, datetime
 
     from monitor.config import Silence
-    from monitor.store.sqlite import SQLiteStore
-
     cfg = _load(config)
-    store = SQLiteStore(cfg.state.path)
+    store = _open_store(cfg)
     try:
         rows = [(f"#{sid}", Silence.model_validate(spec)) for sid, spec in store.silences()]
     finally:
@@ -269,10 +295,8 @@ def silence_list(config: ConfigOpt) -> None:
 def silence_remove(config: ConfigOpt,
                    silence_id: Annotated[int, typer.Argument(help="the number `list` shows")]) -> None:
     """Remove a silence added from the CLI (silences in the config file are removed by editing it)."""
-    from monitor.store.sqlite import SQLiteStore
-
     cfg = _load(config)
-    store = SQLiteStore(cfg.state.path)
+    store = _open_store(cfg)
     try:
         removed = store.remove_silence(silence_id)
     finally:

@@ -395,8 +395,46 @@ class Silence(_Strict):
         return v.replace(tzinfo=UTC) if v is not None and v.tzinfo is None else v
 
 
+DEFAULT_STATE_PATH = Path("state/monitor.sqlite")
+
+
 class StateConfig(_Strict):
-    path: Path = Path("state/monitor.sqlite")
+    """Where the monitor remembers what it did: a SQLite file (`path`, one replica) or a PostgreSQL database
+    (`url`, shared by replicas that elect one leader). One or the other; neither means the default file."""
+
+    path: Path | None = None
+    url: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        has_path, has_url = data.get("path") not in (None, ""), data.get("url") not in (None, "")
+        if has_path and has_url:
+            raise ValueError("set path (SQLite) or url (PostgreSQL), not both")
+        if not has_path and not has_url:
+            return {**data, "path": DEFAULT_STATE_PATH, "url": None}
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not re.match(r"^postgres(ql)?://", v.get_secret_value()):
+            raise ValueError("must be a PostgreSQL URL: postgresql://user:${PGPASSWORD}@host:5432/database")
+        return v
+
+    def describe(self) -> str:
+        """Where the state is, for logs: the file, or the URL without its password."""
+        if self.url is not None:
+            from urllib.parse import urlsplit
+
+            try:
+                parts = urlsplit(self.url.get_secret_value())
+                return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+            except ValueError:
+                return "postgresql://(unparseable URL)"
+        return str(self.path)
 
 
 class DeliveryConfig(_Strict):

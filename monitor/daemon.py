@@ -35,7 +35,7 @@ from monitor.notify.outbox import Deliverer, Notifier
 from monitor.notify.slack import SlackNotifier
 from monitor.pipeline import CycleResult, Monitor
 from monitor.posthog.client import PostHogClient, RequestBudget
-from monitor.store.sqlite import SQLiteStore
+from monitor.store import Leadership, StoreError, open_leadership, open_store
 
 log = structlog.get_logger()
 # APScheduler reports every coalesced or skipped slot at WARNING: with one cycle at a time that is normal.
@@ -71,15 +71,17 @@ def build_notifiers(cfg: Config) -> dict[str, Notifier]:
 
 
 def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
-                  sleep: Callable[[float], None] = time.sleep, budget: RequestBudget | None = None) -> Monitor:
-    """`budget`: the request budget to draw from; by default the one this process shares per API key."""
+                  sleep: Callable[[float], None] = time.sleep, budget: RequestBudget | None = None,
+                  fence: Callable[[], bool] = lambda: True) -> Monitor:
+    """`budget`: the request budget to draw from; by default the one this process shares per API key.
+    `fence`: asked before each delivery; False when this replica lost the leader lock."""
     key = cfg.posthog.resolved_api_key()
     client = PostHogClient(cfg.posthog.host, cfg.posthog.project_id, key,
                            timeout=cfg.posthog.timeout_seconds, max_retries=cfg.posthog.max_retries,
                            budget=budget or budget_for(key), sleep=sleep)
-    store = SQLiteStore(cfg.state.path)
+    store = open_store(cfg.state)
     deliverer = Deliverer(store, build_notifiers(cfg), max_backoff=cfg.delivery.max_backoff_seconds,
-                          max_attempts=cfg.delivery.max_attempts, sleep=sleep)
+                          max_attempts=cfg.delivery.max_attempts, sleep=sleep, fence=fence)
     return Monitor(cfg, client, store, deliverer, clock=clock or (lambda: datetime.now(UTC)))
 
 
@@ -93,6 +95,8 @@ class Health:
     last_failure: float | None = None
     ready_after_failure: float = 900.0
     clock: Callable[[], float] = time.time
+    # Another replica leads: this one is healthy and ready to take over, and says so on /readyz.
+    standby: bool = False
 
     def ready(self, now: float) -> bool:
         """Ready once a cycle has succeeded and failures have not lasted longer than the bound."""
@@ -114,8 +118,12 @@ class _HealthHandler(BaseHTTPRequestHandler):
         if self.path == "/healthz":
             self._reply(200, b"ok\n", "text/plain")
         elif self.path == "/readyz":
+            # A standby is ready (it can take over at its next cycle): marking it unready would stall
+            # rolling updates and count it against PodDisruptionBudgets. Its role is in the body and in
+            # the cluster_monitor_is_leader gauge.
             ok = health.ready(health.clock())
-            self._reply(200 if ok else 503, b"ready\n" if ok else b"not ready\n", "text/plain")
+            body = (b"ready standby\n" if health.standby else b"ready\n") if ok else b"not ready\n"
+            self._reply(200 if ok else 503, body, "text/plain")
         elif self.path == "/metrics":
             self._reply(200, generate_latest(telemetry.REGISTRY), CONTENT_TYPE_LATEST)
         else:
@@ -190,7 +198,8 @@ class Daemon:
         self.cfg = cfg or load_config(self.config_path)
         self._mtime = self._config_mtime()
         self._clock = clock
-        self.monitor = build_monitor(self.cfg, clock=clock)
+        self.leader: Leadership = open_leadership(self.cfg.state, self.cfg.posthog.project_id)
+        self.monitor = build_monitor(self.cfg, clock=clock, fence=self._still_leader)
         self.health = Health(started_at=wall_clock(), clock=wall_clock,
                              ready_after_failure=self.cfg.server.ready_after_failure_seconds)
         self.stop_event = threading.Event()
@@ -199,6 +208,7 @@ class Daemon:
         self._on_cycle = on_cycle
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._health_server: _HealthServer | None = None
+        self._standby_logged = False
 
     def _config_mtime(self) -> float | None:
         try:
@@ -220,7 +230,10 @@ class Daemon:
         if cfg == self.cfg:
             return
         old = self.monitor
-        self.monitor = build_monitor(cfg, clock=self._clock)
+        if cfg.state != self.cfg.state or cfg.posthog.project_id != self.cfg.posthog.project_id:
+            self.leader.release()
+            self.leader = open_leadership(cfg.state, cfg.posthog.project_id)
+        self.monitor = build_monitor(cfg, clock=self._clock, fence=self._still_leader)
         old.client.close()
         old.store.close()
         if cfg.watch != self.cfg.watch:
@@ -235,11 +248,13 @@ class Daemon:
             return None
         try:
             self.maybe_reload()
-            try:
-                result = self.monitor.cycle(stop=self.stop_event.is_set)
-            except Exception as exc:  # the daemon outlives any bug in one cycle; the next one retries
-                log.exception("cycle_crashed")
-                result = CycleResult(error=f"{type(exc).__name__}: {exc}")
+            result = self._lead()
+            if result is None:
+                try:
+                    result = self.monitor.cycle(stop=self._should_stop)
+                except Exception as exc:  # the daemon outlives any bug in one cycle; the next one retries
+                    log.exception("cycle_crashed")
+                    result = CycleResult(error=f"{type(exc).__name__}: {exc}")
             now = self.health.clock()
             if result.ok:
                 self.health.last_success = now
@@ -250,6 +265,32 @@ class Daemon:
             return result
         finally:
             self._cycle_lock.release()
+
+    def _lead(self) -> CycleResult | None:
+        """None when this replica is the leader and should run the cycle; otherwise the cycle's result:
+        standby (another replica leads) or an error (PostgreSQL unreachable: nobody can be sure to lead)."""
+        try:
+            leading = self.leader.acquire()
+        except StoreError as exc:
+            telemetry.IS_LEADER.set(0)
+            log.error("leader_check_failed", error=str(exc))
+            return CycleResult(error=str(exc))
+        telemetry.IS_LEADER.set(1 if leading else 0)
+        self.health.standby = not leading
+        if leading:
+            self._standby_logged = False
+            return None
+        if not self._standby_logged:
+            log.info("leader_standby", project_id=self.cfg.posthog.project_id, state=self.cfg.state.describe())
+            self._standby_logged = True
+        return CycleResult(standby=True)
+
+    def _still_leader(self) -> bool:
+        return self.leader.verify()
+
+    def _should_stop(self) -> bool:
+        """Asked between runs: stop on shutdown, and stop acting at once if the leader lock was lost."""
+        return self.stop_event.is_set() or not self.leader.verify()
 
     def request_cycle(self) -> None:
         """Run a cycle now (pushed), and once more shortly after: PostHog may take a few seconds to make
@@ -304,7 +345,7 @@ class Daemon:
         self._scheduler.start()
         log.info("daemon_started", project_id=self.cfg.posthog.project_id, host=self.cfg.posthog.host,
                  interval_s=self.cfg.schedule.interval_seconds, cron=self.cfg.schedule.cron,
-                 state=str(self.cfg.state.path))
+                 state=self.cfg.state.describe())
         self.stop_event.wait()
         self._scheduler.shutdown(wait=False)
         # Let a cycle in flight finish its current run; a run is one transaction, so stopping later is safe.
@@ -318,5 +359,7 @@ class Daemon:
         if finished:
             self.monitor.client.close()
             self.monitor.store.close()
+            # Closing the lock's session hands leadership over at the standby's next cycle.
+            self.leader.release()
         log.info("daemon_stopped", clean=finished)
         return 0

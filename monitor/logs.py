@@ -15,12 +15,16 @@ from typing import Any
 import structlog
 
 _SECRET = re.compile(r"(phx_[A-Za-z0-9_]{6,}|xox[abposr]-[A-Za-z0-9-]{6,}|hooks\.slack\.com/services/[^\s\"']+)")
+# The password of a PostgreSQL URL (state.url) in whatever text carries one, a driver's error say.
+_DB_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]+@")
 
 
 def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for k, v in list(event.items()):
         if isinstance(v, str) and _SECRET.search(v):
-            event[k] = _SECRET.sub("[redacted]", v)
+            v = event[k] = _SECRET.sub("[redacted]", v)
+        if isinstance(v, str) and "postgres" in v:
+            event[k] = _DB_PASSWORD.sub(r"\1[redacted]@", v)
     return event
 
 

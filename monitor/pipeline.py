@@ -85,6 +85,8 @@ class CycleResult:
     notices: list[Notification] = field(default_factory=list)
     delivered: int = 0
     error: str | None = None
+    # Another replica holds the leader lock: this one did nothing, on purpose.
+    standby: bool = False
 
     @property
     def ok(self) -> bool:

@@ -33,7 +33,7 @@ def replay(cfg: Config, *, days: int | None = None, clock: Callable[[], datetime
             "posthog": posthog, "slack": None, "email": None, "routes": [],
             # Replay shows each run's alerts as they would have been told live, not as a catch-up.
             "alerting": cfg.alerting.model_copy(update={"catch_up_after_hours": 0.0}),
-            "state": cfg.state.model_copy(update={"path": Path(tmp) / "replay.sqlite"}),
+            "state": cfg.state.model_copy(update={"path": Path(tmp) / "replay.sqlite", "url": None}),
         })
         monitor = build_monitor(dry, clock=clock or (lambda: datetime.now(UTC)))
         monitor.replay_window = (since, until)

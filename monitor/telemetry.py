@@ -37,3 +37,7 @@ LAST_SUCCESS = Gauge(
     "cluster_monitor_last_success_timestamp", "Unix time of the last successful cycle", registry=REGISTRY)
 OUTBOX_PENDING = Gauge(
     "cluster_monitor_outbox_pending", "Notifications waiting to be delivered", registry=REGISTRY)
+IS_LEADER = Gauge(
+    "cluster_monitor_is_leader",
+    "1 while this replica is the leader that runs cycles and delivers (always 1 on SQLite), 0 on a standby",
+    registry=REGISTRY)

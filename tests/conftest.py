@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ import pytest
 
 from monitor.config import Config, parse_config
 from monitor.daemon import build_monitor
+from monitor.localpostgres import SKIP_ENV, PostgresServer, PostgresUnavailable
 from monitor.localposthog.generator import Dataset, generate
 from monitor.localposthog.server import LocalPostHog
 from monitor.localslack import LocalSlack
@@ -96,13 +98,34 @@ def smtp() -> Iterator[LocalSMTP]:
     s.stop()
 
 
-def make_config(env: PostHogEnv, slack_server: LocalSlack | None, smtp_server: LocalSMTP | None, state: Path,
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throw-away PostgreSQL for the session. Missing or broken, it fails the tests that need it:
+    only CLUSTER_MONITOR_NO_POSTGRES=1 skips them, on purpose."""
+    if os.environ.get(SKIP_ENV) == "1":
+        pytest.skip(f"{SKIP_ENV}=1: PostgreSQL tests skipped on purpose")
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"no PostgreSQL server for the tests: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a fresh, empty database for this test."""
+    return postgres_server.new_database()
+
+
+def make_config(env: PostHogEnv, slack_server: LocalSlack | None, smtp_server: LocalSMTP | None, state: Path | str,
                 **extra: Any) -> Config:
+    """`state`: a SQLite file, or a postgresql:// URL."""
     doc: dict[str, Any] = {
         "posthog": {"host": env.url, "project_id": env.project_id, "api_key": API_KEY, "lookback_days": 60,
                     "max_retries": extra.pop("max_retries", 2)},
         "schedule": {"interval_seconds": 1},
-        "state": {"path": str(state)},
+        "state": {"url": state} if str(state).startswith("postgresql://") else {"path": str(state)},
         "delivery": {"max_backoff_seconds": 1},
     }
     if slack_server is not None:

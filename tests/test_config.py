@@ -70,3 +70,21 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(tmp_path / "missing.yaml")
     assert "missing.yaml: cannot read" in exc.value.problems[0]
+
+
+def test_state_is_a_sqlite_path_or_a_postgres_url_never_both() -> None:
+    head = "posthog:\n  project_id: 1\n  api_key: k\n"
+    assert str(parse_config(head, "c.yaml", env={}).state.path) == "state/monitor.sqlite"
+    cfg = parse_config(head + "state:\n  url: postgresql://monitor:${PGPASSWORD}@db:5432/monitor\n", "c.yaml",
+                       env={"PGPASSWORD": "pg-s3cret"})
+    assert cfg.state.path is None and cfg.state.url is not None
+    assert cfg.state.url.get_secret_value() == "postgresql://monitor:pg-s3cret@db:5432/monitor"
+    assert "pg-s3cret" not in repr(cfg) and "pg-s3cret" not in cfg.state.describe()
+    assert cfg.state.describe() == "postgresql://db:5432/monitor"
+    with pytest.raises(ConfigError) as exc:
+        parse_config(head + "state:\n  path: /s.sqlite\n  url: postgresql://db/monitor\n", "c.yaml", env={})
+    assert exc.value.problems == ["c.yaml:4: state: Value error, set path (SQLite) or url (PostgreSQL), not both"]
+    with pytest.raises(ConfigError) as exc:
+        parse_config(head + "state:\n  url: mysql://u:hunter2@db/monitor\n", "c.yaml", env={})
+    assert exc.value.problems[0].startswith("c.yaml:5: state.url: Value error, must be a PostgreSQL URL")
+    assert "hunter2" not in str(exc.value)

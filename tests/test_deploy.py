@@ -16,7 +16,8 @@ from monitor.config import parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {"POSTHOG_API_KEY": "phx_x", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x",
-       "SMTP_PASSWORD": "x", "SLACK_BOT_TOKEN": "xoxb-x"}
+       "SMTP_PASSWORD": "x", "SLACK_BOT_TOKEN": "xoxb-x",
+       "STATE_DATABASE_URL": "postgresql://monitor:x@postgres:5432/cluster_monitor"}
 
 
 def _instructions(path: Path) -> list[tuple[str, str]]:
@@ -54,6 +55,8 @@ def test_dockerfiles_follow_the_usual_lint_rules() -> None:
         assert entry.strip('[]"') in scripts, f"{name}: ENTRYPOINT is not a console script"
         if name == "Dockerfile":
             assert "HEALTHCHECK" in ops and "VOLUME" in ops
+            # The Kubernetes replicas keep their state in PostgreSQL: the image needs the driver.
+            assert any(op == "RUN" and "pip install" in arg and "[postgres]" in arg for op, arg in ins)
             assert ops.index("USER") > max(i for i, op in enumerate(ops) if op == "RUN")
 
 
@@ -63,7 +66,7 @@ def _docs(path: Path) -> list[dict[str, Any]]:
 
 def test_kubernetes_manifests_parse_and_agree_with_each_other() -> None:
     docs = {d["kind"]: d for p in sorted((ROOT / "deploy/k8s").glob("*.yaml")) for d in _docs(p)}
-    assert set(docs) == {"ConfigMap", "Secret", "Deployment", "PersistentVolumeClaim"}
+    assert set(docs) == {"ConfigMap", "Secret", "Deployment", "PodDisruptionBudget"}
     for d in docs.values():
         assert d["apiVersion"] and d["metadata"]["name"].startswith("cluster-monitor")
     config_text = docs["ConfigMap"]["data"]["config.yaml"]
@@ -77,14 +80,26 @@ def test_kubernetes_manifests_parse_and_agree_with_each_other() -> None:
     assert cfg.server.port == port and cfg.server.host == "0.0.0.0"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # Two replicas share one PostgreSQL (leader election); its URL, password included, comes from the Secret.
+    spec = docs["Deployment"]["spec"]
+    assert spec["replicas"] == 2 and cfg.state.path is None and cfg.state.url is not None
+    assert cfg.state.url.get_secret_value() == ENV["STATE_DATABASE_URL"]
+    assert re.search(r"url: \$\{STATE_DATABASE_URL\}", config_text)
+    secret_env = {**ENV, **docs["Secret"]["stringData"]}
+    assert parse_config(config_text, "configmap", env=secret_env).state.url is not None
+    # A standby is ready (/readyz 200), so a rolling update that never drops below the replicas works.
+    assert spec["strategy"]["type"] == "RollingUpdate" and spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pdb = docs["PodDisruptionBudget"]["spec"]
+    assert pdb["minAvailable"] == 1 and pdb["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    # No state volume: nothing is written but /tmp.
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
-    assert str(cfg.state.path.parent) in mounts
+    assert mounts == {"/config", "/tmp"}
     # Every ${VAR} the config needs comes from the Secret.
     needed = set(re.findall(r"\$\{([A-Z_]+)", config_text))
     assert needed <= set(docs["Secret"]["stringData"])
     # SIGTERM then the grace period: longer than the daemon's own shutdown deadline (30 s).
     assert pod["terminationGracePeriodSeconds"] > 30
-    assert docs["Deployment"]["spec"]["replicas"] == 1 and docs["Deployment"]["spec"]["strategy"]["type"] == "Recreate"
 
 
 def test_compose_files_and_their_config() -> None:

@@ -69,8 +69,12 @@ class Deliverer:
         min_interval: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        fence: Callable[[], bool] = lambda: True,
     ) -> None:
+        """`fence`: asked before a batch and before each send; False means this replica is no longer the
+        leader (PostgreSQL lock lost), so it must not send what another replica now owns."""
         self.store = store
+        self.fence = fence
         self.notifiers = dict(notifiers)
         self.max_backoff = max_backoff
         self.max_attempts = max_attempts
@@ -103,7 +107,13 @@ class Deliverer:
 
     def deliver_due(self, now: datetime) -> int:
         delivered = 0
+        if not self.fence():
+            log.warning("delivery_fenced", reason="not the leader")
+            return 0
         for entry in self.store.due_outbox(now):
+            if not self.fence():
+                log.warning("delivery_fenced", reason="leadership lost mid-batch", key=entry.key)
+                return delivered
             if self._deliver(entry, now):
                 delivered += 1
         telemetry.OUTBOX_PENDING.set(len(self.store.outbox("pending")))

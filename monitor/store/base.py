@@ -135,3 +135,39 @@ class Store(Protocol):
     def kv_get(self, key: str) -> str | None: ...
 
     def kv_set(self, key: str, value: str) -> None: ...
+
+
+class StoreError(Exception):
+    """The state store cannot be reached or opened; the message names it (never with its password)."""
+
+
+class Leadership(Protocol):
+    """Which replica acts. Only the leader runs cycles and delivers; the others wait, ready to take over."""
+
+    @property
+    def held(self) -> bool: ...
+
+    def acquire(self) -> bool:
+        """Become or stay the leader if possible; True while this replica is the leader."""
+        ...
+
+    def verify(self) -> bool:
+        """Fencing, asked before acting: True only while leadership is still certain."""
+        ...
+
+    def release(self) -> None: ...
+
+
+class AlwaysLeader:
+    """A SQLite store is one file of one process: its replica is always the leader."""
+
+    held = True
+
+    def acquire(self) -> bool:
+        return True
+
+    def verify(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
