@@ -1,6 +1,7 @@
 """Scores cluster matching on the hand-written cases in cases/: the monitor's matcher and three baselines.
 
-    ./dev bench matching [--verbose] [--json] [--case SUBSTRING ...] [--threshold T] [--stored-items N]
+    ./dev bench matching [--set bench|heldout] [--verbose] [--json] [--case SUBSTRING ...] [--threshold T]
+                         [--stored-items N]
 
 Rows: `monitor` (monitor.matching.match_runs, default threshold unless --threshold), `exact-title`,
 `posthog-substring` (the rule of PostHog's diff_runs.py skill script) and `lexical-only` (rapidfuzz
@@ -24,7 +25,7 @@ import numpy as np
 from rapidfuzz import fuzz
 from scipy.optimize import linear_sum_assignment
 
-from bench.matching.build import STORED_ITEMS, Case, Truth, build_runs, load_cases
+from bench.matching.build import CASE_SETS, STORED_ITEMS, Case, Truth, build_runs, load_cases
 from monitor.matching import match_runs
 from monitor.runs import Cluster, Run
 
@@ -398,11 +399,13 @@ def main() -> int:
     ap.add_argument("--verbose", "-v", action="store_true", help="list the monitor's failures case by case")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     ap.add_argument("--case", nargs="*", default=[], help="only cases whose name contains one of these")
+    ap.add_argument("--set", choices=sorted(CASE_SETS), default="bench",
+                    help="bench (default: cases/) or heldout (heldout/: measured, never tuned on)")
     ap.add_argument("--threshold", type=float, default=None, help="the monitor's match threshold (default: its own)")
     ap.add_argument("--stored-items", type=int, default=STORED_ITEMS,
                     help="list at most N items per cluster in the synthesised runs (default: all, like PostHog)")
     args = ap.parse_args()
-    cases = load_cases(args.case)
+    cases = load_cases(args.case, CASE_SETS[args.set])
     if not cases:
         print("no case matched", file=sys.stderr)
         return 2
@@ -412,6 +415,7 @@ def main() -> int:
     fails = {s.case.name: failures(s) for s in monitor.cases}
     if args.json:
         print(json.dumps({
+            "set": args.set,
             "corpus": corpus_stats(cases),
             "threshold": args.threshold,
             "stored_items": args.stored_items,
@@ -421,7 +425,7 @@ def main() -> int:
         }, indent=2))
         return 0
     st = corpus_stats(cases)
-    print(f"{st['cases']} cases ({st['cases_with_shared_items']} with shared items), "
+    print(f"{args.set} set: {st['cases']} cases ({st['cases_with_shared_items']} with shared items), "
           f"{st['clusters_prev']} + {st['clusters_new']} clusters ({st['noise_clusters']} noise, up to "
           f"{st['largest_case_clusters']} per run); truth: "
           f"{st['truth_links']} links, {st['truth_new']} new, {st['truth_disappeared']} disappeared, "
