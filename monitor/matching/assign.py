@@ -31,6 +31,10 @@ from monitor.runs import Run
 LEFTOVER_FACTOR = 0.4
 LEFTOVER_SHARE = 0.6
 LEFTOVER_MEANING = 0.1
+# ...and must read at least about as close to each other as to any cluster the first pass matched: a
+# leftover whose text is much closer to a matched cluster is more likely a merge part or a split piece of
+# it than a rewording of another leftover that shares a word with it.
+LEFTOVER_RIVAL = 0.8
 # Sentence-embedding cosine of two cluster texts, mapped onto [0, 1]: unrelated texts of one product sit
 # around 0.2 and rarely pass 0.5, rewordings of one cluster sit at 0.55-0.9 (all-MiniLM-L6-v2).
 SEM_FLOOR = 0.35
@@ -40,7 +44,7 @@ SEM_CEIL = 0.75
 def semantic_scores(prev_texts: list[str], new_texts: list[str], enabled: bool | None) -> np.ndarray | None:
     """Calibrated sentence-embedding similarity of every pair, or None when the model is not installed
     or the caller turned it off (None = use it when installed, unless MONITOR_SEMANTIC=0)."""
-    if enabled is False or not prev_texts or not new_texts:
+    if enabled is False or (enabled is None and sem.switched_off()) or not prev_texts or not new_texts:
         return None
     vecs = sem.embed(prev_texts + new_texts)
     if vecs is None:
@@ -110,6 +114,8 @@ def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = F
     matched_new = {m.new for m in matches}
     left_p = [i for i, c in enumerate(pc) if c.cluster_id not in matched_prev]
     left_n = [j for j, c in enumerate(nc) if c.cluster_id not in matched_new]
+    taken_p = [i for i, c in enumerate(pc) if c.cluster_id in matched_prev]
+    taken_n = [j for j, c in enumerate(nc) if c.cluster_id in matched_new]
     if left_p and left_n:
         sub = score[np.ix_(left_p, left_n)]
         rows, cols = linear_sum_assignment(-sub)
@@ -122,8 +128,9 @@ def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = F
                                                                0.0 if sem_m is None else float(sem_m[i, j]))
             # A cluster leaving while an unrelated one of similar size arrives is common (a feature ships,
             # another is retired): similar share alone is not evidence of a rewording.
+            rival = max([float(text[i, x]) for x in taken_n] + [float(text[x, j]) for x in taken_p] + [0.0])
             if (score[i, j] >= LEFTOVER_FACTOR * threshold and share_score(ps, ns) >= LEFTOVER_SHARE
-                    and evidence >= LEFTOVER_MEANING):
+                    and evidence >= LEFTOVER_MEANING and (items is not None or text[i, j] >= LEFTOVER_RIVAL * rival)):
                 matches.append(Match(prev=a.cluster_id, new=b.cluster_id, score=round(float(score[i, j]), 4),
                                      prev_size=a.size, new_size=b.size, prev_share=ps, new_share=ns,
                                      share_delta_pp=(ns - ps) * 100, prev_title=a.title, new_title=b.title,

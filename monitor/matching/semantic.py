@@ -57,8 +57,9 @@ def bundled_model_dir() -> Path | None:
     return d if (d / "model.safetensors").is_file() and (d / "vocab.txt").is_file() else None
 
 
-def available() -> bool:
-    return os.environ.get(ENV_SWITCH, "1") != "0" and bundled_model_dir() is not None
+def switched_off() -> bool:
+    """MONITOR_SEMANTIC=0: the default (semantic=None) leaves the signal out even when installed."""
+    return os.environ.get(ENV_SWITCH, "1") == "0"
 
 
 # ---------------------------------------------------------------------------------------------- tokens
@@ -273,10 +274,8 @@ _cache: OrderedDict[str, Vector] = OrderedDict()
 
 def embed(texts: Sequence[str], model_dir: Path | None = None) -> Vector | None:
     """Vectors for `texts` (rows, L2-normalised), from the cache or a freshly loaded encoder that is
-    dropped afterwards; None when no model is installed or the signal is switched off."""
+    dropped afterwards; None when no model is installed."""
     if model_dir is None:
-        if os.environ.get(ENV_SWITCH, "1") == "0":
-            return None
         model_dir = bundled_model_dir()
         if model_dir is None:
             return None
