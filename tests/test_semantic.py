@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from structlog.testing import capture_logs
 
 from bench.matching.build import build_runs, load_cases
 from monitor.matching import match_runs
@@ -75,3 +76,19 @@ def test_the_installed_minilm_gives_torchs_vectors() -> None:
     assert model_dir is not None
     got = sem.SentenceEncoder(model_dir).encode(ref["texts"])
     assert np.abs(got - np.array(ref["vectors"])).max() < 1e-4
+
+
+def test_a_damaged_model_install_is_logged_and_the_default_diff_goes_on(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    prev, new = build_runs(load_cases(["heavy_paraphrase_travel"])[0])
+    (tmp_path / "model.safetensors").write_bytes(b"\x05")
+    (tmp_path / "vocab.txt").write_text("[UNK]\n")
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.setattr(sem, "bundled_model_dir", lambda: tmp_path)
+    sem.clear_cache()
+    with capture_logs() as logs:
+        d = match_runs(prev, new, explain=True)
+    assert d.matches and all("semantic" not in m.signals for m in d.matches)
+    assert [e["event"] for e in logs] == ["semantic_model_unusable"]
+    with pytest.raises(sem.ModelError, match=r"config\.json"):
+        match_runs(prev, new, semantic=True)

@@ -9,6 +9,7 @@ backfills, overlapping windows), item overlap decides and text confirms; when th
 from __future__ import annotations
 
 import numpy as np
+import structlog
 from scipy.optimize import linear_sum_assignment
 
 from monitor.matching import semantic as sem
@@ -25,6 +26,8 @@ from monitor.matching.signals import (
 )
 from monitor.matching.transitions import find_transitions
 from monitor.runs import Run
+
+log = structlog.get_logger()
 
 # Leftover pairs (second pass) need this fraction of the threshold and shares this close (share score),
 # and some evidence beyond share: a shared distinctive word, or items in common.
@@ -46,7 +49,14 @@ def semantic_scores(prev_texts: list[str], new_texts: list[str], enabled: bool |
     or the caller turned it off (None = use it when installed, unless MONITOR_SEMANTIC=0)."""
     if enabled is False or (enabled is None and sem.switched_off()) or not prev_texts or not new_texts:
         return None
-    vecs = sem.embed(prev_texts + new_texts)
+    try:
+        vecs = sem.embed(prev_texts + new_texts)
+    except sem.ModelError as e:
+        if enabled:
+            raise
+        # By default the signal is a bonus: a damaged install says so and the diff goes on without it.
+        log.warning("semantic_model_unusable", error=str(e))
+        return None
     if vecs is None:
         if enabled:
             raise sem.ModelError("semantic matching asked for, but the model package is not installed: ./dev semantic")

@@ -198,9 +198,12 @@ class SentenceEncoder:
             cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise ModelError(f"{model_dir / 'config.json'}: {e}") from e
-        self.layers = int(cfg["num_hidden_layers"])
-        self.heads = int(cfg["num_attention_heads"])
-        self.eps = float(cfg.get("layer_norm_eps", 1e-12))
+        try:
+            self.layers = int(cfg["num_hidden_layers"])
+            self.heads = int(cfg["num_attention_heads"])
+            self.eps = float(cfg.get("layer_norm_eps", 1e-12))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"{model_dir / 'config.json'}: not a BERT config ({e!r} missing or wrong)") from e
         self.t = read_safetensors(model_dir / "model.safetensors")
         self.tokenizer = WordPiece.from_file(model_dir / "vocab.txt")
         needed = ("embeddings.word_embeddings.weight", f"encoder.layer.{self.layers - 1}.output.dense.weight")
