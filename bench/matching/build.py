@@ -36,6 +36,10 @@ import yaml
 from monitor.runs import NOISE_CLUSTER_ID, Run, run_from_properties
 
 CASES_DIR = Path(__file__).parent / "cases"
+# Held-out pairs (README.md): written before a round of matcher changes and never tuned on, to tell
+# whether a change helps the problem or only the set above.
+HELDOUT_DIR = Path(__file__).parent / "heldout"
+CASE_SETS = {"bench": CASES_DIR, "heldout": HELDOUT_DIR}
 # Items listed in `traces` per cluster; None = all of them, like PostHog. A per-cluster cap keeps written
 # files small but skews the overlap evidence between clusters of different sizes (README.md).
 STORED_ITEMS: int | None = None
@@ -274,10 +278,11 @@ def load_case(path: Path) -> Case:
     )
 
 
-def load_cases(names: Iterable[str] = ()) -> list[Case]:
-    """All cases, sorted by name; `names` keeps those whose name contains one of them."""
+def load_cases(names: Iterable[str] = (), folder: Path = CASES_DIR) -> list[Case]:
+    """All cases of a folder (the bench set by default), sorted by name; `names` keeps those whose name
+    contains one of them."""
     wanted = list(names)
-    paths = sorted(CASES_DIR.glob("*.yaml"))
+    paths = sorted(folder.glob("*.yaml"))
     return [load_case(p) for p in paths if not wanted or any(w in p.stem for w in wanted)]
 
 
@@ -446,8 +451,9 @@ def main() -> int:
     ap.add_argument("cases", nargs="*", help="substrings of case names (default: all)")
     ap.add_argument("--write", type=Path, help="write <case>.prev.json and <case>.new.json into this folder")
     ap.add_argument("--stored-items", type=int, default=STORED_ITEMS, help="list at most N items per cluster")
+    ap.add_argument("--set", choices=sorted(CASE_SETS), default="bench", help="which cases: bench (default) or heldout")
     args = ap.parse_args()
-    for case in load_cases(args.cases):
+    for case in load_cases(args.cases, CASE_SETS[args.set]):
         print(describe(case))
         if args.write:
             args.write.mkdir(parents=True, exist_ok=True)

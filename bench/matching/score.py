@@ -1,6 +1,7 @@
 """Scores cluster matching on the hand-written cases in cases/: the monitor's matcher and three baselines.
 
-    ./dev bench matching [--verbose] [--json] [--case SUBSTRING ...] [--threshold T] [--stored-items N]
+    ./dev bench matching [--set bench|heldout] [--verbose] [--json] [--case SUBSTRING ...] [--threshold T]
+                         [--stored-items N]
 
 Rows: `monitor` (monitor.matching.match_runs, default threshold unless --threshold), `exact-title`,
 `posthog-substring` (the rule of PostHog's diff_runs.py skill script) and `lexical-only` (rapidfuzz
@@ -17,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ import numpy as np
 from rapidfuzz import fuzz
 from scipy.optimize import linear_sum_assignment
 
-from bench.matching.build import STORED_ITEMS, Case, Truth, build_runs, load_cases
+from bench.matching.build import CASE_SETS, STORED_ITEMS, Case, Truth, build_runs, load_cases
 from monitor.matching import match_runs
 from monitor.runs import Cluster, Run
 
@@ -58,8 +60,10 @@ def _from_links(prev: Run, new: Run, links: Iterable[Pair]) -> Prediction:
     )
 
 
-def monitor_method(prev: Run, new: Run, threshold: float | None) -> Prediction:
-    d = match_runs(prev, new) if threshold is None else match_runs(prev, new, threshold=threshold)
+def monitor_method(prev: Run, new: Run, threshold: float | None, semantic: bool | None = None) -> Prediction:
+    """The monitor's matcher; `semantic` None is its default (the embedding signal when installed)."""
+    d = (match_runs(prev, new, semantic=semantic) if threshold is None
+         else match_runs(prev, new, threshold=threshold, semantic=semantic))
     return Prediction(
         links=frozenset((m.prev, m.new) for m in d.matches),
         new=frozenset(d.new),
@@ -384,12 +388,14 @@ def matcher_state() -> str:
     return f"commit {head}" + (f", uncommitted edits in {', '.join(edited)}" if edited else ", clean")
 
 
-def run(cases: Sequence[Case], threshold: float | None, cap: int | None = STORED_ITEMS) -> list[MethodResult]:
+def run(cases: Sequence[Case], threshold: float | None, cap: int | None = STORED_ITEMS,
+        semantic: bool | None = None) -> list[MethodResult]:
     results = [MethodResult(name, name == "monitor") for name in METHODS]
+    methods: dict[str, Method] = {**METHODS, "monitor": partial(monitor_method, semantic=semantic)}
     for case in cases:
         prev, new = build_runs(case, cap)
         for r in results:
-            r.cases.append(score_case(case, METHODS[r.name](prev, new, threshold)))
+            r.cases.append(score_case(case, methods[r.name](prev, new, threshold)))
     return results
 
 
@@ -398,22 +404,29 @@ def main() -> int:
     ap.add_argument("--verbose", "-v", action="store_true", help="list the monitor's failures case by case")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     ap.add_argument("--case", nargs="*", default=[], help="only cases whose name contains one of these")
+    ap.add_argument("--set", choices=sorted(CASE_SETS), default="bench",
+                    help="bench (default: cases/) or heldout (heldout/: measured, never tuned on)")
     ap.add_argument("--threshold", type=float, default=None, help="the monitor's match threshold (default: its own)")
     ap.add_argument("--stored-items", type=int, default=STORED_ITEMS,
                     help="list at most N items per cluster in the synthesised runs (default: all, like PostHog)")
+    ap.add_argument("--semantic", choices=("auto", "on", "off"), default="auto",
+                    help="the monitor's sentence-embedding signal: auto (default: on when installed), on, off")
     args = ap.parse_args()
-    cases = load_cases(args.case)
+    semantic = {"auto": None, "on": True, "off": False}[args.semantic]
+    cases = load_cases(args.case, CASE_SETS[args.set])
     if not cases:
         print("no case matched", file=sys.stderr)
         return 2
-    results = run(cases, args.threshold, args.stored_items)
+    results = run(cases, args.threshold, args.stored_items, semantic)
     state = matcher_state()
     monitor = results[0]
     fails = {s.case.name: failures(s) for s in monitor.cases}
     if args.json:
         print(json.dumps({
+            "set": args.set,
             "corpus": corpus_stats(cases),
             "threshold": args.threshold,
+            "semantic": args.semantic,
             "stored_items": args.stored_items,
             "matcher": state,
             "methods": {r.name: r.summary() for r in results},
@@ -421,12 +434,12 @@ def main() -> int:
         }, indent=2))
         return 0
     st = corpus_stats(cases)
-    print(f"{st['cases']} cases ({st['cases_with_shared_items']} with shared items), "
+    print(f"{args.set} set: {st['cases']} cases ({st['cases_with_shared_items']} with shared items), "
           f"{st['clusters_prev']} + {st['clusters_new']} clusters ({st['noise_clusters']} noise, up to "
           f"{st['largest_case_clusters']} per run); truth: "
           f"{st['truth_links']} links, {st['truth_new']} new, {st['truth_disappeared']} disappeared, "
           f"{st['truth_splits']} splits, {st['truth_merges']} merges")
-    print(f"matcher: monitor.matching at {state}; threshold "
+    print(f"matcher: monitor.matching at {state}; semantic signal {args.semantic}; threshold "
           f"{'default' if args.threshold is None else args.threshold}; items listed per cluster: "
           f"{'all' if args.stored_items is None else 'at most ' + str(args.stored_items)}")
     print()

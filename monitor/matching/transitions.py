@@ -32,6 +32,13 @@ def _conservation(whole: float, parts: Sequence[float]) -> float:
     return max(0.0, 1.0 - abs(whole - sum(parts)) / whole)
 
 
+def _explains(change: float, others: Sequence[float]) -> bool:
+    """Whether a matched cluster's change of share accounts for the clusters said to have left it (split)
+    or joined it (merge): traffic is conserved, so a cluster that lost 1% of the run did not give birth
+    to a part holding 6%. Half of it is enough: shares move for other reasons too."""
+    return bool(others) and change > 0 and change >= CONSERVATION * sum(others)
+
+
 def find_transitions(
     prev: Sequence[Cluster], new: Sequence[Cluster], prev_total: int, new_total: int, ov: Overlap,
     text: npt.NDArray[np.float64], matches: Sequence[Match],
@@ -64,8 +71,8 @@ def find_transitions(
             candidates = [b.cluster_id for b in new if b.cluster_id not in match_of_new
                           and text[pidx[pa], nidx[b.cluster_id]] >= TEXT_PART]
             parts = ([cont] if cont is not None else []) + candidates
-            if cont is not None and nshare[cont] >= pshare[pa]:
-                parts = []  # the continuation did not shrink: nothing left it
+            if cont is not None and not _explains(pshare[pa] - nshare[cont], [nshare[p] for p in candidates]):
+                parts = []  # the continuation did not shrink by what the other parts hold: nothing left it
             if len(parts) >= 2:
                 cons = _conservation(pshare[pa], [nshare[p] for p in parts])
                 if cons < 1 - CONSERVATION:
@@ -99,8 +106,8 @@ def find_transitions(
             candidates = [a.cluster_id for a in prev if a.cluster_id not in match_of_prev
                           and text[pidx[a.cluster_id], nidx[nb]] >= TEXT_PART]
             sources = ([cont] if cont is not None else []) + candidates
-            if cont is not None and nshare[nb] <= pshare[cont]:
-                sources = []  # the continuation did not grow: nothing joined it
+            if cont is not None and not _explains(nshare[nb] - pshare[cont], [pshare[s] for s in candidates]):
+                sources = []  # the continuation did not grow by what the other sources held: nothing joined it
             if len(sources) >= 2:
                 cons = _conservation(nshare[nb], [pshare[s] for s in sources])
                 if cons < 1 - CONSERVATION:
