@@ -4,7 +4,7 @@ alerts. Pure.
 The distributions compared are the two runs' shares over *lineage groups*: a cluster and its match form
 one bin, a split's parts stay in their source's bin and a merge's sources in their result's, so a cluster
 that only changed its name or its granularity does not count as movement. New and disappeared clusters
-are bins with nothing on one side. Noise is left out (it has its own metric, `noise_share`).
+share one "unmatched" bin. Noise is left out (it has its own metric, `noise_share`).
 
 The distance is Jensen-Shannon in base 2, as Evidently uses for categorical drift: 0 for the same mix,
 1 for disjoint ones, symmetric and bounded, unlike PSI, which explodes on bins that are empty on one side.
@@ -51,7 +51,12 @@ def mix_bins(prev: Run, run: Run, diff: RunDiff) -> list[tuple[float, float]]:
     for c in run.clusters:
         if not c.is_noise:
             bins.setdefault(find(("n", c.cluster_id)), [0.0, 0.0])[1] += c.size / new_total
-    return [(p, q) for p, q in bins.values()]
+    # Clusters with no counterpart (new, disappeared) share one bin: traffic arriving or leaving moves the
+    # mix, but a "disappeared" and a "new" cluster of the same size, which is what a rewording the matcher
+    # missed looks like, cancel out instead of reading as a large shift.
+    linked = [(p, q) for p, q in bins.values() if p > 0 and q > 0]
+    unmatched = (sum(p for p, q in bins.values() if q == 0), sum(q for p, q in bins.values() if p == 0))
+    return [*linked, unmatched] if unmatched != (0.0, 0.0) else linked
 
 
 def js_distance(bins: list[tuple[float, float]]) -> float:
