@@ -159,7 +159,7 @@ def item_overlap(prev: Sequence[Cluster], new: Sequence[Cluster]) -> Overlap:
 # Below this many shared items a cluster's overlap is sampling noise, not evidence.
 MIN_SHARED_ITEMS = 3
 # ...unless sampling says it should have shared at least this many: then the silence is evidence.
-MIN_EXPECTED_SHARED = 8.0
+MIN_EXPECTED_SHARED = 16.0
 
 
 def _absent(shared: int, sampled: int, fraction: float) -> bool:
