@@ -404,6 +404,9 @@ class StateConfig(_Strict):
 
     path: Path | None = None
     url: SecretStr | None = None
+    # PostgreSQL schema holding the tables (default: the connection's search_path). Each extra project of
+    # `projects:` gets its own, `project_<id>`, as it gets its own SQLite file beside `path`.
+    pg_schema: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
 
     @model_validator(mode="before")
     @classmethod
@@ -424,6 +427,14 @@ class StateConfig(_Strict):
             raise ValueError("must be a PostgreSQL URL: postgresql://user:${PGPASSWORD}@host:5432/database")
         return v
 
+    def for_project(self, project_id: int) -> StateConfig:
+        """The state of an extra project: a file beside the main one, or its own schema in the database,
+        so cursors, alert states and outboxes of two projects never mix."""
+        if self.url is not None:
+            return self.model_copy(update={"pg_schema": f"project_{project_id}"})
+        assert self.path is not None
+        return self.model_copy(update={"path": self.path.with_name(f"{self.path.stem}-{project_id}{self.path.suffix}")})
+
     def describe(self) -> str:
         """Where the state is, for logs: the file, or the URL without its password."""
         if self.url is not None:
@@ -431,7 +442,8 @@ class StateConfig(_Strict):
 
             try:
                 parts = urlsplit(self.url.get_secret_value())
-                return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+                where = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+                return f"{where} (schema {self.pg_schema})" if self.pg_schema else where
             except ValueError:
                 return "postgresql://(unparseable URL)"
         return str(self.path)
@@ -457,8 +469,19 @@ class ServerConfig(_Strict):
     push_token: SecretStr | None = None
 
 
+class ProjectConfig(_Strict):
+    """One more PostHog project (or host) to watch, with its own key; everything else is shared."""
+
+    posthog: PostHogConfig
+    # Jobs and levels of this project; the top-level `watch` when left out.
+    watch: WatchConfig | None = None
+
+
 class Config(_Strict):
     posthog: PostHogConfig
+    # More projects, each polled in turn in the same cycle, each with its own state; API keys shared by
+    # several projects share one request budget.
+    projects: list[ProjectConfig] = Field(default_factory=list)
     watch: WatchConfig = Field(default_factory=WatchConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
@@ -484,6 +507,25 @@ class Config(_Strict):
                 raise ValueError(f"two rules are named {r.name!r}: names identify alerts, make them unique")
             seen.add(r.name)
         return v
+
+    @model_validator(mode="after")
+    def _projects(self) -> Config:
+        seen = {(self.posthog.host, self.posthog.project_id)}
+        for i, p in enumerate(self.projects):
+            key = (p.posthog.host, p.posthog.project_id)
+            if key in seen:
+                raise ValueError(f"projects.{i}: project {p.posthog.project_id} on {p.posthog.host} is listed twice")
+            seen.add(key)
+        return self
+
+    def per_project(self) -> list[Config]:
+        """One config per watched project, the top-level one first (its state unchanged), each with its own
+        `posthog`, `watch` and state; rules, channels and the rest are shared."""
+        main = self.model_copy(update={"projects": []})
+        extra = [self.model_copy(update={"posthog": p.posthog, "watch": p.watch or self.watch, "projects": [],
+                                         "state": self.state.for_project(p.posthog.project_id)})
+                 for p in self.projects]
+        return [main, *extra]
 
     @model_validator(mode="after")
     def _routes(self) -> Config:

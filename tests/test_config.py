@@ -88,3 +88,23 @@ def test_state_is_a_sqlite_path_or_a_postgres_url_never_both() -> None:
         parse_config(head + "state:\n  url: mysql://u:hunter2@db/monitor\n", "c.yaml", env={})
     assert exc.value.problems[0].startswith("c.yaml:5: state.url: Value error, must be a PostgreSQL URL")
     assert "hunter2" not in str(exc.value)
+
+
+def test_several_projects_share_rules_and_channels_and_keep_their_own_key_watch_and_state() -> None:
+    text = """
+posthog: {host: https://us.posthog.com, project_id: 1, api_key: k1}
+projects:
+  - posthog: {host: https://eu.posthog.com, project_id: 2, api_key: k2}
+    watch: {levels: [generation]}
+  - posthog: {host: https://us.posthog.com, project_id: 3, api_key: k1}
+state: {path: state/m.sqlite}
+slack: {webhook_url: https://hooks.slack.test/x}
+"""
+    cfg = parse_config(text, "p.yaml", env={})
+    main, eu, us3 = cfg.per_project()
+    assert (main.posthog.project_id, eu.posthog.project_id, us3.posthog.project_id) == (1, 2, 3)
+    assert eu.posthog.resolved_api_key() == "k2" and eu.watch.levels == ["generation"]
+    assert us3.watch == cfg.watch and us3.slack == cfg.slack
+    assert [str(c.state.path) for c in (main, eu, us3)] == ["state/m.sqlite", "state/m-2.sqlite", "state/m-3.sqlite"]
+    with pytest.raises(ConfigError, match=r"project 1 on https://us\.posthog\.com is listed twice"):
+        parse_config(text.replace("project_id: 3", "project_id: 1"), "p.yaml", env={})

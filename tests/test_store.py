@@ -122,3 +122,24 @@ def test_cursor_kv_and_silences(opener: Opener) -> None:
     sid = store.add_silence({"kinds": ["share_shift"]}, T0)
     assert store.silences() == [(sid, {"kinds": ["share_shift"]})]
     assert store.remove_silence(sid) and not store.remove_silence(sid)
+
+
+def test_each_extra_project_has_a_state_of_its_own(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """`projects:` keeps cursors, runs and alert states apart: a file beside the main one on SQLite, a
+    schema of its own on PostgreSQL, created on first use."""
+    for base in (StateConfig.model_validate({"path": tmp_path / "s.sqlite"}),
+                 StateConfig.model_validate({"url": request.getfixturevalue("postgres_url")})):
+        main, extra = open_store(base), open_store(base.for_project(202))
+        try:
+            main.set_cursor(T0)
+            main.commit_run(_run("r1", 1))
+            assert extra.cursor() is None and not extra.is_processed("r1")
+            extra.set_cursor(T0 + timedelta(days=3))
+            assert main.cursor() == T0 and extra.cursor() == T0 + timedelta(days=3)
+        finally:
+            main.close()
+            extra.close()
+        again = open_store(base.for_project(202))
+        assert again.cursor() == T0 + timedelta(days=3)
+        again.close()
+    assert (tmp_path / "s-202.sqlite").exists()

@@ -20,7 +20,7 @@ def open_store(state: StateConfig) -> Store:
             from monitor.store.postgres import PostgresStore
         except ImportError as exc:
             raise _no_driver(exc) from exc
-        return PostgresStore(state.url.get_secret_value())
+        return PostgresStore(state.url.get_secret_value(), schema=state.pg_schema)
     from monitor.store.sqlite import SQLiteStore
 
     assert state.path is not None

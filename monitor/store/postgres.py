@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 import psycopg
 import structlog
+from psycopg import sql
 
 from monitor.store.base import AlertState, ClusterSnapshot, OutboxEntry, ProcessedRun, StoreError
 
@@ -147,12 +148,16 @@ def _opt_utc(dt: datetime | None) -> datetime | None:
 
 
 class PostgresStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        """`schema`: the PostgreSQL schema of the tables (one per extra project); created when missing."""
         self._url = url
+        self._params: dict[str, Any] = {"options": f"-c search_path={schema}"} if schema else {}
         self._lock = threading.RLock()
-        self._conn = connect(url, purpose="store")
+        self._conn = connect(url, purpose="store", **self._params)
         with self._lock, self._conn.transaction():
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            if schema:
+                self._conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             self._conn.execute(SCHEMA)
 
     def __repr__(self) -> str:
@@ -166,7 +171,7 @@ class PostgresStore:
         """The session, opened again if PostgreSQL dropped it (a restart, a failover of the database)."""
         if self._conn.closed or self._conn.broken:
             log.warning("store_reconnect", url=redact_url(self._url))
-            self._conn = connect(self._url, purpose="store")
+            self._conn = connect(self._url, purpose="store", **self._params)
         return self._conn
 
     @contextmanager
