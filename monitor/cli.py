@@ -64,25 +64,23 @@ def once(config: ConfigOpt, log_level: str = "info") -> None:
     On PostgreSQL it takes the leader lock first, like a daemon replica: while another replica leads it does
     nothing and exits 0 (that replica does the work)."""
     logs.configure(log_level)
-    from monitor.daemon import build_monitor
-    from monitor.store import StoreError, open_leadership
+    from monitor.daemon import Daemon
+    from monitor.store import StoreError
 
     cfg = _load(config)
     try:
-        leader = open_leadership(cfg.state, cfg.posthog.project_id)
-        if not leader.acquire():
-            typer.echo("cluster-monitor once: another replica holds the leader lock; nothing to do", err=True)
-            raise typer.Exit(0)
-        monitor = build_monitor(cfg, fence=leader.verify)
+        daemon = Daemon(config, cfg=cfg)
     except StoreError as exc:
         typer.echo(f"cluster-monitor: {exc}", err=True)
         raise typer.Exit(2) from exc
     try:
-        result = monitor.cycle(stop=lambda: not leader.verify())
+        result = daemon.run_cycle()
     finally:
-        monitor.client.close()
-        monitor.store.close()
-        leader.release()
+        daemon.close()
+    assert result is not None  # nothing else holds this fresh daemon's cycle lock
+    if result.standby:
+        typer.echo("cluster-monitor once: another replica holds the leader lock; nothing to do", err=True)
+        raise typer.Exit(0)
     raise typer.Exit(0 if result.ok else 1)
 
 

@@ -187,6 +187,24 @@ class _HealthServer(ThreadingHTTPServer):
         super().__init__(addr, _HealthHandler)
 
 
+@dataclass
+class _Project:
+    """One watched PostHog project: its config, its leader lock and its monitor (own client and state)."""
+
+    cfg: Config
+    leader: Leadership
+    monitor: Monitor
+    standby_logged: bool = False
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.cfg.posthog.host, self.cfg.posthog.project_id
+
+    def close(self) -> None:
+        self.monitor.client.close()
+        self.monitor.store.close()
+
+
 class Daemon:
     def __init__(self, config_path: str | Path, *, cfg: Config | None = None,
                  on_cycle: Callable[[CycleResult], None] | None = None,
@@ -198,8 +216,8 @@ class Daemon:
         self.cfg = cfg or load_config(self.config_path)
         self._mtime = self._config_mtime()
         self._clock = clock
-        self.leader: Leadership = open_leadership(self.cfg.state, self.cfg.posthog.project_id)
-        self.monitor = build_monitor(self.cfg, clock=clock, fence=self._still_leader)
+        # The top-level project first, then those of `projects:`, polled in turn in every cycle.
+        self.projects = [self._open(c) for c in self.cfg.per_project()]
         self.health = Health(started_at=wall_clock(), clock=wall_clock,
                              ready_after_failure=self.cfg.server.ready_after_failure_seconds)
         self.stop_event = threading.Event()
@@ -208,7 +226,25 @@ class Daemon:
         self._on_cycle = on_cycle
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._health_server: _HealthServer | None = None
-        self._standby_logged = False
+
+    def close(self) -> None:
+        for p in self.projects:
+            p.close()
+            # Closing the lock's session hands leadership over at the standby's next cycle.
+            p.leader.release()
+
+    def _open(self, cfg: Config, leader: Leadership | None = None) -> _Project:
+        lead = leader or open_leadership(cfg.state, cfg.posthog.project_id)
+        return _Project(cfg=cfg, leader=lead, monitor=build_monitor(cfg, clock=self._clock, fence=lead.verify))
+
+    @property
+    def monitor(self) -> Monitor:
+        """The top-level project's monitor."""
+        return self.projects[0].monitor
+
+    @property
+    def leader(self) -> Leadership:
+        return self.projects[0].leader
 
     def _config_mtime(self) -> float | None:
         try:
@@ -229,32 +265,37 @@ class Daemon:
             return
         if cfg == self.cfg:
             return
-        old = self.monitor
-        if cfg.state != self.cfg.state or cfg.posthog.project_id != self.cfg.posthog.project_id:
-            self.leader.release()
-            self.leader = open_leadership(cfg.state, cfg.posthog.project_id)
-        self.monitor = build_monitor(cfg, clock=self._clock, fence=self._still_leader)
-        old.client.close()
-        old.store.close()
-        if cfg.watch != self.cfg.watch:
-            # Newly watched jobs or levels have runs behind the cursor: look back over the whole window
-            # once (runs already processed are skipped by id), so nothing of theirs is skipped.
-            self.monitor.rewind_cursor()
+        old = {p.key: p for p in self.projects}
+        fresh: list[_Project] = []
+        for c in cfg.per_project():
+            prev = old.pop((c.posthog.host, c.posthog.project_id), None)
+            keep_lock = prev is not None and prev.cfg.state == c.state
+            if prev is not None:
+                prev.close()
+                if not keep_lock:
+                    prev.leader.release()
+            project = self._open(c, prev.leader if prev is not None and keep_lock else None)
+            if prev is not None and c.watch != prev.cfg.watch:
+                # Newly watched jobs or levels have runs behind the cursor: look back over the whole window
+                # once (runs already processed are skipped by id), so nothing of theirs is skipped.
+                project.monitor.rewind_cursor()
+            fresh.append(project)
+        for gone in old.values():  # projects removed from the config
+            gone.close()
+            gone.leader.release()
+        self.projects = fresh
         self.cfg = cfg
-        log.info("config_reloaded", path=str(self.config_path))
+        log.info("config_reloaded", path=str(self.config_path), projects=len(fresh))
 
     def run_cycle(self) -> CycleResult | None:
         if not self._cycle_lock.acquire(blocking=False):
             return None
         try:
             self.maybe_reload()
-            result = self._lead()
-            if result is None:
-                try:
-                    result = self.monitor.cycle(stop=self._should_stop)
-                except Exception as exc:  # the daemon outlives any bug in one cycle; the next one retries
-                    log.exception("cycle_crashed")
-                    result = CycleResult(error=f"{type(exc).__name__}: {exc}")
+            results = [self._project_cycle(p) for p in self.projects]
+            result = results[0] if len(results) == 1 else _combine(results)
+            self.health.standby = all(r.standby for r in results)
+            telemetry.IS_LEADER.set(0 if all(r.standby or r.error for r in results) else 1)
             now = self.health.clock()
             if result.ok:
                 self.health.last_success = now
@@ -266,31 +307,38 @@ class Daemon:
         finally:
             self._cycle_lock.release()
 
-    def _lead(self) -> CycleResult | None:
-        """None when this replica is the leader and should run the cycle; otherwise the cycle's result:
-        standby (another replica leads) or an error (PostgreSQL unreachable: nobody can be sure to lead)."""
+    def _project_cycle(self, p: _Project) -> CycleResult:
+        if self.stop_event.is_set():
+            return CycleResult()
+        result = self._lead(p)
+        if result is not None:
+            return result
         try:
-            leading = self.leader.acquire()
+            return p.monitor.cycle(stop=lambda: self._should_stop(p))
+        except Exception as exc:  # the daemon outlives any bug in one cycle; the next one retries
+            log.exception("cycle_crashed", project_id=p.cfg.posthog.project_id)
+            return CycleResult(error=f"{type(exc).__name__}: {exc}")
+
+    def _lead(self, p: _Project) -> CycleResult | None:
+        """None when this replica is the project's leader and should run its cycle; otherwise the cycle's
+        result: standby (another replica leads) or an error (PostgreSQL unreachable: nobody can be sure
+        to lead)."""
+        try:
+            leading = p.leader.acquire()
         except StoreError as exc:
-            telemetry.IS_LEADER.set(0)
-            log.error("leader_check_failed", error=str(exc))
+            log.error("leader_check_failed", project_id=p.cfg.posthog.project_id, error=str(exc))
             return CycleResult(error=str(exc))
-        telemetry.IS_LEADER.set(1 if leading else 0)
-        self.health.standby = not leading
         if leading:
-            self._standby_logged = False
+            p.standby_logged = False
             return None
-        if not self._standby_logged:
-            log.info("leader_standby", project_id=self.cfg.posthog.project_id, state=self.cfg.state.describe())
-            self._standby_logged = True
+        if not p.standby_logged:
+            log.info("leader_standby", project_id=p.cfg.posthog.project_id, state=p.cfg.state.describe())
+            p.standby_logged = True
         return CycleResult(standby=True)
 
-    def _still_leader(self) -> bool:
-        return self.leader.verify()
-
-    def _should_stop(self) -> bool:
+    def _should_stop(self, p: _Project) -> bool:
         """Asked between runs: stop on shutdown, and stop acting at once if the leader lock was lost."""
-        return self.stop_event.is_set() or not self.leader.verify()
+        return self.stop_event.is_set() or not p.leader.verify()
 
     def request_cycle(self) -> None:
         """Run a cycle now (pushed), and once more shortly after: PostHog may take a few seconds to make
@@ -344,6 +392,7 @@ class Daemon:
             next_run_time=datetime.now(UTC) if run_first else None)
         self._scheduler.start()
         log.info("daemon_started", project_id=self.cfg.posthog.project_id, host=self.cfg.posthog.host,
+                 projects=len(self.projects),
                  interval_s=self.cfg.schedule.interval_seconds, cron=self.cfg.schedule.cron,
                  state=self.cfg.state.describe())
         self.stop_event.wait()
@@ -357,9 +406,21 @@ class Daemon:
         if self._health_server is not None:
             self._health_server.shutdown()
         if finished:
-            self.monitor.client.close()
-            self.monitor.store.close()
-            # Closing the lock's session hands leadership over at the standby's next cycle.
-            self.leader.release()
+            self.close()
         log.info("daemon_stopped", clean=finished)
         return 0
+
+
+def _combine(results: list[CycleResult]) -> CycleResult:
+    """One cycle's outcome over every project: ok only when every project's was."""
+    out = CycleResult(standby=all(r.standby for r in results))
+    errors = [r.error for r in results if r.error]
+    out.error = "; ".join(errors) if errors else None
+    for r in results:
+        out.discovered += r.discovered
+        out.processed.extend(r.processed)
+        out.failed.update(r.failed)
+        out.notifications += r.notifications
+        out.notices.extend(r.notices)
+        out.delivered += r.delivered
+    return out
