@@ -35,7 +35,7 @@ from monitor.rules.silences import split_silenced
 from monitor.rules.staleness import KIND as STALE_KIND
 from monitor.rules.staleness import SOURCE_ERRORS, JobSeen, source_errors_alert, stale_sources
 from monitor.rules.thresholds import RuleContext, evaluate
-from monitor.runs import Run, RunParseError, parse_clusters, parse_time
+from monitor.runs import Run, RunParseError, decode_stored_run, encode_digest, parse_clusters, parse_time
 from monitor.store.base import AlertState, ClusterSnapshot, ProcessedRun, Store
 
 log = structlog.get_logger()
@@ -78,14 +78,6 @@ class CycleResult:
     @property
     def ok(self) -> bool:
         return self.error is None and not self.failed
-
-
-def _encode_run(run: Run) -> bytes:
-    return msgspec.json.encode(run)
-
-
-def _decode_run(data: bytes) -> Run:
-    return msgspec.json.decode(data, type=Run)
 
 
 class Monitor:
@@ -199,9 +191,10 @@ class Monitor:
         return metrics_from_rows(res.rows(), run.run_id)
 
     def process(self, d: DiscoveredRun, now: datetime) -> Notification | None:
+        # The new run first, the previous one after: the answer's buffers are gone before the previous
+        # run is read, and its stored bytes go as soon as they are decoded.
         run = self.fetch_run(d)
-        prev_rec = self.store.previous_run(d.job_key, before=run.window_end)
-        prev = _decode_run(prev_rec[1]) if prev_rec else None
+        prev = self._previous(d.job_key, run)
         diff: RunDiff | None = match_runs(prev, run, threshold=self.cfg.matching.threshold) if prev else None
         prev_lineages = self.store.lineages(prev.run_id) if prev else {}
         counter = iter(range(1_000_000))
@@ -242,7 +235,7 @@ class Monitor:
         ]
         self.store.commit_run(ProcessedRun(
             run_id=run.run_id, job_key=d.job_key, level=run.level, window_end=run.window_end,
-            emitted_at=d.emitted_at, event_uuid=d.event_uuid, payload=_encode_run(run), snapshots=snapshots,
+            emitted_at=d.emitted_at, event_uuid=d.event_uuid, payload=encode_digest(run), snapshots=snapshots,
             alert_states=lc.states, outbox=outbox, processed_at=now))
         telemetry.RUNS_PROCESSED.labels(level=run.level).inc()
         log.info("run_processed", run_id=run.run_id, job=run.job_name, level=run.level,
@@ -250,6 +243,15 @@ class Monitor:
                  matched=len(diff.matches) if diff else 0, new=len(diff.new) if diff else 0,
                  disappeared=len(diff.disappeared) if diff else 0, alerts=len(alerts), notify=len(to_notify))
         return notification
+
+    def _previous(self, job_key: str, run: Run) -> Run | None:
+        rec = self.store.previous_run(job_key, before=run.window_end)
+        if rec is None:
+            return None
+        try:
+            return decode_stored_run(rec[1])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise RunParseError(rec[0], "(stored payload)", f"unreadable: {exc}") from exc
 
     def _unsilenced(self, alerts: list[Alert], now: datetime) -> list[Alert]:
         if not alerts:
@@ -494,6 +496,10 @@ def _discovered(row: dict[str, Any]) -> DiscoveredRun:
 
 def run_from_row(row: dict[str, Any], d: DiscoveredRun) -> Run:
     run_id = d.run_id
+    kind = row.get("clusters_type", "Array")
+    if kind != "Array":
+        raise RunParseError(run_id, "$ai_clusters", "missing" if kind in ("Null", "", None)
+                            else f"expected an array of clusters, got a JSON {kind}")
     clusters = parse_clusters(run_id, row.get("clusters"))
     total_raw = row.get("total_items")
     try:
