@@ -33,6 +33,7 @@ from monitor.config import Config, ConfigError, load_config
 from monitor.notify.email import EmailNotifier
 from monitor.notify.outbox import Deliverer, Notifier
 from monitor.notify.slack import SlackNotifier
+from monitor.pacing import Pacing, next_poll_delay
 from monitor.pipeline import CycleResult, Monitor
 from monitor.posthog.client import PostHogClient, RequestBudget
 from monitor.store.sqlite import SQLiteStore
@@ -224,6 +225,7 @@ class Daemon:
             except Exception as exc:  # the daemon outlives any bug in one cycle; the next one retries
                 log.exception("cycle_crashed")
                 result = CycleResult(error=f"{type(exc).__name__}: {exc}")
+            self._pace()
             now = self.health.clock()
             if result.ok:
                 self.health.last_success = now
@@ -234,6 +236,19 @@ class Daemon:
             return result
         finally:
             self._cycle_lock.release()
+
+    def _pace(self) -> None:
+        """Adaptive polling: move the next scheduled cycle to the delay the landing history calls for."""
+        sched = self.cfg.schedule
+        if sched.idle_interval_seconds is None or sched.cron or not self._scheduler.running:
+            return
+        pacing = Pacing(interval=sched.interval_seconds, idle_interval=sched.idle_interval_seconds,
+                        window=sched.landing_window_minutes * 60.0)
+        delay = next_poll_delay(self.monitor.landings(), self.monitor.clock(), pacing)
+        job = self._scheduler.get_job("cycle")
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
+        log.debug("next_poll", delay_s=round(delay, 1))
 
     def request_cycle(self) -> None:
         """Run a cycle now (pushed), and once more shortly after: PostHog may take a few seconds to make

@@ -42,6 +42,9 @@ log = structlog.get_logger()
 
 # Events are ingested with a delay: discovery looks back this far behind its cursor and skips what it has.
 INGESTION_GRACE = timedelta(hours=2)
+# Adaptive polling's memory: the landing times of each job's last runs (see Monitor.landings).
+LANDINGS_KEY = "landings"
+LANDINGS_KEPT = 30
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 _KIND_ORDER = {"cost_spike": 0, "error_rate": 1, "error_spike": 2, "new_cluster": 3, "cluster_cost": 4,
                "cluster_avg_cost": 5, "p95_latency": 6, "disappeared": 7, "split": 8, "merge": 9,
@@ -322,6 +325,9 @@ class Monitor:
                 result.notices.append(n)
         if result.error is None:
             self._advance_cursor(todo, result, earliest_failed)
+        if result.processed:
+            done = set(result.processed)
+            self._record_landings([d for d in todo if d.run_id in done])
         if result.error is None and not interrupted:
             # Only when PostHog answered: an outage is not a stale job (readiness reports outages).
             stale = self.check_sources(self.clock(), discovered=todo)
@@ -338,6 +344,30 @@ class Monitor:
                  failed=len(result.failed), notifications=result.notifications, delivered=result.delivered,
                  seconds=round(elapsed, 3))
         return result
+
+    def landings(self) -> dict[str, list[datetime]]:
+        """Job key -> when its recent processed runs landed (emitted_at): what adaptive polling learns
+        from. Kept in the store's key-value table, so the Store interface stays as it is; a crash between
+        a run's commit and this record loses one sample, nothing else."""
+        text = self.store.kv_get(LANDINGS_KEY)
+        if not text:
+            return {}
+        try:
+            doc = msgspec.json.decode(text, type=dict[str, list[datetime]])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("landings_unreadable", error=str(exc))
+            return {}
+        return doc
+
+    def _record_landings(self, runs: Sequence[DiscoveredRun]) -> None:
+        doc = self.landings()
+        for d in runs:
+            times = doc.setdefault(d.job_key, [])
+            if d.emitted_at not in times:
+                times.append(d.emitted_at)
+        for key, times in doc.items():
+            doc[key] = sorted(times)[-LANDINGS_KEPT:]
+        self.store.kv_set(LANDINGS_KEY, msgspec.json.encode(doc).decode())
 
     def _check_posthog(self, now: datetime, error: str | None) -> list[Notification]:
         """Fire "PostHog unreachable" when discovery has failed for longer than the bound; resolve on success."""
