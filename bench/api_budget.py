@@ -5,12 +5,21 @@ The naive workflow is PostHog's exploring-llm-clusters skill done on a schedule:
 each new run, then one `IN (...)` metrics query per cluster.
 
     ./dev bench api_budget [--projects 1 10 100]
+    ./dev bench api_budget --adaptive [--days 7]
+
+`--adaptive`: calls per day and detection latency of fixed polling (schedule.interval_seconds, 300 s)
+against adaptive polling (monitor/pacing.py: 300 s around each job's learned landing time, the idle
+interval elsewhere). The real Monitor polls a local PostHog whose clock is moved from poll to poll, as
+the daemon's scheduler would after each cycle (Daemon._pace asks the same function); calls are counted
+from the server's log, latency is a run's processing time minus its landing time, from the state store.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
+import statistics
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +28,8 @@ from monitor.config import parse_config
 from monitor.daemon import build_monitor
 from monitor.localposthog.generator import generate
 from monitor.localposthog.server import LocalPostHog
-from monitor.posthog.client import PostHogClient
+from monitor.pacing import Pacing, next_poll_delay
+from monitor.posthog.client import PostHogClient, RequestBudget
 
 KEY = "phx_bench_key"
 END = datetime(2026, 11, 1, tzinfo=UTC)
@@ -67,10 +77,71 @@ def naive_poll(client: PostHogClient, seen: set[str]) -> None:
                                          "ids": list(c.get("traces", {}))}, name="naive_metrics")
 
 
+def _simulate(server: LocalPostHog, team: int, start: datetime, end: datetime, tmp: Path, name: str,
+              idle: float | None, learned_from: datetime) -> tuple[float, float, float, int]:
+    """Poll from `start` to `end` on the virtual clock; returns (calls a day, median and max latency in
+    seconds, runs) counted from `learned_from` on."""
+    now = [start]
+    cfg = parse_config(json.dumps({
+        "posthog": {"host": server.url, "project_id": team, "api_key": KEY, "lookback_days": 30},
+        "schedule": {"interval_seconds": 300, "idle_interval_seconds": idle},
+        "alerting": {"stale_after_hours": 0},
+        "state": {"path": str(tmp / f"{name}.sqlite")}}), "bench", env={})
+    # Days of polls in minutes of real time: PostHog's per-key rate limit (the shared budget) would pace
+    # them to real time, so this client gets a budget of its own without limits.
+    m = build_monitor(cfg, clock=lambda: now[0], budget=RequestBudget(limits=((10**9, 1.0),)))
+    sched = cfg.schedule
+    pacing = Pacing(interval=sched.interval_seconds, idle_interval=sched.idle_interval_seconds or 0.0,
+                    window=sched.landing_window_minutes * 60.0)
+    mark: int | None = None
+    while now[0] < end:
+        if mark is None and now[0] >= learned_from:
+            mark = len(server.requests)
+        server.clock.set(now[0])
+        m.cycle()
+        delay = sched.interval_seconds if idle is None else next_poll_delay(m.landings(), now[0], pacing)
+        now[0] += timedelta(seconds=delay)
+    calls = len(server.requests) - (mark or 0)
+    m.client.close()
+    m.store.close()
+    with sqlite3.connect(tmp / f"{name}.sqlite") as db:
+        rows = db.execute("SELECT emitted_at, processed_at FROM runs").fetchall()
+    lat = [(datetime.fromisoformat(p) - datetime.fromisoformat(e)).total_seconds() for e, p in rows
+           if datetime.fromisoformat(e) >= learned_from]
+    days = (end - learned_from).total_seconds() / 86400
+    return calls / days, statistics.median(lat), max(lat), len(lat)
+
+
+def adaptive(days: int) -> int:
+    team = 7000
+    ds = generate("drift", days=days, team_id=team, end=END, scale=0.05)
+    server = LocalPostHog(api_key=KEY)
+    server.load(ds)
+    server.start()
+    start = END - timedelta(days=days)
+    learned_from = start + timedelta(days=3)  # three landings per job before it may idle
+    times = sorted(r["emitted_at"] for r in ds.runs)
+    print(f"drift scenario, {days} days, {len(ds.runs)} runs landing between {times[0]:%H:%M} and "
+          f"{times[-1]:%H:%M} UTC; figures from day 4 on (after learning)")
+    print(f"{'polling':<34} {'calls/day':>10} {'latency median':>15} {'latency max':>12} {'runs':>5}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, idle in (("fixed, every 300 s", None), ("adaptive, 300 s / idle 1800 s", 1800.0),
+                            ("adaptive, 300 s / idle 3600 s", 3600.0)):
+            per_day, med, worst, n = _simulate(server, team, start, END + timedelta(hours=12), Path(tmp),
+                                               f"s{int(idle or 0)}", idle, learned_from)
+            print(f"{label:<34} {per_day:>10.1f} {med:>13.0f} s {worst:>10.0f} s {n:>5}")
+    server.stop()
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--projects", type=int, nargs="*", default=[1, 10, 100])
+    ap.add_argument("--adaptive", action="store_true", help="fixed against adaptive polling (see above)")
+    ap.add_argument("--days", type=int, default=7)
     args = ap.parse_args()
+    if args.adaptive:
+        return adaptive(args.days)
     print(f"{'projects':>8} {'who':<8} {'idle calls':>10} {'idle bytes':>11} {'calls/new run':>14} "
           f"{'bytes/new run':>14}")
     for n_projects in args.projects:

@@ -86,6 +86,20 @@ class ScheduleConfig(_Strict):
     cron: str | None = None
     # A cycle that cannot start within this many seconds of its slot is skipped, not stacked.
     misfire_grace_seconds: int = Field(default=60, ge=1)
+    # Adaptive polling (monitor/pacing.py): every interval_seconds within landing_window_minutes of the
+    # time of day a job's runs usually land, every idle_interval_seconds (the longest delay) otherwise.
+    # Off (None) by default: a run landing off its pattern is then seen up to idle_interval_seconds late.
+    idle_interval_seconds: float | None = Field(default=None, gt=0)
+    landing_window_minutes: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _adaptive(self) -> ScheduleConfig:
+        if self.idle_interval_seconds is not None:
+            if self.cron:
+                raise ValueError("idle_interval_seconds adapts interval_seconds; it does not apply with cron")
+            if self.idle_interval_seconds < self.interval_seconds:
+                raise ValueError("idle_interval_seconds must be at least interval_seconds")
+        return self
 
 
 class MatchingConfig(_Strict):

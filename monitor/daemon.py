@@ -33,6 +33,7 @@ from monitor.config import Config, ConfigError, SlackConfig, load_config
 from monitor.notify.email import EmailNotifier
 from monitor.notify.outbox import Deliverer, Notifier
 from monitor.notify.slack import SlackNotifier
+from monitor.pacing import Pacing, next_poll_delay
 from monitor.pipeline import CycleResult, Monitor
 from monitor.posthog.client import PostHogClient, RequestBudget
 from monitor.store import Leadership, StoreError, open_leadership, open_store
@@ -296,6 +297,7 @@ class Daemon:
             result = results[0] if len(results) == 1 else _combine(results)
             self.health.standby = all(r.standby for r in results)
             telemetry.IS_LEADER.set(0 if all(r.standby or r.error for r in results) else 1)
+            self._pace()
             now = self.health.clock()
             if result.ok:
                 self.health.last_success = now
@@ -339,6 +341,21 @@ class Daemon:
     def _should_stop(self, p: _Project) -> bool:
         """Asked between runs: stop on shutdown, and stop acting at once if the leader lock was lost."""
         return self.stop_event.is_set() or not p.leader.verify()
+
+    def _pace(self) -> None:
+        """Adaptive polling: move the next scheduled cycle to the delay the landing history calls for."""
+        sched = self.cfg.schedule
+        if sched.idle_interval_seconds is None or sched.cron or not self._scheduler.running:
+            return
+        pacing = Pacing(interval=sched.interval_seconds, idle_interval=sched.idle_interval_seconds,
+                        window=sched.landing_window_minutes * 60.0)
+        landings = {f"{p.cfg.posthog.project_id}:{job}": times for p in self.projects
+                    for job, times in p.monitor.landings().items()}
+        delay = next_poll_delay(landings, self.monitor.clock(), pacing)
+        job = self._scheduler.get_job("cycle")
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
+        log.debug("next_poll", delay_s=round(delay, 1))
 
     def request_cycle(self) -> None:
         """Run a cycle now (pushed), and once more shortly after: PostHog may take a few seconds to make

@@ -46,13 +46,16 @@ from monitor.rules.staleness import (
     stale_sources,
 )
 from monitor.rules.thresholds import RuleContext, evaluate
-from monitor.runs import Run, RunParseError, parse_clusters, parse_time
+from monitor.runs import Run, RunParseError, decode_stored_run, encode_digest, parse_clusters, parse_time
 from monitor.store.base import AlertState, ClusterSnapshot, OutboxEntry, ProcessedRun, Store
 
 log = structlog.get_logger()
 
 # Events are ingested with a delay: discovery looks back this far behind its cursor and skips what it has.
 INGESTION_GRACE = timedelta(hours=2)
+# Adaptive polling's memory: the landing times of each job's last runs (see Monitor.landings).
+LANDINGS_KEY = "landings"
+LANDINGS_KEPT = 30
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 _KIND_ORDER = {"cost_spike": 0, "error_rate": 1, "error_spike": 2, "new_cluster": 3, "cluster_cost": 4,
                "cluster_avg_cost": 5, "p95_latency": 6, "disappeared": 7, "split": 8, "merge": 9,
@@ -91,14 +94,6 @@ class CycleResult:
     @property
     def ok(self) -> bool:
         return self.error is None and not self.failed
-
-
-def _encode_run(run: Run) -> bytes:
-    return msgspec.json.encode(run)
-
-
-def _decode_run(data: bytes) -> Run:
-    return msgspec.json.decode(data, type=Run)
 
 
 class Monitor:
@@ -218,9 +213,10 @@ class Monitor:
         return metrics_from_rows(res.rows(), run.run_id)
 
     def process(self, d: DiscoveredRun, now: datetime) -> Notification | None:
+        # The new run first, the previous one after: the answer's buffers are gone before the previous
+        # run is read, and its stored bytes go as soon as they are decoded.
         run = self.fetch_run(d)
-        prev_rec = self.store.previous_run(d.job_key, before=run.window_end)
-        prev = _decode_run(prev_rec[1]) if prev_rec else None
+        prev = self._previous(d.job_key, run)
         diff: RunDiff | None = match_runs(prev, run, threshold=self.cfg.matching.threshold) if prev else None
         prev_lineages = self.store.lineages(prev.run_id) if prev else {}
         counter = iter(range(1_000_000))
@@ -271,7 +267,7 @@ class Monitor:
         self.store.kv_set(f"run_metrics:{run.run_id}", msgspec.json.encode(current).decode())
         self.store.commit_run(ProcessedRun(
             run_id=run.run_id, job_key=d.job_key, level=run.level, window_end=run.window_end,
-            emitted_at=d.emitted_at, event_uuid=d.event_uuid, payload=_encode_run(run), snapshots=snapshots,
+            emitted_at=d.emitted_at, event_uuid=d.event_uuid, payload=encode_digest(run), snapshots=snapshots,
             alert_states=lc.states, outbox=outbox, processed_at=now))
         telemetry.RUNS_PROCESSED.labels(level=run.level).inc()
         log.info("run_processed", run_id=run.run_id, job=run.job_name, level=run.level,
@@ -301,6 +297,15 @@ class Monitor:
             telemetry.ALERTS_SILENCED.labels(kind=a.kind).inc()
             log.info("alert_inhibited", kind=a.kind, run_id=a.run_id, cluster_id=a.cluster_id, by=why)
         return keep
+
+    def _previous(self, job_key: str, run: Run) -> Run | None:
+        rec = self.store.previous_run(job_key, before=run.window_end)
+        if rec is None:
+            return None
+        try:
+            return decode_stored_run(rec[1])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise RunParseError(rec[0], "(stored payload)", f"unreadable: {exc}") from exc
 
     def _unsilenced(self, alerts: list[Alert], now: datetime) -> list[Alert]:
         if not alerts:
@@ -374,6 +379,9 @@ class Monitor:
         result.notifications += self.summarise_held(self.clock())
         if result.error is None:
             self._advance_cursor(todo, result, earliest_failed)
+        if result.processed:
+            done = set(result.processed)
+            self._record_landings([d for d in todo if d.run_id in done])
         if result.error is None and not interrupted:
             # Only when PostHog answered: an outage is not a stale job (readiness reports outages).
             stale = self.check_sources(self.clock(), discovered=todo)
@@ -390,6 +398,30 @@ class Monitor:
                  failed=len(result.failed), notifications=result.notifications, delivered=result.delivered,
                  seconds=round(elapsed, 3))
         return result
+
+    def landings(self) -> dict[str, list[datetime]]:
+        """Job key -> when its recent processed runs landed (emitted_at): what adaptive polling learns
+        from. Kept in the store's key-value table, so the Store interface stays as it is; a crash between
+        a run's commit and this record loses one sample, nothing else."""
+        text = self.store.kv_get(LANDINGS_KEY)
+        if not text:
+            return {}
+        try:
+            doc = msgspec.json.decode(text, type=dict[str, list[datetime]])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("landings_unreadable", error=str(exc))
+            return {}
+        return doc
+
+    def _record_landings(self, runs: Sequence[DiscoveredRun]) -> None:
+        doc = self.landings()
+        for d in runs:
+            times = doc.setdefault(d.job_key, [])
+            if d.emitted_at not in times:
+                times.append(d.emitted_at)
+        for key, times in doc.items():
+            doc[key] = sorted(times)[-LANDINGS_KEPT:]
+        self.store.kv_set(LANDINGS_KEY, msgspec.json.encode(doc).decode())
 
     def _check_posthog(self, now: datetime, error: str | None) -> list[Notification]:
         """Fire "PostHog unreachable" when discovery has failed for longer than the bound; resolve on success."""
@@ -593,6 +625,10 @@ def _discovered(row: dict[str, Any]) -> DiscoveredRun:
 
 def run_from_row(row: dict[str, Any], d: DiscoveredRun) -> Run:
     run_id = d.run_id
+    kind = row.get("clusters_type", "Array")
+    if kind != "Array":
+        raise RunParseError(run_id, "$ai_clusters", "missing" if kind in ("Null", "", None)
+                            else f"expected an array of clusters, got a JSON {kind}")
     clusters = parse_clusters(run_id, row.get("clusters"))
     total_raw = row.get("total_items")
     try:

@@ -27,17 +27,23 @@ class RunParseError(ValueError):
         self.problem = problem
 
 
-class Item(msgspec.Struct, frozen=True, omit_defaults=True):
+class Item(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """One clustered item (a trace, or a generation at generation level).
 
-    Only what the monitor reads is kept (the payload also carries x, y, timestamp and generation_id):
-    a 200k-item run is held twice per diff, and each dropped string is ~80 bytes an item.
-    The stored payload keeps everything.
+    Only what the monitor reads is kept (the payload also carries distance_to_centroid, x, y, timestamp
+    and generation_id): a 200k-item run is 200k of these, and each dropped field is 30-80 bytes an item
+    and its parse. Not tracked by the garbage collector (gc=False): it holds only an int and a string, so
+    it can be in no reference cycle, and 200k tracked objects made every collection during a big run's
+    processing scan them all.
     """
 
     rank: int = 0
-    distance_to_centroid: float | None = None
     trace_id: str | None = None
+
+
+# The items of a previous run read back from the store: keys only (the diff's item overlap needs nothing
+# else), all pointing at this one placeholder.
+KEY_ONLY = Item()
 
 
 class PayloadMetrics(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -94,6 +100,7 @@ class _WireCluster(msgspec.Struct, omit_defaults=True):
 
 
 _clusters_decoder = msgspec.json.Decoder(list[_WireCluster])
+_cluster_decoder = msgspec.json.Decoder(_WireCluster)
 
 
 class Run(msgspec.Struct, frozen=True):
@@ -155,14 +162,16 @@ def parse_time(run_id: str, field: str, value: Any) -> datetime:
 
 
 def parse_clusters(run_id: str, raw: bytes | str | list[Any] | None) -> tuple[Cluster, ...]:
-    """`$ai_clusters` arrives as a JSON string cell (JSONExtractRaw) or a native array (event export)."""
+    """`$ai_clusters` as JSON text of the array, as a list of one JSON text per cluster (the run query's
+    JSONExtractArrayRaw), or as a native array (event export)."""
     if raw is None:
         raise RunParseError(run_id, "$ai_clusters", "missing")
     try:
         if isinstance(raw, (bytes, str)):
             wire = _clusters_decoder.decode(raw)
         else:
-            wire = msgspec.convert(raw, list[_WireCluster])
+            wire = [_cluster_decoder.decode(c) if isinstance(c, (bytes, str)) else msgspec.convert(c, _WireCluster)
+                    for c in raw]
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise RunParseError(run_id, "$ai_clusters", str(exc)) from exc
     out: list[Cluster] = []
@@ -281,3 +290,62 @@ def load_run_file(data: bytes) -> Run:
         props["$ai_clusters"] = msgspec.json.decode(text) if text[:1] == b'"' else text
     timestamp = env.timestamp if wrapped else props.get("timestamp")
     return run_from_properties(props, timestamp)
+
+
+# --- the stored form of a processed run ------------------------------------------------------------------
+# What the next run of the job diffs against, without fetching this one again: per cluster its id, size,
+# title, description and item keys. Only the keys of the items: their ranks and trace ids serve alerts on
+# the run's own clusters, never on the previous run's. At 200k items this is a sixth of the full run
+# encoded, and decodes into a third of the memory.
+
+DIGEST_FORMAT = "run-digest/1"
+# Payloads written before the digest are a whole `Run` encoded (they start with '{"run_id"'): still read.
+_DIGEST_PREFIX = b'{"format":"' + DIGEST_FORMAT.encode() + b'"'
+
+
+class _DigestCluster(msgspec.Struct, array_like=True, gc=False):
+    cluster_id: int
+    size: int
+    title: str
+    description: str
+    items: list[str]
+
+
+class _Digest(msgspec.Struct, tag_field="format", tag=DIGEST_FORMAT):
+    run_id: str
+    level: str
+    job_id: str
+    job_name: str
+    window_start: datetime
+    window_end: datetime
+    total_items: int
+    clusters: list[_DigestCluster]
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+    timestamp: datetime | None = None
+
+
+_digest_encoder = msgspec.json.Encoder()
+_digest_decoder = msgspec.json.Decoder(_Digest)
+_run_decoder = msgspec.json.Decoder(Run)
+
+
+def encode_digest(run: Run) -> bytes:
+    """The run as the store keeps it for the next diff (see above)."""
+    return _digest_encoder.encode(_Digest(
+        run_id=run.run_id, level=run.level, job_id=run.job_id, job_name=run.job_name,
+        window_start=run.window_start, window_end=run.window_end, total_items=run.total_items,
+        clusters=[_DigestCluster(c.cluster_id, c.size, c.title, c.description, list(c.traces)) for c in run.clusters],
+        params=run.params, timestamp=run.timestamp))
+
+
+def decode_stored_run(data: bytes) -> Run:
+    """A stored run back as a `Run` the diff and rules read: from a digest its items are keys only
+    (`KEY_ONLY`); a payload written before digests existed is the whole run and decodes as it was."""
+    if not data.startswith(_DIGEST_PREFIX):
+        return _run_decoder.decode(data)
+    d = _digest_decoder.decode(data)
+    return Run(
+        run_id=d.run_id, level=d.level, job_id=d.job_id, job_name=d.job_name, window_start=d.window_start,
+        window_end=d.window_end, total_items=d.total_items, params=d.params, timestamp=d.timestamp,
+        clusters=tuple(Cluster(cluster_id=c.cluster_id, size=c.size, title=c.title, description=c.description,
+                               traces=dict.fromkeys(c.items, KEY_ONLY)) for c in d.clusters))

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,44 @@ def test_a_push_from_a_posthog_webhook_processes_the_new_run_at_once(
         assert httpx.post(hook, json=body, headers={"Authorization": "Bearer s3cret-push"}).status_code == 202
         assert slack.wait_for(1, timeout=20)
         assert "New cluster" in json.dumps(slack.messages[0])
+    finally:
+        d.stop_event.set()
+        thread.join(30)
+
+
+def test_adaptive_polling_idles_away_from_the_landing_time_learned_from_processed_runs(
+        posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
+    import threading
+    from datetime import timedelta
+
+    from tests.conftest import END
+
+    env: PostHogEnv = posthog_factory("steady", scale=0.05, days=4)  # runs land at ~03:18 UTC each day
+    config = _write_config(tmp_path / "config.yaml", env, slack, tmp_path / "s.sqlite",
+                           schedule={"interval_seconds": 1, "idle_interval_seconds": 3600,
+                                     "landing_window_minutes": 30})
+    os.environ["TEST_POSTHOG_KEY"] = API_KEY
+    done = threading.Event()
+    now = [END + timedelta(hours=12)]  # noon: far from every job's landing window
+    d = Daemon(config, on_cycle=lambda _r: done.set(), clock=lambda: now[0])
+    thread = threading.Thread(target=d.serve, daemon=True)
+    thread.start()
+    try:
+        assert done.wait(60)
+        landings = d.monitor.landings()
+        assert len(landings) == 4 and all(len(t) == 4 for t in landings.values())
+        job = d._scheduler.get_job("cycle")
+        assert job is not None
+        # Polling every second by configuration; the next poll is an idle interval away instead.
+        ahead = (job.next_run_time - datetime.now(UTC)).total_seconds()
+        assert 3500 < ahead <= 3600
+        # At the landing time, the configured interval again.
+        now[0] = END + timedelta(hours=3, minutes=18)
+        done.clear()
+        d.request_cycle()
+        assert done.wait(60)
+        ahead = (job.next_run_time - datetime.now(UTC)).total_seconds()
+        assert ahead <= 1.0
     finally:
         d.stop_event.set()
         thread.join(30)

@@ -57,7 +57,8 @@ def test_get_one_run_returns_the_payload(drift_posthog: PostHogEnv) -> None:
     assert r.status_code == 200, r.text
     [row] = r.json()["results"]
     assert row[0] == run["run_id"]
-    clusters = msgspec.json.decode(row[7])
+    assert row[8] == "Array"  # clusters_type
+    clusters = [msgspec.json.decode(c) for c in row[7]]  # one JSON text per cluster
     assert sum(len(c["traces"]) for c in clusters) == run["items"]
     truth = drift_posthog.dataset.truth["runs"]
     truth_run = next(t for t in truth if t["run_id"] == run["run_id"])

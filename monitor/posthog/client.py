@@ -97,6 +97,28 @@ class _QueryAnswer(msgspec.Struct):
 _answer_decoder = msgspec.json.Decoder(_QueryAnswer)
 
 
+@dataclass(frozen=True)
+class Reply:
+    """An answer read whole. Its body is a buffer of the monitor's own, not httpx's: an httpx.Response
+    sits in reference cycles, so a run's 45 MB answer lived on until the next garbage collection, beside
+    the run decoded from it; and `Response.read()` joins its chunks, holding the body twice."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytearray
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+
+def _read(resp: httpx.Response) -> Reply:
+    body = bytearray()
+    for chunk in resp.iter_bytes():
+        body += chunk
+    return Reply(resp.status_code, resp.headers, body)
+
+
 class PostHogClient:
     """One project on one PostHog host."""
 
@@ -139,15 +161,15 @@ class PostHogClient:
         self.close()
 
     # --- transport with retries -------------------------------------------------------------------
-    def _request(self, method: str, path: str, *, json: Any = None, name: str) -> httpx.Response:
+    def _request(self, method: str, path: str, *, json: Any = None, name: str) -> Reply:
         attempt = 0
         while True:
             self.budget.acquire()
             started = time.monotonic()
             try:
-                resp = self._http.request(method, path, json=json)
                 # Read the body inside the try: a connection dropped mid-body is a transport error.
-                resp.read()
+                with self._http.stream(method, path, json=json) as streamed:
+                    resp = _read(streamed)
             except httpx.TransportError as exc:
                 telemetry.API_CALLS.labels(status="transport_error").inc()
                 err: PostHogError = PostHogError(
@@ -202,7 +224,7 @@ class PostHogClient:
         return QueryResult(columns=ans.columns, results=ans.results, has_more=bool(ans.hasMore),
                            bytes=len(resp.content))
 
-    def _poll_async(self, resp: httpx.Response, name: str) -> httpx.Response:
+    def _poll_async(self, resp: Reply, name: str) -> Reply:
         """An answer 202 means PostHog is still computing: poll its status until it is done."""
         ans = _answer_decoder.decode(resp.content)
         status = ans.query_status or {}
@@ -218,7 +240,7 @@ class PostHogClient:
                     raise PostHogError(f"{name}: {s.get('error_message') or 'query failed'}", status=400,
                                        query_name=name)
                 results = s.get("results") or {}
-                return httpx.Response(200, content=msgspec.json.encode(results))
+                return Reply(200, r.headers, bytearray(msgspec.json.encode(results)))
         raise PostHogError(f"{name}: async query did not finish", retryable=True, query_name=name)
 
     def clustering_jobs(self) -> list[dict[str, Any]]:
@@ -247,7 +269,7 @@ def _relative(url: str, host: str) -> str:
     return parsed.raw_path.decode() if parsed.host else url
 
 
-def _retry_after(resp: httpx.Response) -> float | None:
+def _retry_after(resp: Reply) -> float | None:
     value = resp.headers.get("Retry-After")
     if value is None:
         return None
@@ -257,7 +279,7 @@ def _retry_after(resp: httpx.Response) -> float | None:
         return None
 
 
-def _error_text(resp: httpx.Response) -> str:
+def _error_text(resp: Reply) -> str:
     try:
         doc = msgspec.json.decode(resp.content)
     except msgspec.DecodeError:

@@ -56,6 +56,10 @@ LIMIT {DISCOVER_PAGE}
 """
 
 # The whole payload of one run, found by its event uuid and bounded to the second it was emitted.
+# `$ai_clusters` comes as one JSON text per cluster (JSONExtractArrayRaw) rather than one for the whole
+# array: a string cell of the answer is escaped JSON, and unescaping a 42 MB one took a 42 MB scratch
+# copy beside the body and the result; per cluster the scratch is one cluster's size. Its JSON type
+# tells a missing or mistyped property (which extracts as no clusters) from a run with none.
 GET_RUN = """
 SELECT
     JSONExtractString(properties, '$ai_clustering_run_id') AS run_id,
@@ -65,7 +69,8 @@ SELECT
     JSONExtractString(properties, '$ai_window_start') AS window_start,
     JSONExtractString(properties, '$ai_window_end') AS window_end,
     JSONExtractRaw(properties, '$ai_total_items_analyzed') AS total_items,
-    JSONExtractRaw(properties, '$ai_clusters') AS clusters,
+    JSONExtractArrayRaw(properties, '$ai_clusters') AS clusters,
+    JSONType(properties, '$ai_clusters') AS clusters_type,
     JSONExtractRaw(properties, '$ai_clustering_params') AS params,
     toString(timestamp) AS emitted_at
 FROM events
