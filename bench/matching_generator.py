@@ -22,7 +22,8 @@ def _f1(tp: int, fp: int, fn: int) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
 
 
-def _runs(scenario: str, seed: int, days: int) -> tuple[dict[str, Run], list[dict[str, object]]]:
+def generator_runs(scenario: str, seed: int, days: int) -> tuple[dict[str, Run], list[dict[str, object]]]:
+    """The scenario's runs by id (parsed as the monitor parses them) and its ground-truth transitions."""
     ds = generate(scenario, seed=seed, days=days)
     now = datetime.now(UTC)
     runs: dict[str, Run] = {}
@@ -56,7 +57,7 @@ def main() -> int:
           f"{'gone F1':>7} {'gone FP':>7}")
     total: dict[str, Counter[str]] = {"monitor": Counter(), "exact-title": Counter()}
     for scenario in scenarios:
-        runs, transitions = _runs(scenario, args.seed, args.days)
+        runs, transitions = generator_runs(scenario, args.seed, args.days)
         per: dict[str, Counter[str]] = {"monitor": Counter(), "exact-title": Counter()}
         for t in transitions:
             a, b = runs[str(t["prev_run_id"])], runs[str(t["new_run_id"])]

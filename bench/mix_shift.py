@@ -11,31 +11,14 @@ without matching could compute), which reads every rewording as movement.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from collections import defaultdict
-from datetime import UTC, datetime
 
+from bench.matching_generator import generator_runs
 from monitor.config import ThresholdsConfig
-from monitor.localposthog.generator import generate
 from monitor.matching import match_runs
 from monitor.rules.drift import js_distance, mix_shift
-from monitor.runs import Run, parse_clusters
-
-
-def _runs(scenario: str, seed: int, days: int) -> tuple[dict[str, Run], list[dict[str, object]]]:
-    ds = generate(scenario, seed=seed, days=days)
-    runs: dict[str, Run] = {}
-    now = datetime.now(UTC)
-    for e in ds.events:
-        if e[1] not in ("$ai_trace_clusters", "$ai_generation_clusters"):
-            continue
-        p = json.loads(e[3])
-        rid = p["$ai_clustering_run_id"]
-        runs[rid] = Run(run_id=rid, level=p["$ai_clustering_level"], job_id="", job_name="", window_start=now,
-                        window_end=now, total_items=p["$ai_total_items_analyzed"],
-                        clusters=parse_clusters(rid, p["$ai_clusters"]), params={}, timestamp=now)
-    return runs, ds.truth["transitions"]
+from monitor.runs import Run
 
 
 def _title_js(a: Run, b: Run) -> float:
@@ -55,7 +38,7 @@ def main() -> int:
     print(f"{'scenario':<12} {'pairs':>5} {'changed':>7}  {'measure':<14} {'quiet max':>9} {'quiet p50':>9} "
           f"{'changed max':>11} {'fires quiet':>11} {'fires changed':>13}")
     for scenario in ("steady", "reword", "drift", "new_cluster", "split", "merge"):
-        runs, transitions = _runs(scenario, args.seed, args.days)
+        runs, transitions = generator_runs(scenario, args.seed, args.days)
         values: dict[str, dict[bool, list[float]]] = defaultdict(lambda: {True: [], False: []})
         for t in transitions:
             a, b = runs[str(t["prev_run_id"])], runs[str(t["new_run_id"])]

@@ -13,6 +13,7 @@ from monitor import logs
 from monitor.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:
+    from monitor.daemon import Daemon
     from monitor.store.base import Store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -26,6 +27,19 @@ def _load(path: Path):  # type: ignore[no-untyped-def]
         return load_config(path)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+
+
+def _daemon(config: Path) -> Daemon:
+    """The daemon of a config, or exit 2 with why not (invalid config, state store unreachable)."""
+    from monitor.daemon import Daemon
+    from monitor.store import StoreError
+
+    cfg = _load(config)
+    try:
+        return Daemon(config, cfg=cfg)
+    except StoreError as exc:
+        typer.echo(f"cluster-monitor: {exc}", err=True)
         raise typer.Exit(2) from exc
 
 
@@ -44,15 +58,7 @@ def _open_store(cfg: Config) -> Store:
 def run(config: ConfigOpt, log_level: str = "info") -> None:
     """Run the daemon: poll on the configured schedule until SIGTERM or SIGINT."""
     logs.configure(log_level)
-    from monitor.daemon import Daemon
-    from monitor.store import StoreError
-
-    cfg = _load(config)
-    try:
-        daemon = Daemon(config, cfg=cfg)
-    except StoreError as exc:
-        typer.echo(f"cluster-monitor: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    daemon = _daemon(config)
     daemon.install_signals()
     raise typer.Exit(daemon.serve())
 
@@ -64,15 +70,7 @@ def once(config: ConfigOpt, log_level: str = "info") -> None:
     On PostgreSQL it takes the leader lock first, like a daemon replica: while another replica leads it does
     nothing and exits 0 (that replica does the work)."""
     logs.configure(log_level)
-    from monitor.daemon import Daemon
-    from monitor.store import StoreError
-
-    cfg = _load(config)
-    try:
-        daemon = Daemon(config, cfg=cfg)
-    except StoreError as exc:
-        typer.echo(f"cluster-monitor: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    daemon = _daemon(config)
     try:
         result = daemon.run_cycle()
     finally:
