@@ -31,7 +31,6 @@ from monitor.notify.catchup import HELD_PREFIX, summarise, summary_key
 from monitor.notify.outbox import Deliverer
 from monitor.posthog import queries
 from monitor.posthog.client import PostHogClient, PostHogError
-from monitor.rules.drift import mix_shift
 from monitor.rules.inhibit import split_inhibited
 from monitor.rules.language import evaluate_rules, run_metrics
 from monitor.rules.lifecycle import apply_lifecycle
@@ -230,7 +229,7 @@ class Monitor:
             prev_metrics=prev_metrics, lineages=lineages, prev_lineages=prev_lineages,
             thresholds=self.cfg.thresholds, links=self.links)
         alerts = evaluate(ctx)
-        current = run_metrics(ctx, mix_shift(prev, run, diff))
+        current = run_metrics(ctx, ctx.mix_shift)
         if self.cfg.rules:
             history, run_history = self._rule_history(d.job_key, run)
             alerts += evaluate_rules(self.cfg.rules, ctx, history, run_history, current)

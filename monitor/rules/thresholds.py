@@ -14,6 +14,7 @@ import fnmatch
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from monitor.alerts import Alert, Link, fingerprint
 from monitor.config import Override, Thresholds, ThresholdsConfig
@@ -57,6 +58,11 @@ class RuleContext:
     @property
     def job_key(self) -> str:
         return "|".join(self.run.job_key)
+
+    @cached_property
+    def mix_shift(self) -> float | None:
+        """The run's traffic-mix shift, computed once for the built-in alert and the rules' run metrics."""
+        return mix_shift(self.prev_run, self.run, self.diff)
 
 
 def thresholds_for(cfg: ThresholdsConfig, title: str, lineage_id: str | None) -> Thresholds:
@@ -186,7 +192,7 @@ def evaluate(ctx: RuleContext) -> list[Alert]:
                 metric="share", value=match.new_share, threshold=t.share_shift_pp / 100,
                 previous=match.prev_share, unit="ratio", previous_title=renamed, fp_extra=run.run_id))
 
-    shift = mix_shift(ctx.prev_run, run, ctx.diff)
+    shift = ctx.mix_shift
     if shift is not None and ctx.thresholds.mix_shift is not None and shift >= ctx.thresholds.mix_shift:
         moved = [m for m in (ctx.diff.matches if ctx.diff else []) if abs(m.share_delta_pp) >= 1]
         moved.sort(key=lambda m: -abs(m.share_delta_pp))
