@@ -39,7 +39,7 @@ from monitor.daemon import build_monitor
 from monitor.localpostgres import PostgresServer
 from monitor.localposthog.generator import generate
 from monitor.localposthog.server import LocalPostHog
-from monitor.store.postgres import lock_key
+from monitor.store.leader import lock_key
 
 KEY = "phx_bench_key"
 END = datetime(2026, 11, 1, tzinfo=UTC)

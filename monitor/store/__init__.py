@@ -32,7 +32,7 @@ def open_leadership(state: StateConfig, project_id: int) -> Leadership:
     if state.url is None:
         return AlwaysLeader()
     try:
-        from monitor.store.postgres import PostgresLeadership, lock_key
+        from monitor.store.leader import PostgresLeadership, lock_key
     except ImportError as exc:
         raise _no_driver(exc) from exc
     return PostgresLeadership(state.url.get_secret_value(), lock_key(project_id))

@@ -1,35 +1,30 @@
-"""The PostgreSQL state store, and the advisory lock that elects one leader among replicas sharing it.
+"""The PostgreSQL state store.
 
 The tables, their keys and the meaning of every call are those of monitor.store.sqlite (read that one
 first): a processed run, its lineages, alert states and outbox rows are one transaction, the outbox is
 UNIQUE (key, channel), run payloads are zlib-compressed at level 1. Times are TIMESTAMPTZ instead of
 ISO text, which orders the same way and reads back as aware UTC datetimes.
 
-What PostgreSQL adds is a place two replicas can share: `PostgresLeadership` holds a session-level
-advisory lock on a connection of its own, so the lock lives exactly as long as the leader's session.
-A leader killed with SIGKILL loses its connection, PostgreSQL drops the lock with the session, and the
-standby's next try takes it.
+Leader election over the same database lives in monitor.store.leader; the connection helpers both use
+are in monitor.store.pg.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import socket
 import threading
 import zlib
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 import psycopg
 import structlog
 from psycopg import sql
 
-from monitor.store.base import AlertState, ClusterSnapshot, OutboxEntry, ProcessedRun, StoreError
+from monitor.store.base import AlertState, ClusterSnapshot, OutboxEntry, ProcessedRun
+from monitor.store.pg import connect, redact_url
 
 log = structlog.get_logger()
 
@@ -103,40 +98,6 @@ CREATE TABLE IF NOT EXISTS silences (
 # Replicas starting together would race on CREATE TABLE IF NOT EXISTS: the schema is created under this
 # transaction-scoped advisory lock.
 _SCHEMA_LOCK = 0x636C6D6F6E736368  # "clmonsch"
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password replaced, for logs and errors."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "postgresql://(unparseable URL)"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = netloc[0].split(":", 1)[0] + ":***"
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}"))
-
-
-def _scrub(text: str, url: str) -> str:
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    return text.replace(password, "***") if password else text
-
-
-def connect(url: str, *, purpose: str, **params: Any) -> psycopg.Connection[tuple[Any, ...]]:
-    """An autocommit session in UTC; `application_name` names the replica (host and pid) and the purpose,
-    so `pg_stat_activity` tells which replica holds the leader lock."""
-    try:
-        conn = psycopg.connect(url, autocommit=True, connect_timeout=10,
-                               application_name=f"cluster-monitor {purpose} {socket.gethostname()}:{os.getpid()}",
-                               **params)
-    except psycopg.Error as exc:
-        raise StoreError(f"cannot connect to PostgreSQL at {redact_url(url)}: {_scrub(str(exc), url)}") from exc
-    conn.execute("SET TIME ZONE 'UTC'")
-    return conn
 
 
 def _utc(dt: datetime) -> datetime:
@@ -405,91 +366,3 @@ class PostgresStore:
         with self._tx() as c:
             c.execute("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = %s WHERE id = %s",
                       (error[:2000], entry_id))
-
-
-def lock_key(project_id: int) -> int:
-    """The advisory lock key of one PostHog project: replicas watching the same project (and only those)
-    compete for it. A signed 64-bit number, as pg_try_advisory_lock(bigint) takes."""
-    digest = hashlib.blake2b(f"cluster-monitor:project:{project_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-class PostgresLeadership:
-    """A session-level advisory lock on a dedicated connection: whoever holds it is the leader.
-
-    The lock's own session is the fence: `verify` asks PostgreSQL, on that session, whether it still holds
-    the lock, so a leader whose connection dropped (network, database restart, terminated backend) learns
-    it before it acts again and steps down. TCP keepalives and a user timeout bound how long a dead
-    network can keep that question hanging.
-    """
-
-    def __init__(self, url: str, key: int) -> None:
-        self._url = url
-        self.key = key
-        self._classid = (key >> 32) & 0xFFFFFFFF
-        self._objid = key & 0xFFFFFFFF
-        self._lock = threading.Lock()
-        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
-        self._held = False
-
-    @property
-    def held(self) -> bool:
-        return self._held
-
-    def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = connect(self._url, purpose="leader-lock", keepalives=1, keepalives_idle=5,
-                                 keepalives_interval=2, keepalives_count=3, tcp_user_timeout=10_000)
-        return self._conn
-
-    def _drop(self) -> None:
-        self._held = False
-        if self._conn is not None:
-            with suppress(psycopg.Error):
-                self._conn.close()
-            self._conn = None
-
-    def _still_held(self) -> bool:
-        assert self._conn is not None
-        row = self._conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND pid = pg_backend_pid() AND classid = %s AND objid = %s AND objsubid = 1)",
-            (self._classid, self._objid)).fetchone()
-        return bool(row and row[0])
-
-    def acquire(self) -> bool:
-        """Take the lock if it is free; True while this replica is the leader. Raises StoreError when
-        PostgreSQL cannot be reached (then this replica is not the leader either)."""
-        with self._lock:
-            if self._held and self._verify_locked():
-                return True
-            try:
-                row = self._connection().execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
-            except psycopg.Error as exc:
-                self._drop()
-                raise StoreError(f"leader lock on {redact_url(self._url)}: {_scrub(str(exc), self._url)}") from exc
-            self._held = bool(row and row[0])
-            if self._held:
-                log.info("leader_acquired", lock_key=self.key)
-            return self._held
-
-    def verify(self) -> bool:
-        """Fencing: True only while the lock's session is alive and still holds the lock."""
-        with self._lock:
-            return self._held and self._verify_locked()
-
-    def _verify_locked(self) -> bool:
-        try:
-            if self._conn is not None and not self._conn.closed and self._still_held():
-                return True
-            error = "the lock is no longer held"
-        except psycopg.Error as exc:
-            error = _scrub(str(exc), self._url)
-        log.warning("leader_lost", lock_key=self.key, error=error)
-        self._drop()
-        return False
-
-    def release(self) -> None:
-        """Step down: closing the session releases the lock, so a standby takes over at its next try."""
-        with self._lock:
-            self._drop()
