@@ -34,8 +34,8 @@ from typing import Any
 import psycopg
 
 from monitor import logs
+from monitor.app.wiring import build_monitor
 from monitor.config import parse_config
-from monitor.daemon import build_monitor
 from monitor.localpostgres import PostgresServer
 from monitor.localposthog.generator import generate
 from monitor.localposthog.server import LocalPostHog

@@ -38,8 +38,8 @@ from typing import Any
 
 import msgspec
 
+from monitor.app.wiring import build_monitor
 from monitor.config import parse_config
-from monitor.daemon import build_monitor
 from monitor.localposthog.generator import generate, make_run_event, run_event_row
 from monitor.localposthog.server import LocalPostHog
 from monitor.logs import configure

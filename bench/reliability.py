@@ -43,9 +43,9 @@ from typer.testing import CliRunner
 
 from bench.processing import land_runs, trace_ids
 from monitor import telemetry
+from monitor.app.wiring import build_monitor
 from monitor.cli import app as cli_app
 from monitor.config import Config, parse_config
-from monitor.daemon import build_monitor
 from monitor.localposthog.faults import Fault
 from monitor.localposthog.generator import Dataset, generate, run_event_row
 from monitor.localposthog.server import LocalPostHog

@@ -307,7 +307,7 @@ def silence_remove(config: ConfigOpt,
 def test_notify(config: ConfigOpt) -> None:
     """Send a sample notification to every configured channel."""
     logs.configure("info")
-    from monitor.daemon import build_notifiers
+    from monitor.app.wiring import build_notifiers
     from monitor.notify.sample import sample_notification
 
     cfg = _load(config)

@@ -94,6 +94,21 @@ class CycleResult:
     def ok(self) -> bool:
         return self.error is None and not self.failed
 
+    @classmethod
+    def combine(cls, results: list[CycleResult]) -> CycleResult:
+        """One cycle's outcome over every project: ok only when every project's was."""
+        out = cls(standby=all(r.standby for r in results))
+        errors = [r.error for r in results if r.error]
+        out.error = "; ".join(errors) if errors else None
+        for r in results:
+            out.discovered += r.discovered
+            out.processed.extend(r.processed)
+            out.failed.update(r.failed)
+            out.notifications += r.notifications
+            out.notices.extend(r.notices)
+            out.delivered += r.delivered
+        return out
+
 
 class Monitor:
     """The shell around the functional core for one PostHog project."""

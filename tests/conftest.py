@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from monitor.app.wiring import build_monitor
 from monitor.config import Config, parse_config
-from monitor.daemon import build_monitor
 from monitor.localpostgres import SKIP_ENV, PostgresServer, PostgresUnavailable
 from monitor.localposthog.generator import Dataset, generate
 from monitor.localposthog.server import LocalPostHog
