@@ -219,6 +219,8 @@ def _params(run_id: str, value: Any) -> dict[str, Any]:
             value = msgspec.json.decode(value)
         except msgspec.DecodeError as exc:
             raise RunParseError(run_id, "$ai_clustering_params", str(exc)) from exc
+    if value is None:  # JSON null: no parameters recorded
+        return {}
     if not isinstance(value, dict):
         raise RunParseError(run_id, "$ai_clustering_params", f"expected an object, got {type(value).__name__}")
     return value
