@@ -89,9 +89,9 @@ def _runs(n_items: int, n_clusters: int, tmp: Path) -> tuple[Path, Path]:
 def _diff(a: Path, b: Path, semantic: bool = False) -> bytes:
     """Exactly what `cluster-monitor diff --json` runs after start-up (MONITOR_SEMANTIC=0 for the
     bounded rows; with `semantic`, the optional embedding signal from a cold cache, as on a fresh pair)."""
-    if semantic:
-        sem.clear_cache()
-    d = match_runs(load_run_file(a.read_bytes()), load_run_file(b.read_bytes()), semantic=semantic)
+    embedder = sem.semantic_embedder(True, os.environ) if semantic else None  # a new embedder: a cold cache
+    d = match_runs(load_run_file(a.read_bytes()), load_run_file(b.read_bytes()), embedder=embedder,
+                   require_semantic=semantic)
     return msgspec.json.encode(d)
 
 

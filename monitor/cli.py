@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -131,6 +132,7 @@ def diff(
 ) -> None:
     """Compare two runs of one job: matched, new, disappeared, split and merged clusters."""
     from monitor.matching import match_runs
+    from monitor.matching.semantic import semantic_embedder
     from monitor.reports import render_diff
     from monitor.runs import RunParseError, load_run_file
 
@@ -140,7 +142,7 @@ def diff(
     except (OSError, RunParseError) as exc:
         typer.echo(f"cluster-monitor diff: {exc}", err=True)
         raise typer.Exit(2) from exc
-    d = match_runs(a, b, threshold=threshold, explain=explain)
+    d = match_runs(a, b, threshold=threshold, explain=explain, embedder=semantic_embedder(None, os.environ))
     if as_json:
         sys.stdout.buffer.write(msgspec.json.encode(d) + b"\n")
     else:

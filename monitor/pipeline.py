@@ -22,6 +22,7 @@ from monitor import telemetry
 from monitor.alerts import Alert, Notification
 from monitor.config import Config, Silence
 from monitor.links import PostHogLinks
+from monitor.matching.semantic import Embedder
 from monitor.metrics import ClusterMetrics, MetricsParseError
 from monitor.notify.catchup import summarise, summary_key
 from monitor.notify.outbox import Deliverer
@@ -92,12 +93,15 @@ class Monitor:
         deliverer: Deliverer | None,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        embedder: Embedder | None = None,
     ) -> None:
+        """`embedder`: the matcher's optional semantic signal (the wiring decides; None: without it)."""
         self.cfg = cfg
         self.client = client
         self.store = store
         self.deliverer = deliverer
         self.clock = clock
+        self.embedder = embedder
         self.links = PostHogLinks(cfg.posthog.links_host, cfg.posthog.project_id, cfg.posthog.ui_path)
         self.jobs = discover.JobIndex(client.clustering_jobs, clock)
         # `replay --since/--until`: only runs that landed in this window (None: open).
@@ -129,7 +133,8 @@ class Monitor:
         run = self.fetch_run(d)
         prev = load.previous_run(self.store, d.job_key, run)
         prev_lineages = self.store.lineages(prev.run_id) if prev else {}
-        diff, lineages = diff_run(prev, run, prev_lineages, threshold=self.cfg.matching.threshold)
+        diff, lineages = diff_run(prev, run, prev_lineages, threshold=self.cfg.matching.threshold,
+                                   embedder=self.embedder)
         metrics = self.fetch_metrics(run, d)
         prev_metrics = measure.stored_metrics(self.store.run_snapshots(prev.run_id)) if prev else {}
         ctx = RuleContext(

@@ -52,21 +52,39 @@ def test_a_broken_model_file_is_named_in_the_error(tmp_path: Path) -> None:
         sem.SentenceEncoder(tmp_path)
 
 
-def test_the_matcher_uses_the_signal_when_a_model_is_there_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_matcher_uses_the_signal_when_handed_an_embedder_and_says_so() -> None:
     prev, new = build_runs(load_cases(["heavy_paraphrase_travel"])[0])
-    monkeypatch.setattr(sem, "bundled_model_dir", lambda: TINY)
-    d = match_runs(prev, new, explain=True, semantic=True)
+    d = match_runs(prev, new, explain=True, embedder=sem.ModelEmbedder(TINY), require_semantic=True)
     assert d.matches and all("semantic" in m.signals for m in d.matches)
-    monkeypatch.setenv(sem.ENV_SWITCH, "0")  # the switch turns the default (None) off
+    # Without one it never looks for a model itself, whatever is installed.
     assert all("semantic" not in m.signals for m in match_runs(prev, new, explain=True).matches)
+
+
+def test_the_wiring_builds_the_embedder_the_environment_asks_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sem, "bundled_model_dir", lambda: TINY)  # as if the model package were installed
+    emb = sem.semantic_embedder(None, {})
+    assert isinstance(emb, sem.ModelEmbedder) and emb.model_dir == TINY
+    assert sem.semantic_embedder(None, {sem.ENV_SWITCH: "0"}) is None  # the switch turns the default off
+    assert sem.semantic_embedder(False, {}) is None
+    assert sem.semantic_embedder(True, {sem.ENV_SWITCH: "0"}) is not None  # asked for outright: on
 
 
 def test_asking_for_the_signal_without_the_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     prev, new = build_runs(load_cases(["heavy_paraphrase_travel"])[0])
     monkeypatch.setattr(sem, "bundled_model_dir", lambda: None)
     with pytest.raises(sem.ModelError, match=r"\./dev semantic"):
-        match_runs(prev, new, semantic=True)
+        sem.semantic_embedder(True, {})
+    assert sem.semantic_embedder(None, {}) is None
     assert match_runs(prev, new).matches  # the default carries on without it
+
+
+def test_an_embedder_keeps_a_bounded_cache_of_its_own() -> None:
+    texts = ["flight search", "hotel booking", "car rental"]
+    emb = sem.ModelEmbedder(TINY, cache_size=2)
+    first = emb(texts)
+    assert first.shape[0] == 3 and len(emb._cache) == 2
+    assert np.abs(emb(texts[1:]) - first[1:]).max() < 1e-6
+    assert sem.ModelEmbedder(TINY)._cache == {}  # one embedder's vectors are not another's
 
 
 @pytest.mark.skipif(sem.bundled_model_dir() is None, reason="the optional model is not installed (./dev semantic)")
@@ -78,18 +96,15 @@ def test_the_installed_minilm_gives_torchs_vectors() -> None:
     assert np.abs(got - np.array(ref["vectors"])).max() < 1e-4
 
 
-def test_a_damaged_model_install_is_logged_and_the_default_diff_goes_on(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_damaged_model_install_is_logged_and_the_default_diff_goes_on(tmp_path: Path) -> None:
     prev, new = build_runs(load_cases(["heavy_paraphrase_travel"])[0])
-    monkeypatch.delenv(sem.ENV_SWITCH, raising=False)  # the default path, whatever the caller's environment
     (tmp_path / "model.safetensors").write_bytes(b"\x05")
     (tmp_path / "vocab.txt").write_text("[UNK]\n")
     (tmp_path / "config.json").write_text("{}")
-    monkeypatch.setattr(sem, "bundled_model_dir", lambda: tmp_path)
-    sem.clear_cache()
+    damaged = sem.ModelEmbedder(tmp_path)
     with capture_logs() as logs:
-        d = match_runs(prev, new, explain=True)
+        d = match_runs(prev, new, explain=True, embedder=damaged)
     assert d.matches and all("semantic" not in m.signals for m in d.matches)
     assert [e["event"] for e in logs] == ["semantic_model_unusable"]
     with pytest.raises(sem.ModelError, match=r"config\.json"):
-        match_runs(prev, new, semantic=True)
+        match_runs(prev, new, embedder=damaged, require_semantic=True)

