@@ -227,7 +227,9 @@ def _params(run_id: str, value: Any) -> dict[str, Any]:
 
 
 def run_from_properties(props: Mapping[str, Any], timestamp: Any = None) -> Run:
-    """Build a Run from a run event's properties as PostHog stores them."""
+    """Build a Run from a run event's properties as PostHog stores them: the one parser of a run event
+    (the daemon's run query, `diff` and `replay` files and the local server's tests all come through
+    here). Bad input raises `RunParseError` naming the run id and the field; nothing is guessed."""
     run_id = props.get("$ai_clustering_run_id")
     if not isinstance(run_id, str) or not run_id:
         raise RunParseError(str(run_id), "$ai_clustering_run_id", "missing or not a string")
