@@ -19,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo
 
 import markupsafe
 import msgspec
@@ -719,3 +720,93 @@ def test_a_resolved_notice_replies_in_the_thread_of_the_alert_it_resolves(
     assert len(replies) == 1 and replies[0]["thread_ts"] == first_ts
     assert "Resolved" in json.dumps(replies[0]["blocks"])
     store.close()
+
+
+# --- issue 17: reminders and resolved notices that say so; charts of what the alert is about ---------------
+
+def test_reminders_count_their_notices_and_resolved_notices_say_how_long_it_lasted(
+        local_slack: LocalSlack, smtp: LocalSMTP) -> None:
+    from monitor.rules.lifecycle import apply_lifecycle
+
+    start = datetime(2026, 11, 23, 3, 10, tzinfo=UTC)
+    alert = Alert(fingerprint="fp-err", rule="error_rate", kind="error_rate", severity="critical",
+                  summary="Error rate 18.0% is at or above 10.0%", run_id="r", job_name="Support bot", level="trace",
+                  cluster_id=0, cluster_title="Refund requests", lineage_id="L1", metric="error_rate", value=0.18,
+                  threshold=0.1, unit="ratio")
+    states: dict[str, Any] = {}
+    told: list[Alert] = []
+    # A daily job, reminders every 48 h: told on day 0, reminded on days 2 and 4, resolved on day 5.
+    for day in range(6):
+        lc = apply_lifecycle([alert] if day < 5 else [], states, run_id=f"r{day}", job_key="j",
+                             now=start + timedelta(days=day, minutes=day), repeat_interval=timedelta(hours=48),
+                             present_lineages={"L1": "Refund requests"})
+        states |= {s.fingerprint: s for s in lc.states}
+        told += lc.notify
+    assert [(a.status, a.notice) for a in told] == [("firing", 1), ("firing", 2), ("firing", 3), ("resolved", 1)]
+    assert all(a.firing_since == start for a in told)
+    notes = [render.lifecycle_note(a, ZoneInfo("UTC")) for a in told]
+    assert notes == ["", "Still firing since 23 Nov 03:10, 2nd notice", "Still firing since 23 Nov 03:10, 3rd notice",
+                     "Lasted 5 days (firing since 23 Nov 03:10)"]
+    # As people receive them: the 3rd notice, then the resolved one, in Slack and by email.
+    slack_n = SlackNotifier(webhook_url=local_slack.webhook_url)
+    for k, a in ((2, told[2]), (3, msgspec.structs.replace(told[3], job_name="Support bot", level="trace"))):
+        n = Notification(key=f"k{k}", project_id=2, run_id=f"r{k}", job_name="Support bot", level="trace",
+                         window_start=NOW, window_end=NOW, alerts=(a,), run_url=LINKS.run(f"r{k}"))
+        assert slack_n.send(n).ok and _email(smtp).send(n).ok
+    assert local_slack.wait_for(2) and smtp.wait_for(2)
+    reminder, resolved = (json.dumps(m["blocks"], ensure_ascii=False) for m in local_slack.messages)
+    assert "_Still firing since 23 Nov 03:10, 3rd notice_" in reminder and "1 alert still firing" in reminder
+    assert "_Lasted 5 days (firing since 23 Nov 03:10)_" in resolved
+    subjects = [str(m["Subject"]) for m in smtp.messages]
+    assert subjects[0].startswith("[cluster-monitor] 1 alert still firing: Error rate in Refund requests")
+    for m, note in zip(smtp.messages, notes[2:], strict=True):
+        for kind in ("plain", "html"):
+            body = m.get_body(preferencelist=(kind,))
+            assert isinstance(body, EmailMessage) and note in body.get_content()
+
+
+def _run(run_id: str, clusters: list[tuple[int, str, int]]) -> Any:
+    from monitor.runs import Cluster, Run
+
+    return Run(run_id=run_id, level="trace", job_id="j", job_name="job", window_start=NOW - timedelta(days=1),
+               window_end=NOW, total_items=sum(s for _, _, s in clusters),
+               clusters=tuple(Cluster(cluster_id=c, title=t, size=s) for c, t, s in clusters))
+
+
+def test_each_alert_is_charted_with_its_own_metric_and_a_disappeared_cluster_keeps_its_old_value() -> None:
+    from monitor.matching.model import Match, RunDiff
+    from monitor.metrics import ClusterMetrics
+    from monitor.notify.chart import alert_charts
+
+    prev = _run("p", [(0, "Refunds", 20), (1, "Code review", 60), (2, "Invoices", 20), (-1, "Noise", 5)])
+    new = _run("n", [(0, "Refund requests", 50), (1, "Code review", 40), (3, "Travel", 10)])
+    diff = RunDiff(prev_run_id="p", new_run_id="n", new=[3], disappeared=[2], matches=[
+        Match(prev=0, new=0, score=0.9, prev_size=20, new_size=50, prev_share=0.2, new_share=0.5, share_delta_pp=30),
+        Match(prev=1, new=1, score=0.9, prev_size=60, new_size=40, prev_share=0.6, new_share=0.4, share_delta_pp=-20)])
+    metrics = {0: ClusterMetrics(0, items=50, avg_cost=0.04), 1: ClusterMetrics(1, items=40, avg_cost=0.01),
+               3: ClusterMetrics(3, items=10, avg_cost=0.02)}
+    prev_metrics = {0: ClusterMetrics(0, items=20, avg_cost=0.01), 1: ClusterMetrics(1, items=60, avg_cost=0.01),
+                    2: ClusterMetrics(2, items=20, avg_cost=0.03)}
+
+    def alert(kind: str, metric: str, cluster_id: int | None, title: str) -> Alert:
+        return Alert(fingerprint=kind, rule=kind, kind=kind, severity="warning", summary="s", run_id="n",
+                     job_name="job", level="trace", cluster_id=cluster_id, cluster_title=title, metric=metric)
+
+    cost, share = alert_charts(new, prev, diff, metrics, prev_metrics, [
+        alert("cost_spike", "avg_cost", 0, "Refund requests"), alert("share_shift", "share", 1, "Code review"),
+        alert("disappeared", "share", None, "Invoices")])
+    assert (cost.metric, cost.label, cost.unit) == ("avg_cost", "Average cost per item", "usd")
+    # Alerted clusters first (the disappeared one too), then the rest by size; noise left out.
+    assert [(b.title, b.before, b.now, b.alert) for b in cost.bars] == [
+        ("Refund requests", 0.01, 0.04, True), ("Code review", 0.01, 0.01, True), ("Invoices", 0.03, None, True),
+        ("Travel", None, 0.02, False)]
+    assert (share.metric, share.unit) == ("share", "ratio")
+    # Shares of each run's clustered items (the previous run's noise counts in its total, as everywhere).
+    assert [(b.title, b.before, b.now) for b in share.bars] == [
+        ("Refund requests", 20 / 105, 0.5), ("Code review", 60 / 105, 0.4), ("Invoices", 20 / 105, None),
+        ("Travel", None, 0.1)]
+    # A split, merge or mix shift is about the shape of traffic: the share chart; a check of no run: none.
+    only_share = alert_charts(new, prev, diff, metrics, prev_metrics, [alert("mix_shift", "mix_shift", None, "")])
+    assert [c.metric for c in only_share] == ["share"]
+    stale = msgspec.structs.replace(alert("stale_source", "hours_since_last_run", None, ""), run_id="")
+    assert alert_charts(new, prev, diff, metrics, prev_metrics, [stale]) == ()
