@@ -638,9 +638,9 @@ def multiscript_notification() -> Notification:
 
 # (name, window size, extra Chromium flags): light, dark (the OS scheme and Blink's preferred scheme), phone.
 RENDERS = [
-    ("light", "680,1700", []),
-    ("dark", "680,1700", ["--force-dark-mode", "--blink-settings=preferredColorScheme=0"]),
-    ("narrow", "375,1900", []),
+    ("light", "680,1260", []),
+    ("dark", "680,1260", ["--force-dark-mode", "--blink-settings=preferredColorScheme=0"]),
+    ("narrow", "375,1340", []),
 ]
 
 

@@ -124,8 +124,8 @@ MAX_URL = 3000
 def display(value: Any, limit: int) -> str:
     """`value` as shown to people: at most `limit` characters, one line, no control or bidi characters.
 
-    Linear in `limit`, not in the value: only a prefix is looked at (cleaning removes at most what it
-    finds, and blanks collapse, so four times the limit is always enough to fill it)."""
+    Costs O(limit), not O(len(value)): only the first 4 x limit characters are looked at, room enough for
+    the blanks and controls cleaning removes; a value beyond them is shown cut, with its ellipsis."""
     text = "" if value is None else str(value)
     head = one_line(text[: limit * 4 + 1])
     cut = len(head) > limit or len(text) > limit * 4 + 1
