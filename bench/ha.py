@@ -36,9 +36,9 @@ import psycopg
 from monitor import logs
 from monitor.config import parse_config
 from monitor.daemon import build_monitor
+from monitor.local.posthog.generator import generate
+from monitor.local.posthog.server import LocalPostHog
 from monitor.localpostgres import PostgresServer
-from monitor.localposthog.generator import generate
-from monitor.localposthog.server import LocalPostHog
 from monitor.store.leader import lock_key
 
 KEY = "phx_bench_key"

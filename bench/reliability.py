@@ -46,11 +46,11 @@ from monitor import telemetry
 from monitor.cli import app as cli_app
 from monitor.config import Config, parse_config
 from monitor.daemon import build_monitor
-from monitor.localposthog.faults import Fault
-from monitor.localposthog.generator import Dataset, generate, run_event_row
-from monitor.localposthog.server import LocalPostHog
-from monitor.localslack import LocalSlack
-from monitor.localsmtp import LocalSMTP
+from monitor.local.posthog.faults import Fault
+from monitor.local.posthog.generator import Dataset, generate, run_event_row
+from monitor.local.posthog.server import LocalPostHog
+from monitor.local.slack import LocalSlack
+from monitor.local.smtp import LocalSMTP
 from monitor.notify.outbox import FAILPOINT_ENV
 from monitor.pipeline import INGESTION_GRACE, Monitor
 from monitor.posthog.client import RequestBudget

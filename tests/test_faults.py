@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.reliability import CELLS, KEY, Cell, control_headers, kill_test, run_cell
-from monitor.localposthog.server import LocalPostHog
+from monitor.local.posthog.server import LocalPostHog
 from monitor.notify.outbox import FAILPOINT_ENV, failpoint_after_send
 
 
