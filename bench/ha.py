@@ -38,8 +38,8 @@ from monitor.config import parse_config
 from monitor.daemon import build_monitor
 from monitor.local.posthog.generator import generate
 from monitor.local.posthog.server import LocalPostHog
-from monitor.localpostgres import PostgresServer
 from monitor.store.leader import lock_key
+from tests.support.postgres import PostgresServer
 
 KEY = "phx_bench_key"
 END = datetime(2026, 11, 1, tzinfo=UTC)

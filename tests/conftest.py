@@ -23,8 +23,8 @@ from monitor.local.posthog.generator import Dataset, generate
 from monitor.local.posthog.server import LocalPostHog
 from monitor.local.slack import LocalSlack
 from monitor.local.smtp import LocalSMTP
-from monitor.localpostgres import SKIP_ENV, PostgresServer, PostgresUnavailable
 from monitor.pipeline import Monitor
+from tests.support.postgres import SKIP_ENV, PostgresServer, PostgresUnavailable
 
 API_KEY = "phx_test_key_0123456789"
 # Generated data ends here: tests never depend on today's date.
