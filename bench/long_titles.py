@@ -20,9 +20,9 @@ import msgspec
 from monitor.alerts import Alert, Notification
 from monitor.config import ThresholdsConfig
 from monitor.links import PostHogLinks
-from monitor.localposthog.generator import make_run_event
-from monitor.localslack import LocalSlack
-from monitor.localsmtp import LocalSMTP
+from monitor.local.posthog.generator import make_run_event
+from monitor.local.slack import LocalSlack
+from monitor.local.smtp import LocalSMTP
 from monitor.matching import match_runs
 from monitor.matching.lineage import assign_lineages
 from monitor.metrics import ClusterMetrics

@@ -19,9 +19,9 @@ import structlog
 from bench.long_titles import through_pipeline
 from monitor import logs
 from monitor.alerts import Alert, Notification
-from monitor.localposthog.generator import make_run_event, run_event_row
-from monitor.localslack import LocalSlack
-from monitor.localsmtp import LocalSMTP
+from monitor.local.posthog.generator import make_run_event, run_event_row
+from monitor.local.slack import LocalSlack
+from monitor.local.smtp import LocalSMTP
 from monitor.notify.email import EmailNotifier
 from monitor.notify.render import DISPLAY_LIMITS, one_line
 from monitor.notify.slack import SlackNotifier
