@@ -43,13 +43,16 @@ class Daemon:
     def __init__(self, config_path: str | Path, *, cfg: Config | None = None,
                  on_cycle: Callable[[CycleResult], None] | None = None,
                  wall_clock: Callable[[], float] = time.time,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None,
+                 after_send: Callable[[], None] | None = None) -> None:
         # `clock` is the monitor's idea of now (the demo runs on its local PostHog's virtual clock);
-        # `wall_clock` times health and readiness.
+        # `wall_clock` times health and readiness; `after_send` goes to every project's Deliverer
+        # (tests/support/crashing_daemon.py kills the process there; None in production).
         self.config_path = Path(config_path)
         self.cfg = cfg or load_config(self.config_path)
         self._watch = ConfigWatch(self.config_path)
         self._clock = clock
+        self._after_send = after_send
         # The top-level project first, then those of `projects:`, polled in turn in every cycle.
         self.projects = [self._open(c) for c in self.cfg.per_project()]
         self.health = Health(started_at=wall_clock(), clock=wall_clock,
@@ -67,7 +70,7 @@ class Daemon:
             p.leader.release()
 
     def _open(self, cfg: Config, leader: Leadership | None = None) -> Project:
-        return open_project(cfg, leader, clock=self._clock)
+        return open_project(cfg, leader, clock=self._clock, after_send=self._after_send)
 
     @property
     def monitor(self) -> Monitor:

@@ -157,8 +157,8 @@ class Monitor:
         outbox: list[route.OutboxRow] = []
         if dec.notify:
             notification = route.run_notification(
-                run, prev, diff, dec.notify, project_id=self.cfg.posthog.project_id, links=self.links,
-                host=self.cfg.posthog.links_host, now=now)
+                run, prev, diff, dec.notify, metrics=metrics, prev_metrics=prev_metrics,
+                project_id=self.cfg.posthog.project_id, links=self.links, host=self.cfg.posthog.links_host, now=now)
             held = route.is_held(now, d.emitted_at, timedelta(hours=self.cfg.alerting.catch_up_after_hours))
             outbox = self._outbox_for(notification, held=held)
         # Run metrics are the history of run-level rules; written first, a crash before the commit only

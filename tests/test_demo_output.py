@@ -1,9 +1,12 @@
 """The demo's drift scenario, delivered: every Slack message and email, compared with what main delivered
-before the cycle became stages (tests/data/demo_drift_output.json). A refactor keeps this output as it is;
-a change meant to alter it regenerates the file (`python -m tests.test_demo_output`) and says why.
+before the cycle became stages (tests/data/demo_drift_output.json, written by main at 0d97865). A refactor
+keeps this output as it is; a change meant to alter it regenerates the file (`python -m
+tests.test_demo_output`) and says why.
 
 The demo's own loop, without its timing: its config, its local PostHog on the virtual clock, one cycle per
 released day, delivery through slack-sdk to the local Slack endpoint and over SMTP to the local server.
+Slack messages and the emails' plain text are kept whole (loopback ports masked); the HTML and any image
+by digest, so the file stays small.
 """
 
 from __future__ import annotations
@@ -12,25 +15,31 @@ import hashlib
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from monitor import demo
 from monitor.daemon import Daemon
-from monitor.localposthog.run import start_local_posthog
-from monitor.localslack import LocalSlack
-from monitor.localsmtp import LocalSMTP
+from monitor.local import demo
+from monitor.local.posthog.run import start_local_posthog
+from monitor.local.slack import LocalSlack
+from monitor.local.smtp import LocalSMTP
 
 GOLDEN = Path(__file__).parent / "data" / "demo_drift_output.json"
 END = datetime(2026, 11, 20, tzinfo=UTC)
 _LOOPBACK = re.compile(r"127\.0\.0\.1:\d+")
 
 
-def _part(content: Any) -> str:
-    """Text as it is (loopback ports masked); anything else (the chart PNG) by its digest."""
-    if isinstance(content, str):
-        return _LOOPBACK.sub("127.0.0.1:PORT", content)
-    return "sha256:" + hashlib.sha256(bytes(content)).hexdigest()
+def _text(content: str) -> str:
+    return _LOOPBACK.sub("127.0.0.1:PORT", content)
+
+
+def _part(part: EmailMessage) -> str:
+    content = part.get_content()
+    if part.get_content_type() == "text/plain":
+        return _text(content)
+    data = _text(content).encode() if isinstance(content, str) else bytes(content)
+    return f"{part.get_content_type()} sha256:{hashlib.sha256(data).hexdigest()}"
 
 
 def delivered(tmp: Path) -> dict[str, Any]:
@@ -56,10 +65,10 @@ def delivered(tmp: Path) -> dict[str, Any]:
         finally:
             daemon.close()
         return {
-            "slack": [json.loads(_part(json.dumps({k: v for k, v in m.items() if k != "ts"}, sort_keys=True)))
+            "slack": [json.loads(_text(json.dumps({k: v for k, v in m.items() if k != "ts"}, sort_keys=True)))
                       for m in slack.messages],
             "mail": [{"subject": m["Subject"], "to": m["To"],
-                      "parts": [_part(p.get_content()) for p in m.walk() if not p.is_multipart()]}
+                      "parts": [_part(p) for p in m.walk() if not p.is_multipart()]}
                      for m in smtp.messages],
         }
     finally:

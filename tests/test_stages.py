@@ -11,7 +11,7 @@ import pytest
 from monitor.alerts import Alert
 from monitor.config import Inhibit, Route, Silence, WatchConfig
 from monitor.links import PostHogLinks
-from monitor.localposthog.generator import make_run_event
+from monitor.local.posthog.generator import make_run_event
 from monitor.metrics import ClusterMetrics
 from monitor.notify.catchup import HELD_PREFIX
 from monitor.posthog.client import PostHogError
@@ -219,9 +219,10 @@ def test_alerts_are_told_most_important_first() -> None:
 def test_routes_split_a_notification_into_outbox_rows_per_channel() -> None:
     run = run_from_properties(_props(0, ["Refunds", "SQL"]))
     alerts = [_alert("new_cluster", cluster_id=1), _alert("error_rate", severity="critical", cluster_id=0)]
-    n = route.run_notification(run, None, None, alerts, project_id=1, links=LINKS, host="https://ph.test", now=T0)
+    n = route.run_notification(run, None, None, alerts, metrics={}, prev_metrics={}, project_id=1, links=LINKS,
+                               host="https://ph.test", now=T0)
     assert [a.kind for a in n.alerts] == ["error_rate", "new_cluster"] and n.key == f"run:{run.run_id}"
-    assert [b.alert for b in n.shares] == [True, True]
+    assert [(c.metric, [b.alert for b in c.bars]) for c in n.charts] == [("share", [True, True])]
     oncall = Route.model_validate({"name": "oncall", "match": {"severities": ["critical"]},
                                    "slack": {"webhook_url": "https://hooks.test/x"}})
     rows, unrouted = route.outbox_rows(n, [oncall], [], {"slack", "email", "slack@oncall"})

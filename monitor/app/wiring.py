@@ -68,10 +68,11 @@ def process_embedder() -> Embedder | None:
 
 def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
                   sleep: Callable[[float], None] = time.sleep, budget: RequestBudget | None = None,
-                  fence: Callable[[], bool] = lambda: True,
+                  fence: Callable[[], bool] = lambda: True, after_send: Callable[[], None] | None = None,
                   embedder: Embedder | _FromEnvironment | None = FROM_ENVIRONMENT) -> Monitor:
     """`budget`: the request budget to draw from; by default the one this process shares per API key.
     `fence`: asked before each delivery; False when this replica lost the leader lock.
+    `after_send`: the Deliverer's hook between a send and its "sent" mark (the crash test's; None here).
     `embedder`: the matcher's semantic signal; by default the environment's, None for none."""
     key = cfg.posthog.resolved_api_key()
     client = PostHogClient(cfg.posthog.host, cfg.posthog.project_id, key,
@@ -79,7 +80,8 @@ def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
                            budget=budget or budget_for(key), sleep=sleep)
     store = open_store(cfg.state)
     deliverer = Deliverer(store, build_notifiers(cfg), max_backoff=cfg.delivery.max_backoff_seconds,
-                          max_attempts=cfg.delivery.max_attempts, sleep=sleep, fence=fence)
+                          max_attempts=cfg.delivery.max_attempts, sleep=sleep, fence=fence,
+                          after_send=after_send)
     return Monitor(cfg, client, store, deliverer, clock=clock or (lambda: datetime.now(UTC)),
                    embedder=process_embedder() if isinstance(embedder, _FromEnvironment) else embedder)
 
@@ -102,8 +104,9 @@ class Project:
         self.monitor.store.close()
 
 
-def open_project(cfg: Config, leader: Leadership | None = None, *,
-                 clock: Callable[[], datetime] | None = None) -> Project:
+def open_project(cfg: Config, leader: Leadership | None = None, *, clock: Callable[[], datetime] | None = None,
+                 after_send: Callable[[], None] | None = None) -> Project:
     """A project with its leader lock (a new one unless `leader` is handed over) and a fenced monitor."""
     lead = leader or open_leadership(cfg.state, cfg.posthog.project_id)
-    return Project(cfg=cfg, leader=lead, monitor=build_monitor(cfg, clock=clock, fence=lead.verify))
+    return Project(cfg=cfg, leader=lead,
+                   monitor=build_monitor(cfg, clock=clock, fence=lead.verify, after_send=after_send))

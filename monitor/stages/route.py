@@ -1,19 +1,21 @@
-"""Route: the run's notification (alerts in order, share bars, links), and its outbox rows: one per
+"""Route: the run's notification (alerts in order, charts, links), and its outbox rows: one per
 channel of every route its alerts go to (`routes:`). Held rows (a run caught up long after it landed)
 wait for the cycle's catch-up summary."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import msgspec
 
-from monitor.alerts import Alert, Notification, ShareBar
+from monitor.alerts import Alert, Notification
 from monitor.config import Route, Rule
 from monitor.links import PostHogLinks
 from monitor.matching.model import RunDiff
+from monitor.metrics import ClusterMetrics
 from monitor.notify.catchup import HELD_PREFIX
+from monitor.notify.chart import alert_charts
 from monitor.rules.routing import DEFAULT_ROUTE, route_alerts
 from monitor.runs import Run
 from monitor.stages.decide import importance
@@ -22,32 +24,16 @@ from monitor.store.base import OutboxEntry
 OutboxRow = tuple[str, str, bytes]  # (notification key, channel, encoded notification)
 
 
-def share_bars(run: Run, prev: Run | None, diff: RunDiff | None, alerted: set[int | None],
-               limit: int = 10) -> tuple[ShareBar, ...]:
-    """The clusters with alerts first, then the largest, each with its matched cluster's previous share."""
-    total = run.clustered_size or 1
-    prev_total = prev.clustered_size if prev else 0
-    prev_size = {c.cluster_id: c.size for c in prev.clusters} if prev else {}
-    matched = {m.new: m.prev for m in diff.matches} if diff else {}
-    ranked = sorted((c for c in run.clusters if not c.is_noise),
-                    key=lambda c: (c.cluster_id not in alerted, -c.size))[:limit]
-    bars = []
-    for c in ranked:
-        p = matched.get(c.cluster_id)
-        prev_share = prev_size[p] / prev_total if p is not None and prev_total else None
-        bars.append(ShareBar(title=c.title, prev_share=prev_share, new_share=c.size / total,
-                             alert=c.cluster_id in alerted))
-    return tuple(bars)
-
-
 def run_notification(run: Run, prev: Run | None, diff: RunDiff | None, alerts: Sequence[Alert], *,
+                     metrics: Mapping[int, ClusterMetrics], prev_metrics: Mapping[int, ClusterMetrics],
                      project_id: int, links: PostHogLinks, host: str, now: datetime) -> Notification:
+    """The run's message: its alerts most important first, and charts of the metrics they are about."""
     return Notification(
         key=f"run:{run.run_id}", project_id=project_id, run_id=run.run_id,
         job_name=run.job_name or run.job_id, level=run.level, window_start=run.window_start,
         window_end=run.window_end, alerts=tuple(sorted(alerts, key=importance)),
         run_url=links.run(run.run_id), host=host, created_at=now,
-        shares=share_bars(run, prev, diff, {a.cluster_id for a in alerts}))
+        charts=alert_charts(run, prev, diff, metrics, prev_metrics, alerts))
 
 
 def is_held(now: datetime, emitted_at: datetime, catch_up: timedelta) -> bool:
