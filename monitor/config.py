@@ -421,6 +421,10 @@ class StateConfig(_Strict):
     # PostgreSQL schema holding the tables (default: the connection's search_path). Each extra project of
     # `projects:` gets its own, `project_<id>`, as it gets its own SQLite file beside `path`.
     pg_schema: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # A cycle that makes no progress (no run finished, no send, no leadership proof) for this long is
+    # stuck: /healthz fails, and on PostgreSQL a standby ends the leader's lock session and takes over.
+    # Longer than the slowest run (PostHog timeouts and retries included), as progress is told between runs.
+    leader_lease_seconds: float = Field(default=300.0, gt=0)
 
     @model_validator(mode="before")
     @classmethod
