@@ -470,8 +470,10 @@ def test_a_postgres_restart_during_a_send_repeats_nothing_and_nobody_sends_witho
         replicas.start(), replicas.start()
         msg = _until(lambda: slack.messages[:1], 120, "a first message", replicas.all_logs)[0]
         pg = postgres_server
+        # Every session is cut (fast shutdown), then the server comes back on the same port.
         restart = subprocess.run([*pg._as, str(pg.bindir / "pg_ctl"), "restart", "-D", str(pg.data), "-m", "fast",
-                                  "-w", "-t", "60"], capture_output=True, text=True, timeout=90, check=False)
+                                  "-w", "-t", "60", "-l", str(pg.root / "server.log")],
+                                 capture_output=True, text=True, timeout=90, check=False)
         assert restart.returncode == 0, restart.stderr
         slack.gate.set()  # the send completes after every session was cut
         leader = _sender_pid(msg)
@@ -489,8 +491,8 @@ def test_a_postgres_restart_during_a_send_repeats_nothing_and_nobody_sends_witho
         _until(drained, 120, "the outbox to drain after the restart", replicas.all_logs)
         messages, duplicates = _check_fenced(slack, postgres_url)
         logs = "".join(replicas.log(p) for p in replicas.procs)
-    assert '"event": "mark_sent_retry"' in logs, "the send in flight was not recorded after the restart"
     assert duplicates == 0, f"{duplicates} duplicates"
+    assert '"event": "mark_sent_retry"' in logs, "the send in flight was not recorded after the restart"
     print(f"restart during a send: {messages} messages, {duplicates} duplicates, 0 sent without the lock")
 
 
