@@ -23,6 +23,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from monitor.daemon import Daemon
+from monitor.localpostgres import PostgresServer
 from monitor.localposthog.faults import Fault
 from monitor.localslack import LocalSlack
 from monitor.store.leader import lock_key
@@ -461,7 +462,8 @@ def test_a_paused_leader_whose_lock_session_was_ended_sends_nothing_after_it_res
 
 
 def test_a_postgres_restart_during_a_send_repeats_nothing_and_nobody_sends_without_the_lock(
-        posthog_factory: Any, slack: LocalSlack, postgres_server: Any, postgres_url: str, tmp_path: Path) -> None:
+        posthog_factory: Any, slack: LocalSlack, postgres_server: PostgresServer, postgres_url: str,
+        tmp_path: Path) -> None:
     env: PostHogEnv = posthog_factory("drift", scale=0.1, days=8)
     config = _lease_config(tmp_path, env, slack, postgres_url, lease=60)
     slack.observe = lambda: _holder_pid(postgres_url, env.project_id)
@@ -469,12 +471,7 @@ def test_a_postgres_restart_during_a_send_repeats_nothing_and_nobody_sends_witho
     with _replicas(config, tmp_path) as replicas:
         replicas.start(), replicas.start()
         msg = _until(lambda: slack.messages[:1], 120, "a first message", replicas.all_logs)[0]
-        pg = postgres_server
-        # Every session is cut (fast shutdown), then the server comes back on the same port.
-        restart = subprocess.run([*pg._as, str(pg.bindir / "pg_ctl"), "restart", "-D", str(pg.data), "-m", "fast",
-                                  "-w", "-t", "60", "-l", str(pg.root / "server.log")],
-                                 capture_output=True, text=True, timeout=90, check=False)
-        assert restart.returncode == 0, restart.stderr
+        postgres_server.restart()
         slack.gate.set()  # the send completes after every session was cut
         leader = _sender_pid(msg)
         _until(lambda: '"event": "leader_lost"' in replicas.log(leader)
