@@ -259,10 +259,14 @@ class _Pair:
         self.slack.stop()
 
 
-def _paused(pg: PostgresServer, pair: _Pair) -> float:
-    """Paused between two paced sends, its lock session ended, resumed after the takeover."""
+def _paused(pg: PostgresServer, pair: _Pair, *, at_send: bool = False) -> float:
+    """Paused at a random point of the pacing second between two sends (or, `at_send`, as a message
+    reaches Slack: before its "sent" mark, the window the duplicate bound is about), its lock session
+    ended, resumed after the takeover."""
     leader = pair.first_sender()
     other = next(p for p in pair.procs if p != leader)
+    if not at_send:
+        time.sleep(random.uniform(0, 1))
     os.kill(leader, signal.SIGSTOP)
     t0 = time.monotonic()
     with psycopg.connect(pair.url, autocommit=True) as db:
@@ -308,7 +312,8 @@ def fencing(pg: PostgresServer, trials: int, lease: float) -> None:
     server.start()
     cases: dict[str, tuple[Callable[[PostgresServer, _Pair], float], float]] = {
         # A long lease where the session is ended from outside, so only that ending moves the lock.
-        "paused": (_paused, 60.0), "restart": (_restart, 60.0), "hung": (_hung, lease)}
+        "paused": (_paused, 60.0), "paused@send": (functools.partial(_paused, at_send=True), 60.0),
+        "restart": (_restart, 60.0), "hung": (_hung, lease)}
     rows: dict[str, list[tuple[float, int, int, int]]] = {case: [] for case in cases}
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -322,12 +327,12 @@ def fencing(pg: PostgresServer, trials: int, lease: float) -> None:
     finally:
         server.stop()
     print(f"\nfencing: {trials} trials each, two replicas, cycle interval 1 s; takeover seen from pg_locks")
-    print(f"{'case':<9} {'takeover median':>16} {'max':>7} {'bound':>7} {'max / bound':>12} "
+    print(f"{'case':<11} {'takeover median':>16} {'max':>7} {'bound':>7} {'max / bound':>12} "
           f"{'messages':>9} {'unfenced':>9} {'duplicates':>11}")
-    bounds = {"paused": 1.0, "restart": 1.0, "hung": lease + 1.0}
+    bounds = {"paused": 1.0, "paused@send": 1.0, "restart": 1.0, "hung": lease + 1.0}
     for case, got in rows.items():
         took = [r[0] for r in got]
-        print(f"{case:<9} {statistics.median(took):>15.2f}s {max(took):>6.2f}s {bounds[case]:>6g}s "
+        print(f"{case:<11} {statistics.median(took):>15.2f}s {max(took):>6.2f}s {bounds[case]:>6g}s "
               f"{max(took) / bounds[case]:>11.2f}x {sum(r[1] for r in got):>9} {sum(r[2] for r in got):>9} "
               f"{sum(r[3] for r in got):>11}")
 
