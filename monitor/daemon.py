@@ -28,7 +28,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from monitor import telemetry
+from monitor import systemd, telemetry
 from monitor.config import Config, ConfigError, SlackConfig, load_config
 from monitor.notify.email import EmailNotifier
 from monitor.notify.outbox import Deliverer, Notifier
@@ -283,9 +283,12 @@ class Daemon:
         return leading
 
     def heartbeat(self) -> None:
-        """Between cycles: renew the leader's lease (a leader idle until its next cycle is not hung), and
-        learn at once of a lock lost meanwhile. Skipped during a cycle, which renews it as it progresses:
-        a stuck cycle must let its lease run out."""
+        """Ping systemd's watchdog while alive (a stuck cycle stops the pings, and systemd restarts the
+        process). Between cycles, also renew the leader's lease (a leader idle until its next cycle is not
+        hung) and learn at once of a lock lost meanwhile; during a cycle the cycle renews it as it
+        progresses: a stuck cycle must let its lease run out."""
+        if self.health.alive(self.health.clock()):
+            systemd.notify("WATCHDOG=1")
         if self.health.cycle_started is not None:
             return
         for p in list(self.projects):
@@ -476,11 +479,13 @@ class Daemon:
         self._scheduler.start()
         # The idle leader's heartbeat, a few times per lease (and at least every 10 s, so a lost lock shows).
         threading.Thread(target=self._keep_lease, name="lease", daemon=True).start()
+        systemd.notify("READY=1")
         log.info("daemon_started", project_id=self.cfg.posthog.project_id, host=self.cfg.posthog.host,
                  projects=len(self.projects),
                  interval_s=self.cfg.schedule.interval_seconds, cron=self.cfg.schedule.cron,
                  state=self.cfg.state.describe())
         self.stop_event.wait()
+        systemd.notify("STOPPING=1")
         self._scheduler.shutdown(wait=False)
         # Let a cycle in flight finish its current run; a run is one transaction, so stopping later is safe.
         finished = self._cycle_lock.acquire(timeout=shutdown_deadline)

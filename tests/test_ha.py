@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -381,12 +382,24 @@ def test_a_long_first_cycle_is_ready_and_leading_and_a_stuck_cycle_fails_healthz
     env: PostHogEnv = posthog_factory("drift", scale=0.1, days=8)
     for k, v in ENV.items():
         monkeypatch.setenv(k, v)
-    config = _lease_config(tmp_path, env, slack, postgres_url, lease=1.0)
+    config = _lease_config(tmp_path, env, slack, postgres_url, lease=2.0)
     doc = json.loads(config.read_text())
     doc["server"] = {"host": "127.0.0.1", "port": 0}
     config.write_text(json.dumps(doc))
     # Every run takes a while to fetch: a first cycle over a backlog.
     env.server.faults.add(Fault(kind="latency", seconds=0.25, name="get_run", count=None))
+    # systemd's notify socket: the daemon pings the watchdog only while it is alive.
+    watchdog = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    watchdog.bind(str(tmp_path / "notify.sock"))
+    watchdog.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
+
+    def pinged() -> bool:
+        try:
+            return watchdog.recv(100) == b"WATCHDOG=1"
+        except BlockingIOError:
+            return False
+
     d = Daemon(config)
     d.start_health_server()
     d.monitor.deliverer.min_interval = 0.0  # type: ignore[union-attr]
@@ -403,10 +416,14 @@ def test_a_long_first_cycle_is_ready_and_leading_and_a_stuck_cycle_fails_healthz
                "the backlog to show in /metrics")
         assert httpx.get(base + "/readyz").text == "ready\n" and not results, "the first cycle is still running"
         assert httpx.get(base + "/healthz").status_code == 200
-        # One run fetch now hangs for 4 s: no progress for more than the 1 s lease, the cycle is stuck.
-        env.server.faults.add(Fault(kind="latency", seconds=4, name="get_run", count=1))
+        d.heartbeat()
+        assert pinged()
+        # One run fetch now hangs for 6 s: no progress for more than the 2 s lease, the cycle is stuck.
+        env.server.faults.add(Fault(kind="latency", seconds=6, name="get_run", count=1))
         _until(lambda: httpx.get(base + "/healthz").status_code == 503, 10, "/healthz to fail on a stuck cycle")
         assert httpx.get(base + "/readyz").status_code == 503
+        d.heartbeat()
+        assert not pinged(), "a stuck daemon pinged systemd's watchdog"
         cycle.join(60)
         assert results and results[0] is not None and results[0].ok and not results[0].standby
         assert httpx.get(base + "/healthz").text == "ok\n"
@@ -422,6 +439,7 @@ def test_a_long_first_cycle_is_ready_and_leading_and_a_stuck_cycle_fails_healthz
         cycle.join(60)
         d._health_server.shutdown()  # type: ignore[union-attr]
         d.close()
+        watchdog.close()
 
 
 def test_a_paused_leader_whose_lock_session_was_ended_sends_nothing_after_it_resumes(
