@@ -57,6 +57,14 @@ def _write_config(path: Path, env: PostHogEnv, slack: LocalSlack, url: str, **ex
 ENV = {"TEST_POSTHOG_KEY": API_KEY, "TEST_PG_PASSWORD": DB_PASSWORD}
 
 
+@pytest.fixture
+def config_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The environment the configs' ${...} name, for daemons run in the test's own process."""
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    return monkeypatch
+
+
 def _lock_holders(url: str, project_id: int) -> list[str]:
     """application_name of the sessions holding the project's leader lock ("... host:pid")."""
     key = lock_key(project_id)
@@ -70,10 +78,8 @@ def _lock_holders(url: str, project_id: int) -> list[str]:
 
 def test_one_leader_a_ready_standby_and_fencing_when_the_leader_loses_its_lock(
         posthog_factory: Any, slack: LocalSlack, postgres_url: str, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        config_env: pytest.MonkeyPatch) -> None:
     env: PostHogEnv = posthog_factory("steady", scale=0.05, days=2)
-    for k, v in ENV.items():
-        monkeypatch.setenv(k, v)
     config = _write_config(tmp_path / "config.yaml", env, slack, postgres_url,
                            server={"host": "127.0.0.1", "port": 0})
     a, b = Daemon(config), Daemon(config)
@@ -354,8 +360,8 @@ def _sender_pid(message: dict[str, Any]) -> int:
     return int(str(message["sender"]).rsplit(":", 1)[1])
 
 
-def _lease_config(tmp_path: Path, env: PostHogEnv, slack: LocalSlack, url: str, lease: float) -> Path:
-    path = _write_config(tmp_path / "config.yaml", env, slack, url)
+def _lease_config(tmp_path: Path, env: PostHogEnv, slack: LocalSlack, url: str, lease: float, **extra: Any) -> Path:
+    path = _write_config(tmp_path / "config.yaml", env, slack, url, **extra)
     doc = json.loads(path.read_text())
     doc["state"]["leader_lease_seconds"] = lease
     path.write_text(json.dumps(doc))
@@ -378,21 +384,16 @@ def _check_fenced(slack: LocalSlack, url: str) -> tuple[int, int]:
 
 def test_a_long_first_cycle_is_ready_and_leading_and_a_stuck_cycle_fails_healthz(
         posthog_factory: Any, slack: LocalSlack, postgres_url: str, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        config_env: pytest.MonkeyPatch) -> None:
     env: PostHogEnv = posthog_factory("drift", scale=0.1, days=8)
-    for k, v in ENV.items():
-        monkeypatch.setenv(k, v)
-    config = _lease_config(tmp_path, env, slack, postgres_url, lease=2.0)
-    doc = json.loads(config.read_text())
-    doc["server"] = {"host": "127.0.0.1", "port": 0}
-    config.write_text(json.dumps(doc))
+    config = _lease_config(tmp_path, env, slack, postgres_url, lease=2.0, server={"host": "127.0.0.1", "port": 0})
     # Every run takes a while to fetch: a first cycle over a backlog.
     env.server.faults.add(Fault(kind="latency", seconds=0.25, name="get_run", count=None))
     # systemd's notify socket: the daemon pings the watchdog only while it is alive.
     watchdog = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     watchdog.bind(str(tmp_path / "notify.sock"))
     watchdog.setblocking(False)
-    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
+    config_env.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
 
     def pinged() -> bool:
         try:
