@@ -143,3 +143,51 @@ def test_each_extra_project_has_a_state_of_its_own(request: pytest.FixtureReques
         assert again.cursor() == T0 + timedelta(days=3)
         again.close()
     assert (tmp_path / "s-202.sqlite").exists()
+
+
+def test_a_postgres_database_from_before_versioning_upgrades_in_place(postgres_url: str) -> None:
+    """The old PostgreSQL schema (tests/data/state_v1_postgres.sql), holding the rows of the old SQLite
+    state file as the old PostgresStore wrote them (run payloads zlib-compressed), opened by this store."""
+    import sqlite3
+    import zlib
+
+    import psycopg
+
+    from tests.store_reads import every_read, what_to_ask
+    from tests.test_store_schema import DATA, V1, expected_v1
+
+    times = {"window_end", "emitted_at", "processed_at", "first_fired_at", "last_fired_at", "last_notified_at",
+             "next_attempt_at", "created_at", "sent_at"}
+    lite = sqlite3.connect(f"file:{V1}?mode=ro&immutable=1", uri=True)
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute((DATA / "state_v1_postgres.sql").read_text().encode())
+        for table in ("runs", "clusters", "alert_state", "outbox", "kv", "silences"):
+            cur = lite.execute(f"SELECT * FROM {table}")
+            cols = [c[0] for c in cur.description]
+            for row in cur.fetchall():
+                values = [datetime.fromisoformat(v) if c in times and v else v for c, v in zip(cols, row, strict=True)]
+                if table == "runs":
+                    values[cols.index("payload")] = zlib.compress(values[cols.index("payload")], 1)
+                db.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",
+                           values)
+        for table in ("outbox", "silences"):  # as if the ids had come from the identity sequence
+            db.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+    lite.close()
+
+    store = open_store(StateConfig.model_validate({"url": postgres_url}))
+    try:
+        assert store.schema_version() == 1
+        assert every_read(store, what_to_ask(str(V1))) == expected_v1()
+        assert store.add_silence({"kinds": ["mix_shift"]}, T0) == 2, "ids go on from the old ones"
+    finally:
+        store.close()
+
+
+def test_run_metrics_commit_with_their_run_or_not_at_all(opener: Opener) -> None:
+    from dataclasses import replace
+
+    store = opener()
+    store.commit_run(replace(_run("r1", 0), run_metrics={"items": 10.0}))
+    with pytest.raises(Exception):  # noqa: B017 - the same run twice violates the primary key
+        store.commit_run(replace(_run("r1", 0), run_metrics={"items": 99.0}))
+    assert store.kv_get("run_metrics:r1") == '{"items":10.0}'

@@ -177,7 +177,7 @@ class SQLStore:
             "  SELECT lineage_id, title, window_end,"
             "    ROW_NUMBER() OVER (PARTITION BY lineage_id ORDER BY window_end DESC) AS n"
             "  FROM clusters WHERE cluster_id != -1"
-            ") latest WHERE n = 1 ORDER BY window_end DESC")
+            ") latest WHERE n = 1 ORDER BY window_end DESC, lineage_id")
         needle = title_contains.lower()
         return [r[0] for r in rows if needle in str(r[1]).lower()][:limit]
 
@@ -186,7 +186,7 @@ class SQLStore:
         rows = self._all(
             f"SELECT {self._SNAP_COLS} FROM clusters WHERE run_id IN ("
             "  SELECT run_id FROM runs WHERE job_key = ? AND window_end < ? ORDER BY window_end DESC LIMIT ?"
-            ") ORDER BY window_end",
+            ") ORDER BY window_end, cluster_id",
             (job_key, self._to_db(before), runs),
         )
         return self._snapshots(rows)
