@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,9 +166,10 @@ def test_a_postgres_database_from_before_versioning_upgrades_in_place(postgres_u
             cur = lite.execute(f"SELECT * FROM {table}")
             cols = [c[0] for c in cur.description]
             for row in cur.fetchall():
-                values = [datetime.fromisoformat(v) if c in times and v else v for c, v in zip(cols, row, strict=True)]
+                values: list[Any] = [datetime.fromisoformat(v) if c in times and v else v
+                                     for c, v in zip(cols, row, strict=True)]
                 if table == "runs":
-                    values[cols.index("payload")] = zlib.compress(values[cols.index("payload")], 1)
+                    values[cols.index("payload")] = zlib.compress(row[cols.index("payload")], 1)
                 db.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",
                            values)
         for table in ("outbox", "silences"):  # as if the ids had come from the identity sequence
