@@ -160,6 +160,7 @@ def check_config(config: ConfigOpt) -> None:
         raise typer.Exit(2)
     typer.echo(f"{config}: ok (project {cfg.posthog.project_id} on {cfg.posthog.host}; "
                f"channels: {', '.join(c for c in ('slack', 'email') if getattr(cfg, c)) or 'none'})")
+    typer.echo(f"state: {cfg.state.replicas()}")
 
 
 @app.command()

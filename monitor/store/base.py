@@ -148,7 +148,7 @@ class Store(Protocol):
 
     def kv_set(self, key: str, value: str) -> None: ...
 
-    def prune(self, before: datetime, keep_runs: int) -> PruneResult:
+    def prune(self, before: datetime, keep_runs: int, *, batch: int = ...) -> PruneResult:
         """Retention: forget runs, resolved alerts and sent notifications older than `before`, never the
         newest `keep_runs` runs of a job; in small transactions, beside a running cycle."""
         ...
