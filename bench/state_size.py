@@ -31,9 +31,9 @@ from typing import Any
 from monitor import logs
 from monitor.config import parse_config
 from monitor.daemon import build_monitor
-from monitor.localposthog.generator import generate
-from monitor.localposthog.server import LocalPostHog
-from monitor.localslack import LocalSlack
+from monitor.local.posthog.generator import generate
+from monitor.local.posthog.server import LocalPostHog
+from monitor.local.slack import LocalSlack
 from monitor.store import open_store
 from monitor.store.base import ProcessedRun, Store
 from monitor.store.retention import runs_to_keep
@@ -139,7 +139,7 @@ def _sqlite_size(path: Path) -> Callable[[], int]:
 
 @contextmanager
 def _postgres() -> Iterator[Any]:
-    from monitor.localpostgres import PostgresServer
+    from tests.support.postgres import PostgresServer
 
     pg = PostgresServer().start()
     try:
