@@ -455,6 +455,11 @@ class StateConfig(_Strict):
         assert self.path is not None
         return self.model_copy(update={"path": self.path.with_name(f"{self.path.stem}-{project_id}{self.path.suffix}")})
 
+    def same_place(self, other: StateConfig) -> bool:
+        """The same state (file, or database and schema), whatever else changed: a reload that only
+        changes retention keeps the store's leader lock."""
+        return (self.path, self.url, self.pg_schema) == (other.path, other.url, other.pg_schema)
+
     def replicas(self) -> str:
         """Where the state is, how many replicas it serves and how long it remembers: for `check-config`."""
         keep = f"runs older than {self.retention_days} days pruned" if self.retention_days else "nothing pruned"

@@ -8,11 +8,21 @@ state's answers with it, so an upgrade that loses or changes anything fails.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 FAR = datetime(2100, 1, 1, tzinfo=UTC)
+DATA = Path(__file__).parent / "data"
+V1 = DATA / "state_v1.sqlite"
+
+
+def expected_v1() -> dict[str, Any]:
+    """Every read over V1 as the store of its day answered it."""
+    doc: dict[str, Any] = json.loads((DATA / "state_v1_expected.json").read_text())
+    return doc
 
 
 def plain(v: Any) -> Any:

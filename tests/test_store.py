@@ -154,8 +154,7 @@ def test_a_postgres_database_from_before_versioning_upgrades_in_place(postgres_u
 
     import psycopg
 
-    from tests.store_reads import every_read, what_to_ask
-    from tests.test_store_schema import DATA, V1, expected_v1
+    from tests.store_reads import DATA, V1, every_read, expected_v1, what_to_ask
 
     times = {"window_end", "emitted_at", "processed_at", "first_fired_at", "last_fired_at", "last_notified_at",
              "next_attempt_at", "created_at", "sent_at"}

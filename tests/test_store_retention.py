@@ -56,3 +56,18 @@ def test_the_daemon_prunes_each_project_it_leads(tmp_path: Path) -> None:
         assert d.monitor.store.processed_ids([f"r{day}" for day in range(60)]) == kept
     finally:
         d.close()
+
+
+def test_a_reload_that_changes_only_retention_keeps_the_state_and_its_lock(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps(_doc(tmp_path)))
+    d = Daemon(config, clock=lambda: NOW)
+    try:
+        leader = d.leader
+        config.write_text(json.dumps(_doc(tmp_path, state={"retention_days": 30})))
+        d._reload_requested.set()
+        d.maybe_reload()
+        assert d.cfg.state.retention_days == 30
+        assert d.leader is leader and leader.held, "the file lock was kept, not dropped and taken again"
+    finally:
+        d.close()

@@ -12,22 +12,13 @@ import shutil
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from monitor.store.base import StoreError
 from monitor.store.schema import MIGRATIONS, TYPES, Migration
 from monitor.store.sqlite import SQLiteStore
-from tests.store_reads import every_read, what_to_ask
-
-DATA = Path(__file__).parent / "data"
-V1 = DATA / "state_v1.sqlite"
-
-
-def expected_v1() -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((DATA / "state_v1_expected.json").read_text())
-    return doc
+from tests.store_reads import DATA, V1, every_read, expected_v1, what_to_ask
 
 
 def _old_copy(tmp_path: Path) -> Path:
