@@ -264,22 +264,31 @@ class PostHogClient:
             attempt += 1
 
     def _throttled(self, resp: Reply, name: str, times: int) -> None:
-        """A 429: pause the key's budget for PostHog's expected wait (or the next minute, then longer),
-        so the retry is not another refused call. Gives up, retryable, after `max_throttled` in a row."""
-        hint = _expected_wait(resp)
+        """A 429: wait PostHog's expected time (a Retry-After if a proxy sent one, else DRF's text, else the
+        next minute and then longer), so the retry is not another refused call. A wait longer than
+        `max_throttle_wait` pauses the key's budget and fails retryable at once: the daemon comes back
+        later and sends nothing meanwhile. Gives up, retryable, after `max_throttled` in a row."""
+        hint = _retry_after(resp)
+        if hint is None:
+            hint = _expected_wait(resp)
+            hint = hint + 1.0 if hint is not None else None
         if hint is not None:
-            wait = hint + 1.0
+            wait = hint
         else:
             step = _THROTTLE_STEPS[min(times, len(_THROTTLE_STEPS) - 1)]
             wait = self.budget.to_next_minute() if step is None else step
-        self.budget.pause(wait)
-        hourly = wait > 60.0
         log.warning("posthog_throttled", query=name, wait_s=round(wait, 1), times=times + 1,
-                    budget="hour" if hourly else "minute", detail=_error_text(resp))
+                    budget="hour" if wait > 120.0 else "minute", detail=_error_text(resp))
+        if wait > self.max_throttle_wait:
+            self.budget.pause(wait)
+            raise PostHogError(f"{name}: PostHog throttled this API key (HTTP 429, throttled_error); its budget "
+                               f"is back in about {math.ceil(wait)} s, nothing is sent before then",
+                               status=429, retryable=True, query_name=name, retry_in=wait)
         if times + 1 >= self.max_throttled:
-            raise PostHogError(f"{name}: PostHog kept answering 429 (throttled) {times + 1} times; "
-                               f"next try in {math.ceil(wait)} s", status=429, retryable=True,
-                               query_name=name, retry_in=wait)
+            raise PostHogError(f"{name}: PostHog kept answering 429 (throttled) {times + 1} times",
+                               status=429, retryable=True, query_name=name, retry_in=wait)
+        telemetry.RATE_LIMIT_WAITS.inc()
+        self._sleep(wait)
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: spreads retries of several monitors instead of synchronising them."""
