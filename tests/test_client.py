@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from monitor.localposthog.faults import Fault
-from monitor.localposthog.throttle import KeyThrottle
+from monitor.local.posthog.faults import Fault
+from monitor.local.posthog.throttle import KeyThrottle
 from monitor.posthog.client import PostHogClient, PostHogError, RequestBudget
 from tests.conftest import API_KEY, PostHogEnv, start_posthog
 

@@ -151,7 +151,7 @@ def test_query_log_records_each_request(posthog_factory: Any, tmp_path: Any) -> 
 
 
 def test_faults_are_injected_per_request(posthog_factory: Any) -> None:
-    from monitor.localposthog.faults import Fault
+    from monitor.local.posthog.faults import Fault
 
     env = posthog_factory("steady", scale=0.05, days=2)
     env.server.faults.add(Fault(kind="status", status=429, retry_after=2, count=1))
@@ -172,7 +172,7 @@ def test_faults_are_injected_per_request(posthog_factory: Any) -> None:
 # --- the project's timezone and PostHog's releases -------------------------------------------------------
 
 def test_every_monitor_query_uses_only_function_names_old_releases_accept() -> None:
-    from monitor.localposthog.hogql import compile_hogql
+    from monitor.local.posthog.hogql import compile_hogql
 
     for name, q in queries.ALL_QUERIES.items():
         placeholders = {k: "x" for k in ("event", "run_id", "emitted_from", "emitted_to", "window_start",
@@ -212,8 +212,8 @@ def test_drift_scenario_gives_the_monitor_the_same_rows_in_every_project_timezon
     project sees of `timestamp` differs. Naive times would not: shown on the metrics query."""
     from datetime import UTC, datetime
 
-    from monitor.localposthog.generator import generate
-    from monitor.localposthog.server import LocalPostHog
+    from monitor.local.posthog.generator import generate
+    from monitor.local.posthog.server import LocalPostHog
     from monitor.posthog.client import PostHogClient
     from tests.conftest import new_project_id
 

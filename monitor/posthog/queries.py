@@ -10,7 +10,7 @@ Rules for this file:
 - every query is bounded in time on `timestamp`, as PostHog asks of API queries, by half-open windows
   (`>= start AND < end`, as PostHog's own clustering queries bound theirs);
 - only HogQL function names public in old self-hosted releases and current ones (the local server's
-  list, monitor/localposthog/hogql_functions.py, says which): `toFloat`, `toInt`, `toString`,
+  list, monitor/local/posthog/hogql_functions.py, says which): `toFloat`, `toInt`, `toString`,
   `toTimeZone`, never `toFloat64OrNull` (newer releases only) nor `toInt64` (never public);
 - scalar properties are read by property access (`properties.$ai_trace_id`), which PostHog prints as a
   materialized column where the team has one; JSONExtract* only for what has no column (`$ai_clusters`);

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import hogql_parser_rs
 
-from monitor.localposthog.hogql_functions import MAX_ARGS, Release, is_public
+from monitor.local.posthog.hogql_functions import MAX_ARGS, Release, is_public
 
 
 class HogQLError(Exception):
@@ -37,7 +37,7 @@ class CompiledQuery(NamedTuple):
 
 # What a public HogQL name prints as, where it is not simply the same name (PostHog's HogQLFunctionMeta
 # clickhouse_name and suffix args: posthog/hogql/functions/mapping.py and clickhouse/conversions.py).
-# The allowlist itself is monitor/localposthog/hogql_functions.py.
+# The allowlist itself is monitor/local/posthog/hogql_functions.py.
 _MAPPED: dict[str, tuple[str, tuple[str, ...]]] = {
     "toFloat": ("accurateCastOrNull", ("'Float64'",)),
     "toFloatOrNull": ("accurateCastOrNull", ("'Float64'",)),
@@ -368,7 +368,7 @@ def compile_hogql(query: str, values: Mapping[str, Any] | None, *, events_source
 
     `timezone` is the project's: datetime text is read in it, as PostHog's tz_aware functions do
     (the events source, built by the engine, renders `timestamp` in it too). `release` picks which of
-    PostHog's function lists applies (monitor/localposthog/hogql_functions.py)."""
+    PostHog's function lists applies (monitor/local/posthog/hogql_functions.py)."""
     try:
         raw = hogql_parser_rs.parse_select_json(query)
     except Exception as exc:  # the parser raises for some inputs instead of answering an error object

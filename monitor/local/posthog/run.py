@@ -11,10 +11,10 @@ from typing import Any, Literal
 
 import structlog
 
-from monitor.localposthog.generator import generate
-from monitor.localposthog.hogql_functions import Release
-from monitor.localposthog.server import LocalPostHog
-from monitor.localposthog.throttle import LEGACY_QUERY_LIMITS, QUERY_LIMITS, KeyThrottle
+from monitor.local.posthog.generator import generate
+from monitor.local.posthog.hogql_functions import Release
+from monitor.local.posthog.server import LocalPostHog
+from monitor.local.posthog.throttle import LEGACY_QUERY_LIMITS, QUERY_LIMITS, KeyThrottle
 
 log = structlog.get_logger()
 

@@ -5,7 +5,7 @@ skipping some; the server asks `take(path, query_name)` before answering each re
 
 The kinds that stand for PostHog's own slow and busy answers (each a cell of bench/reliability.py):
 - `throttle`: HTTP 429 as PostHog's exception handler renders DRF's Throttled: type `throttled_error`,
-  the wait (`seconds`) only in the detail text, no Retry-After (monitor/localposthog/throttle.py);
+  the wait (`seconds`) only in the detail text, no Retry-After (monitor/local/posthog/throttle.py);
 - `timeout`: HTTP 504, a query that ran past ClickHouse's execution limit;
 - `too_long`: HTTP 512, a query ClickHouse estimated would run too long;
 - `async`: HTTP 202 with `query_status` (complete: false); the answer is ready after `polls` polls of

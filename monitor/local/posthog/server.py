@@ -29,11 +29,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 import structlog
 
-from monitor.localposthog.engine import Engine, EventRow, VirtualClock
-from monitor.localposthog.faults import Fault, FaultPlan
-from monitor.localposthog.hogql import HogQLError
-from monitor.localposthog.hogql_functions import Release
-from monitor.localposthog.throttle import KeyThrottle, Refusal
+from monitor.local.posthog.engine import Engine, EventRow, VirtualClock
+from monitor.local.posthog.faults import Fault, FaultPlan
+from monitor.local.posthog.hogql import HogQLError
+from monitor.local.posthog.hogql_functions import Release
+from monitor.local.posthog.throttle import KeyThrottle, Refusal
 
 log = structlog.get_logger()
 
@@ -355,7 +355,7 @@ class LocalPostHog:
         return self.teams.setdefault(team_id, Team(team_id, timezone=self.timezone))
 
     def load(self, dataset: Any) -> None:
-        """Load a generated dataset (monitor.localposthog.generator.Dataset): events, jobs, truth.
+        """Load a generated dataset (monitor.local.posthog.generator.Dataset): events, jobs, truth.
 
         The engine is shared by every server in the process, so loading into a project that already
         holds events would silently mix two datasets; that is refused instead.

@@ -1,6 +1,6 @@
 """The local PostHog's data: an `events` table on a real ClickHouse engine (chdb, in-process).
 
-Queries reach it only after monitor.localposthog.hogql has parsed them with PostHog's own parser and
+Queries reach it only after monitor.local.posthog.hogql has parsed them with PostHog's own parser and
 printed ClickHouse SQL from the AST, so a query PostHog would reject is rejected here too. Visibility
 follows a virtual clock: an event exists for the API only once the clock has passed its timestamp,
 which is how the demo, the tests and the latency benchmark make runs "land" on demand.
@@ -16,8 +16,8 @@ from typing import Any
 
 import msgspec
 
-from monitor.localposthog.hogql import CompiledQuery, HogQLError, compile_hogql, quote_string
-from monitor.localposthog.hogql_functions import Release
+from monitor.local.posthog.hogql import CompiledQuery, HogQLError, compile_hogql, quote_string
+from monitor.local.posthog.hogql_functions import Release
 
 EventRow = tuple[str, str, str, str, str, int]
 
