@@ -340,6 +340,8 @@ def local_posthog(
                                               "HogQL functions")] = "current",
     rate_limits: Annotated[str, typer.Option(help="'off', 'default' (240/min and 2,400/h per key) or "
                                                   "'legacy' (120/h)")] = "off",
+    evaluations: Annotated[bool, typer.Option(help="also $ai_evaluation events and daily evaluation-level "
+                                                   "clustering runs")] = False,
 ) -> None:
     """Serve a PostHog-compatible API on real ClickHouse, loaded with generated LLM traffic and runs."""
     logs.configure("info")
@@ -349,7 +351,7 @@ def local_posthog(
         raise typer.BadParameter("--release is current|old; --rate-limits is off|default|legacy")
     serve_forever(host=host, port=port, scenario=scenario, seed=seed, days=days, api_key=api_key,
                   query_log=query_log, project_id=project_id, scale=scale, timezone=timezone,
-                  release=release, rate_limits=rate_limits)  # type: ignore[arg-type]
+                  release=release, rate_limits=rate_limits, evaluations=evaluations)  # type: ignore[arg-type]
 
 
 @app.command()

@@ -7,6 +7,7 @@ trace-level metrics, generation-level metrics) are checked against what the gene
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -258,3 +259,45 @@ def test_drift_scenario_gives_the_monitor_the_same_rows_in_every_project_timezon
         assert answers[tz] == answers["UTC"], tz
     assert len(set(map(str, local_first.values()))) == len(ZONES), "each project renders its own wall clock"
     assert naive["Asia/Kolkata"] != naive["UTC"], "naive times would have shifted the window"
+
+
+def test_evaluation_metrics_query_finds_what_posthog_put_in_the_run() -> None:
+    """The monitor's evaluation-level metrics query, over the events, against each cluster's `metrics` as
+    PostHog's aggregates.py computes them (the generator's truth, present even where the event's are null)."""
+    from datetime import UTC, datetime
+
+    from monitor.local.posthog.generator import generate
+    from monitor.local.posthog.server import LocalPostHog
+    from monitor.posthog.client import PostHogClient
+    from tests.conftest import new_project_id
+
+    team = new_project_id()
+    ds = generate("drift", seed=3, days=4, team_id=team, scale=0.05, end=datetime(2026, 11, 1, tzinfo=UTC),
+                  evaluations=True)
+    with LocalPostHog(api_key=API_KEY) as s:
+        s.load(ds)
+        c = PostHogClient(s.url, team, API_KEY, timeout=30.0)
+        checked = 0
+        for run in (r for r in ds.truth["runs"] if r["level"] == "evaluation"):
+            summary = next(x for x in ds.runs if x["run_id"] == run["run_id"])
+            rows = c.query(queries.CLUSTER_METRICS["evaluation"], {
+                "event": "$ai_evaluation_clusters", "run_id": run["run_id"],
+                "emitted_from": summary["emitted_at"] - timedelta(seconds=1),
+                "emitted_to": summary["emitted_at"] + timedelta(seconds=1),
+                "window_start": summary["window_start"], "window_end": summary["window_end"]},
+                name="cluster_metrics_evaluation").rows()
+            assert {str(r["cluster_id"]) for r in rows} == set(run["metrics"])
+            for r in rows:
+                want = run["metrics"][str(r["cluster_id"])]
+                assert r["items"] == want["item_count"]
+                assert r["passes"] / r["verdicts"] == pytest.approx(want["pass_rate"])
+                assert r["not_applicable"] / r["verdicts"] == pytest.approx(want["na_rate"])
+                names = Counter(r["evaluation_names"]).most_common(1)[0][0]
+                assert names == want["dominant_evaluation_name"]
+                judge = r["judge_cost"] / r["items_with_judge_cost"] if r["items_with_judge_cost"] else None
+                assert judge == pytest.approx(want["avg_judge_cost"])
+                assert r["total_cost"] / r["items_with_cost"] == pytest.approx(want["avg_cost"])
+                assert r["items_with_errors"] == want["error_count"]
+                checked += 1
+        c.close()
+    assert checked >= 10
