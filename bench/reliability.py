@@ -46,7 +46,7 @@ from monitor.cli import app as cli_app
 from monitor.config import Config, parse_config
 from monitor.daemon import build_monitor
 from monitor.local.posthog.faults import Fault
-from monitor.local.posthog.generator import Dataset, generate, run_event_row
+from monitor.local.posthog.generator import Dataset, generate, legacy_run_properties, run_event_row
 from monitor.local.posthog.server import LocalPostHog
 from monitor.local.posthog.throttle import LEGACY_QUERY_LIMITS, KeyThrottle
 from monitor.local.slack import LocalSlack
@@ -288,6 +288,19 @@ def _noise_only(w: World) -> None:
     w.extra_ok[_extra_run(w, noise)] = r["emitted_at"] + timedelta(hours=6)
 
 
+def _old_run_event(w: World) -> None:
+    """A run event as older PostHog releases wrote it: no level, no job, `$ai_total_traces_analyzed`,
+    metrics null, the noise cluster last with its ranks the other way round."""
+    props, r = w.run_event(len(w.ds.runs) - 1)
+    end = datetime.fromisoformat(props["$ai_window_end"]) + timedelta(hours=6)
+    props.update({"$ai_window_end": end.isoformat(),
+                  "$ai_clustering_run_id": f"{w.team}_{r['level']}_{end:%Y%m%d_%H%M%S}_{r['job_id']}"})
+    old = legacy_run_properties(props)
+    emitted = r["emitted_at"] + timedelta(hours=6)
+    w.server.engine.insert([run_event_row(old, team_id=w.team, emitted_at=emitted)])
+    w.extra_ok[str(old["$ai_clustering_run_id"])] = emitted
+
+
 def _poison(w: World) -> None:
     _, r = w.run_event(len(w.ds.runs) - 1)
     w.extra_bad[_extra_run(w, "this is not JSON")] = ("$ai_clusters", r["emitted_at"] + timedelta(hours=6))
@@ -440,6 +453,8 @@ CELLS = [
          setup=_smtp_auth, check=_check_smtp_auth),
     Cell("data: duplicated run event", _duplicate_event),
     Cell("data: noise-only run", _noise_only, alters_alerts=True),
+    Cell("data: old run event (no level or job, traces_analyzed, metrics null)", _old_run_event,
+         alters_alerts=True),
     Cell("data: unparseable $ai_clusters", _poison, expect_log="run_failed"),
     Cell("data: missing and unknown fields", _missing_and_unknown_fields, expect_log="run_failed"),
     Cell("data: run arriving late, out of order", _late_run, after_first_cycle=True),

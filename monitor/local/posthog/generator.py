@@ -365,7 +365,9 @@ def legacy_run_properties(props: Mapping[str, Any]) -> dict[str, Any]:
 def run_event_row(props: Mapping[str, Any], *, team_id: int, emitted_at: datetime,
                   event_uuid: str | None = None) -> EventRow:
     """A run event as a row for the local PostHog's `events` table."""
-    level = str(props.get("$ai_clustering_level") or "trace")
+    parts = str(props.get("$ai_clustering_run_id") or "").split("_")
+    named = parts[1] if len(parts) > 1 and parts[1] in ("trace", "generation", "evaluation") else "trace"
+    level = str(props.get("$ai_clustering_level") or named)  # old events say it only in the run id
     uid = event_uuid or _uuid4s(np.random.default_rng([team_id, _us(emitted_at)]), 1)[0]
     stamp = _ts_strings(np.array([_us(emitted_at.astimezone(UTC))], dtype=np.int64))[0]
     return (uid, f"$ai_{level}_clusters", f"clustering_{level}_{team_id}",
