@@ -12,8 +12,11 @@ Rules for this file:
 - only HogQL function names public in old self-hosted releases and current ones (the local server's
   list, monitor/local/posthog/hogql_functions.py, says which): `toFloat`, `toInt`, `toString`,
   `toTimeZone`, never `toFloat64OrNull` (newer releases only) nor `toInt64` (never public);
-- scalar properties are read by property access (`properties.$ai_trace_id`), which PostHog prints as a
-  materialized column where the team has one; JSONExtract* only for what has no column (`$ai_clusters`);
+- properties PostHog's own clustering reads by property access (`properties.$ai_trace_id`, the numbers
+  and flags of AI events, the evaluation fields) are read so here too: PostHog prints it as a
+  materialized column where the team has one. Property access gives the raw JSON text (escapes kept),
+  so the run event's own strings (run id, job, level, window), which are matched against and shown
+  exactly, stay `JSONExtractString`; so does `$ai_clusters` (no column, a JSON array);
 - times never depend on the project's timezone, which HogQL renders and reads datetimes in: they are sent
   with an explicit offset (`time_value`, read by `parseDateTimeBestEffort`, whose offset wins over the
   project's zone) and read back converted to UTC explicitly and marked `Z`.
@@ -62,12 +65,12 @@ _TOTAL_ITEMS = "coalesce(properties.$ai_total_items_analyzed, properties.$ai_tot
 # One light query per poll for every job and level of the project: ids and windows, never payloads.
 DISCOVER_RUNS = f"""
 SELECT
-    properties.$ai_clustering_run_id AS run_id,
-    ifNull(properties.$ai_clustering_level, '') AS level,
-    ifNull(properties.$ai_clustering_job_id, '') AS job_id,
-    ifNull(properties.$ai_clustering_job_name, '') AS job_name,
-    properties.$ai_window_start AS window_start,
-    properties.$ai_window_end AS window_end,
+    JSONExtractString(properties, '$ai_clustering_run_id') AS run_id,
+    JSONExtractString(properties, '$ai_clustering_level') AS level,
+    JSONExtractString(properties, '$ai_clustering_job_id') AS job_id,
+    JSONExtractString(properties, '$ai_clustering_job_name') AS job_name,
+    JSONExtractString(properties, '$ai_window_start') AS window_start,
+    JSONExtractString(properties, '$ai_window_end') AS window_end,
     {_TOTAL_ITEMS} AS total_items,
     event,
     toString(uuid) AS event_uuid,
@@ -88,12 +91,12 @@ LIMIT {DISCOVER_PAGE}
 # tells a missing or mistyped property (which extracts as no clusters) from a run with none.
 GET_RUN = f"""
 SELECT
-    properties.$ai_clustering_run_id AS run_id,
-    ifNull(properties.$ai_clustering_level, '') AS level,
-    ifNull(properties.$ai_clustering_job_id, '') AS job_id,
-    ifNull(properties.$ai_clustering_job_name, '') AS job_name,
-    properties.$ai_window_start AS window_start,
-    properties.$ai_window_end AS window_end,
+    JSONExtractString(properties, '$ai_clustering_run_id') AS run_id,
+    JSONExtractString(properties, '$ai_clustering_level') AS level,
+    JSONExtractString(properties, '$ai_clustering_job_id') AS job_id,
+    JSONExtractString(properties, '$ai_clustering_job_name') AS job_name,
+    JSONExtractString(properties, '$ai_window_start') AS window_start,
+    JSONExtractString(properties, '$ai_window_end') AS window_end,
     {_TOTAL_ITEMS} AS total_items,
     JSONExtractArrayRaw(properties, '$ai_clusters') AS clusters,
     JSONType(properties, '$ai_clusters') AS clusters_type,
@@ -103,7 +106,7 @@ FROM events
 WHERE event = {{event}}
     AND timestamp >= parseDateTimeBestEffort({{emitted_from}})
     AND timestamp < parseDateTimeBestEffort({{emitted_to}})
-    AND properties.$ai_clustering_run_id = {{run_id}}
+    AND JSONExtractString(properties, '$ai_clustering_run_id') = {{run_id}}
 ORDER BY timestamp DESC
 LIMIT 1
 """
@@ -118,7 +121,7 @@ _RUN_ITEMS = """
     WHERE event = {event}
         AND timestamp >= parseDateTimeBestEffort({emitted_from})
         AND timestamp < parseDateTimeBestEffort({emitted_to})
-        AND properties.$ai_clustering_run_id = {run_id}
+        AND JSONExtractString(properties, '$ai_clustering_run_id') = {run_id}
 """
 
 # Per-cluster aggregates as PostHog defines them (aggregates.py in its clustering workflow): an item's
@@ -137,7 +140,7 @@ SELECT
     sum(t.input_tokens) AS input_tokens,
     sum(t.output_tokens) AS output_tokens,
     countIf(t.input_tokens + t.output_tokens > 0) AS items_with_tokens,
-    countIf(t.errors > 0) AS items_with_errors
+    countIf(t.errors > 0) AS items_with_errors{extra}
 FROM ({run_items}) AS cm
 INNER JOIN ({per_item}) AS t ON t.item_key = cm.item_key
 GROUP BY cluster_id
@@ -162,14 +165,18 @@ _PER_TRACE = f"""
     GROUP BY item_key
 """
 
-_PER_GENERATION = f"""
-    SELECT
-        toString(uuid) AS item_key,
+# One generation's operational values, as the generation level and the evaluation level (of the judged
+# generation) read them.
+_GENERATION_VALUES = f"""
         ifNull({_num('$ai_total_cost_usd')}, 0) AS cost,
         ifNull({_num('$ai_latency')}, 0) AS latency,
         ifNull({_num('$ai_input_tokens')}, 0) AS input_tokens,
         ifNull({_num('$ai_output_tokens')}, 0) AS output_tokens,
-        if({_flag('$ai_is_error')}, 1, 0) AS errors
+        if({_flag('$ai_is_error')}, 1, 0) AS errors"""
+
+_PER_GENERATION = f"""
+    SELECT
+        toString(uuid) AS item_key,{_GENERATION_VALUES}
     FROM events
     WHERE event = '$ai_generation'
         AND timestamp >= parseDateTimeBestEffort({{window_start}})
@@ -213,12 +220,7 @@ _PER_EVALUATION = f"""
     ) AS ev
     LEFT JOIN (
         SELECT
-            toString(uuid) AS target,
-            ifNull({_num('$ai_total_cost_usd')}, 0) AS cost,
-            ifNull({_num('$ai_latency')}, 0) AS latency,
-            ifNull({_num('$ai_input_tokens')}, 0) AS input_tokens,
-            ifNull({_num('$ai_output_tokens')}, 0) AS output_tokens,
-            if({_flag('$ai_is_error')}, 1, 0) AS errors
+            toString(uuid) AS target,{_GENERATION_VALUES}
         FROM events
         WHERE event = '$ai_generation'
             AND timestamp >= parseDateTimeBestEffort({{window_start}}) - toIntervalDay(1)
@@ -226,36 +228,21 @@ _PER_EVALUATION = f"""
     ) AS g ON g.target = ev.target
 """
 
-_EVALUATION_AGGREGATES = """
-SELECT
-    cm.cluster_id AS cluster_id,
-    count() AS items,
-    sumIf(t.cost, t.cost > 0) AS total_cost,
-    countIf(t.cost > 0) AS items_with_cost,
-    quantileIf(0.5)(t.latency, t.latency > 0) AS p50_latency,
-    quantileIf(0.95)(t.latency, t.latency > 0) AS p95_latency,
-    avgIf(t.latency, t.latency > 0) AS avg_latency,
-    sum(t.input_tokens) AS input_tokens,
-    sum(t.output_tokens) AS output_tokens,
-    countIf(t.input_tokens + t.output_tokens > 0) AS items_with_tokens,
-    countIf(t.errors > 0) AS items_with_errors,
+# What the evaluation level adds to the operational columns.
+_EVALUATION_COLUMNS = """,
     countIf(t.verdict = 'pass') AS passes,
     countIf(t.verdict = 'na') AS not_applicable,
     countIf(t.verdict != '') AS verdicts,
     sumIf(t.judge_cost, t.judge_cost > 0) AS judge_cost,
     countIf(t.judge_cost > 0) AS items_with_judge_cost,
     groupArray(t.name) AS evaluation_names,
-    groupArray(t.runtime) AS runtimes
-FROM ({run_items}) AS cm
-INNER JOIN ({per_item}) AS t ON t.item_key = cm.item_key
-GROUP BY cluster_id
-ORDER BY cluster_id
-"""
+    groupArray(t.runtime) AS runtimes"""
 
 CLUSTER_METRICS = {
-    "trace": _CLUSTER_AGGREGATES.format(run_items=_RUN_ITEMS, per_item=_PER_TRACE),
-    "generation": _CLUSTER_AGGREGATES.format(run_items=_RUN_ITEMS, per_item=_PER_GENERATION),
-    "evaluation": _EVALUATION_AGGREGATES.format(run_items=_RUN_ITEMS, per_item=_PER_EVALUATION),
+    "trace": _CLUSTER_AGGREGATES.format(run_items=_RUN_ITEMS, per_item=_PER_TRACE, extra=""),
+    "generation": _CLUSTER_AGGREGATES.format(run_items=_RUN_ITEMS, per_item=_PER_GENERATION, extra=""),
+    "evaluation": _CLUSTER_AGGREGATES.format(run_items=_RUN_ITEMS, per_item=_PER_EVALUATION,
+                                             extra=_EVALUATION_COLUMNS),
 }
 
 ALL_QUERIES: dict[str, str] = {

@@ -878,6 +878,29 @@ class _RunResult:
     metrics: dict[int, dict[str, Any]]  # cluster-topic index -> metrics
 
 
+def _metrics_mode(rng: np.random.Generator) -> str:
+    """Whether a run's clusters carry `metrics`: PostHog computes them best-effort (one attempt), so some
+    runs have them null, and runs written before they existed have none."""
+    u = rng.random()
+    return "absent" if u < 0.05 else "null" if u < 0.20 else "present"
+
+
+def _run_records(run_id: str, job: Job, d: int, ws: datetime, we: datetime, emitted: datetime, ev_uuid: str,
+                 n: int, metrics_mode: str, cluster_truth: dict[str, str], titles: dict[str, str],
+                 clusters: list[dict[str, Any]], true_metrics: dict[str, Any]) -> tuple[dict[str, Any],
+                                                                                        dict[str, Any]]:
+    """A run's summary (Dataset.runs) and ground truth (truth["runs"])."""
+    summary = {"run_id": run_id, "job_id": job.id, "job_name": job.name, "level": job.analysis_level,
+               "window_start": ws, "window_end": we, "emitted_at": emitted, "event_uuid": ev_uuid, "items": n,
+               "day": d}
+    truth = {"run_id": run_id, "job_id": job.id, "job_name": job.name, "level": job.analysis_level, "day": d,
+             "window_start": ws.isoformat(), "window_end": we.isoformat(), "emitted_at": emitted.isoformat(),
+             "event_uuid": ev_uuid, "items": n, "metrics_in_event": metrics_mode, "clusters": cluster_truth,
+             "titles": titles, "sizes": {str(c["cluster_id"]): c["size"] for c in clusters},
+             "metrics": true_metrics}
+    return summary, truth
+
+
 def _make_run(plan: _Plan, job: Job, j: int, d: int, items: _Items, app_ok: BoolArr, ts: list[str],
               team_id: int, seed: int, max_samples: int, min_items: int) -> _RunResult | None:
     rng = np.random.default_rng([seed, 11, j, d])
@@ -905,8 +928,7 @@ def _make_run(plan: _Plan, job: Job, j: int, d: int, items: _Items, app_ok: Bool
         cid_of_ctopic[c] = cid
         label[(ctopic == c) & ~noise] = cid
 
-    mode_u = rng.random()
-    metrics_mode = "absent" if mode_u < 0.05 else "null" if mode_u < 0.20 else "present"
+    metrics_mode = _metrics_mode(rng)
     gen_level = job.analysis_level == "generation"
     clusters: list[dict[str, Any]] = []
     cluster_truth: dict[str, str] = {}
@@ -946,14 +968,9 @@ def _make_run(plan: _Plan, job: Job, j: int, d: int, items: _Items, app_ok: Bool
     props = _run_properties(run_id, job.analysis_level, job.id, job.name, ws, we, clusters, max_samples)
     emitted = we + timedelta(seconds=int(rng.integers(180, 540)), microseconds=int(rng.integers(0, US)))
     ev_uuid = _uuid4s(rng, 1)[0]
-    summary = {"run_id": run_id, "job_id": job.id, "job_name": job.name, "level": job.analysis_level,
-               "window_start": ws, "window_end": we, "emitted_at": emitted, "event_uuid": ev_uuid, "items": n,
-               "day": d}
-    truth = {"run_id": run_id, "job_id": job.id, "job_name": job.name, "level": job.analysis_level, "day": d,
-             "window_start": ws.isoformat(), "window_end": we.isoformat(), "emitted_at": emitted.isoformat(),
-             "event_uuid": ev_uuid, "items": n, "metrics_in_event": metrics_mode, "clusters": cluster_truth,
-             "titles": titles, "rewording": rewording,
-             "sizes": {str(c["cluster_id"]): c["size"] for c in clusters}, "metrics": true_metrics}
+    summary, truth = _run_records(run_id, job, d, ws, we, emitted, ev_uuid, n, metrics_mode, cluster_truth,
+                                  titles, clusters, true_metrics)
+    truth["rewording"] = rewording
     return _RunResult(props, summary, truth, {v: k for k, v in cid_of_ctopic.items()}, shares,
                       by_ctopic_metrics)
 
@@ -990,8 +1007,7 @@ def _make_eval_run(plan: _Plan, job: Job, j: int, d: int, ev: Evaluations, ts: l
     present = [k for k, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_size]
     cid_of = {k: i for i, k in enumerate(present)}
     label = np.array([-1 if noise[i] else cid_of[k] for i, k in enumerate(keys)], dtype=np.int64)
-    mode_u = rng.random()
-    metrics_mode = "absent" if mode_u < 0.05 else "null" if mode_u < 0.20 else "present"
+    metrics_mode = _metrics_mode(rng)
     clusters: list[dict[str, Any]] = []
     truth_clusters: dict[str, str] = {}
     titles: dict[str, str] = {}
@@ -1021,14 +1037,8 @@ def _make_eval_run(plan: _Plan, job: Job, j: int, d: int, ev: Evaluations, ts: l
     props = _run_properties(run_id, "evaluation", job.id, job.name, ws, we, clusters, max_samples)
     emitted = we + timedelta(seconds=int(rng.integers(180, 540)), microseconds=int(rng.integers(0, US)))
     ev_uuid = _uuid4s(rng, 1)[0]
-    summary = {"run_id": run_id, "job_id": job.id, "job_name": job.name, "level": "evaluation",
-               "window_start": ws, "window_end": we, "emitted_at": emitted, "event_uuid": ev_uuid, "items": n,
-               "day": d}
-    truth = {"run_id": run_id, "job_id": job.id, "job_name": job.name, "level": "evaluation", "day": d,
-             "window_start": ws.isoformat(), "window_end": we.isoformat(), "emitted_at": emitted.isoformat(),
-             "event_uuid": ev_uuid, "items": n, "metrics_in_event": metrics_mode, "clusters": truth_clusters,
-             "titles": titles, "sizes": {str(c["cluster_id"]): c["size"] for c in clusters},
-             "metrics": true_metrics}
+    summary, truth = _run_records(run_id, job, d, ws, we, emitted, ev_uuid, n, metrics_mode, truth_clusters,
+                                  titles, clusters, true_metrics)
     return props, summary, truth
 
 
