@@ -23,7 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitor import telemetry
+from monitor import systemd, telemetry
 from monitor.app.http import Health, HealthServer, start_http_server
 from monitor.app.reload import ConfigWatch, reconcile_projects
 from monitor.app.wiring import Project, open_project
@@ -31,6 +31,7 @@ from monitor.config import Config, load_config
 from monitor.pacing import Pacing, next_poll_delay
 from monitor.pipeline import CycleResult, Monitor
 from monitor.store import Leadership, StoreError
+from monitor.store.retention import PRUNE_EVERY, prune_state
 
 log = structlog.get_logger()
 # APScheduler reports every coalesced or skipped slot at WARNING: with one cycle at a time that is normal.
@@ -56,7 +57,8 @@ class Daemon:
         # The top-level project first, then those of `projects:`, polled in turn in every cycle.
         self.projects = [self._open(c) for c in self.cfg.per_project()]
         self.health = Health(started_at=wall_clock(), clock=wall_clock,
-                             ready_after_failure=self.cfg.server.ready_after_failure_seconds)
+                             ready_after_failure=self.cfg.server.ready_after_failure_seconds,
+                             leading=self._leading, stuck_after=self.cfg.state.leader_lease_seconds)
         self.stop_event = threading.Event()
         self._cycle_lock = threading.Lock()
         self._on_cycle = on_cycle
@@ -70,7 +72,33 @@ class Daemon:
             p.leader.release()
 
     def _open(self, cfg: Config, leader: Leadership | None = None) -> Project:
-        return open_project(cfg, leader, clock=self._clock, after_send=self._after_send)
+        def fenced(lead: Leadership) -> tuple[Callable[[], bool], Callable[[int], bool]]:
+            return (lambda: self._proved(lead.verify())), (lambda entry_id: self._proved(lead.claim(entry_id)))
+
+        return open_project(cfg, leader, clock=self._clock, fences=fenced, after_send=self._after_send)
+
+    def _leading(self) -> bool:
+        return any(p.leader.held for p in self.projects)
+
+    def _proved(self, leading: bool) -> bool:
+        """A fence answered: the cycle is making progress (whatever the answer), and the gauge follows."""
+        self.health.progress()
+        telemetry.IS_LEADER.set(1 if self._leading() else 0)
+        return leading
+
+    def heartbeat(self) -> None:
+        """Ping systemd's watchdog while alive (a stuck cycle stops the pings, and systemd restarts the
+        process). Between cycles, also renew the leader's lease (a leader idle until its next cycle is not
+        hung) and learn at once of a lock lost meanwhile; during a cycle the cycle renews it as it
+        progresses: a stuck cycle must let its lease run out."""
+        if self.health.alive(self.health.clock()):
+            systemd.notify("WATCHDOG=1")
+        if self.health.cycle_started is not None:
+            return
+        for p in list(self.projects):
+            if p.leader.held:
+                p.leader.verify()
+        telemetry.IS_LEADER.set(1 if self._leading() else 0)
 
     @property
     def monitor(self) -> Monitor:
@@ -80,6 +108,10 @@ class Daemon:
     @property
     def leader(self) -> Leadership:
         return self.projects[0].leader
+
+    def request_reload(self) -> None:
+        """Reload the config at the next cycle (SIGHUP), even if the file's mtime did not move."""
+        self._watch.requested.set()
 
     def maybe_reload(self) -> None:
         cfg = self._watch.changed_config(self.cfg)
@@ -93,11 +125,11 @@ class Daemon:
         if not self._cycle_lock.acquire(blocking=False):
             return None
         try:
+            self.health.cycle_started = self.health.clock()
             self.maybe_reload()
             results = [self._project_cycle(p) for p in self.projects]
             result = results[0] if len(results) == 1 else CycleResult.combine(results)
-            self.health.standby = all(r.standby for r in results)
-            telemetry.IS_LEADER.set(0 if all(r.standby or r.error for r in results) else 1)
+            telemetry.IS_LEADER.set(1 if self._leading() else 0)
             self._pace()
             now = self.health.clock()
             if result.ok:
@@ -108,6 +140,7 @@ class Daemon:
                 self._on_cycle(result)
             return result
         finally:
+            self.health.cycle_started = None
             self._cycle_lock.release()
 
     def _project_cycle(self, p: Project) -> CycleResult:
@@ -131,6 +164,8 @@ class Daemon:
         except StoreError as exc:
             log.error("leader_check_failed", project_id=p.cfg.posthog.project_id, error=str(exc))
             return CycleResult(error=str(exc))
+        finally:
+            telemetry.IS_LEADER.set(1 if self._leading() else 0)  # as soon as it changes, not at the cycle's end
         if leading:
             p.standby_logged = False
             return None
@@ -139,9 +174,15 @@ class Daemon:
             p.standby_logged = True
         return CycleResult(standby=True)
 
+    def prune_state(self) -> None:
+        """Retention (monitor/store/retention.py) for each project this replica leads."""
+        for p in list(self.projects):
+            if p.leader.held:
+                prune_state(p.monitor.store, p.cfg, p.monitor.clock())
+
     def _should_stop(self, p: Project) -> bool:
         """Asked between runs: stop on shutdown, and stop acting at once if the leader lock was lost."""
-        return self.stop_event.is_set() or not p.leader.verify()
+        return self.stop_event.is_set() or not self._proved(p.leader.verify())
 
     def _pace(self) -> None:
         """Adaptive polling: move the next scheduled cycle to the delay the landing history calls for."""
@@ -155,6 +196,14 @@ class Daemon:
         if job is not None:
             job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
         log.debug("next_poll", delay_s=round(delay, 1))
+
+    def _keep_lease(self) -> None:
+        every = min(self.cfg.state.leader_lease_seconds / 3, 10.0)
+        while not self.stop_event.wait(every):
+            try:
+                self.heartbeat()
+            except Exception:  # a bug here must not end the heartbeat for good
+                log.exception("heartbeat_crashed")
 
     def request_cycle(self) -> None:
         """Run a cycle now (pushed), and once more shortly after: PostHog may take a few seconds to make
@@ -185,7 +234,7 @@ class Daemon:
             self.stop_event.set()
 
         def reload(_signum: int, _frame: Any) -> None:
-            self._watch.requested.set()
+            self.request_reload()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
@@ -199,12 +248,20 @@ class Daemon:
             self.run_cycle, self._trigger(), id="cycle", max_instances=1, coalesce=True,
             misfire_grace_time=self.cfg.schedule.misfire_grace_seconds,
             next_run_time=datetime.now(UTC) if run_first else None)
+        # Retention beside the cycles, in the scheduler's worker pool: pruning never holds a cycle up.
+        self._scheduler.add_job(
+            self.prune_state, IntervalTrigger(seconds=PRUNE_EVERY.total_seconds(), timezone="UTC"), id="prune",
+            max_instances=1, coalesce=True, next_run_time=datetime.now(UTC) + timedelta(minutes=1))
         self._scheduler.start()
+        # The idle leader's heartbeat, a few times per lease (and at least every 10 s, so a lost lock shows).
+        threading.Thread(target=self._keep_lease, name="lease", daemon=True).start()
+        systemd.notify("READY=1")
         log.info("daemon_started", project_id=self.cfg.posthog.project_id, host=self.cfg.posthog.host,
                  projects=len(self.projects),
                  interval_s=self.cfg.schedule.interval_seconds, cron=self.cfg.schedule.cron,
                  state=self.cfg.state.describe())
         self.stop_event.wait()
+        systemd.notify("STOPPING=1")
         self._scheduler.shutdown(wait=False)
         # Let a cycle in flight finish its current run; a run is one transaction, so stopping later is safe.
         finished = self._cycle_lock.acquire(timeout=shutdown_deadline)

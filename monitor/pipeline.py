@@ -161,11 +161,9 @@ class Monitor:
                 project_id=self.cfg.posthog.project_id, links=self.links, host=self.cfg.posthog.links_host, now=now)
             held = route.is_held(now, d.emitted_at, timedelta(hours=self.cfg.alerting.catch_up_after_hours))
             outbox = self._outbox_for(notification, held=held)
-        # Run metrics are the history of run-level rules; written first, a crash before the commit only
-        # rewrites them when the run is redone.
-        self.store.kv_set(f"run_metrics:{run.run_id}", msgspec.json.encode(ev.run_metrics).decode())
         self.store.commit_run(enqueue.processed_run(
-            run, d, lineages=lineages, metrics=metrics, alert_states=dec.lifecycle.states, outbox=outbox, now=now))
+            run, d, lineages=lineages, metrics=metrics, alert_states=dec.lifecycle.states, outbox=outbox,
+            run_metrics=ev.run_metrics, now=now))
         telemetry.RUNS_PROCESSED.labels(level=run.level).inc()
         log.info("run_processed", run_id=run.run_id, job=run.job_name, level=run.level,
                  clusters=len(run.clusters), items=run.clustered_size, prev_run_id=prev.run_id if prev else None,
@@ -241,11 +239,13 @@ class Monitor:
         whether `stop` interrupted). A run that fails holds back the later runs of its job."""
         blocked: set[str] = set()
         earliest_failed: datetime | None = None
-        for d in todo:
+        for i, d in enumerate(todo):
+            telemetry.CYCLE_RUNS_LEFT.set(len(todo) - i)
             if stop is not None and stop():
                 # Everything from here on is left for the next start; the cursor stays before it.
                 earliest_failed = d.emitted_at if earliest_failed is None else min(earliest_failed, d.emitted_at)
                 log.info("cycle_interrupted", remaining=len(todo) - len(result.processed) - len(result.failed))
+                telemetry.CYCLE_RUNS_LEFT.set(0)
                 return earliest_failed, True
             if d.job_key in blocked:
                 # An earlier run of this job failed: later ones wait, so diffs stay in order.
@@ -265,6 +265,7 @@ class Monitor:
             if n is not None:
                 result.notifications += 1
                 result.notices.append(n)
+        telemetry.CYCLE_RUNS_LEFT.set(0)
         return earliest_failed, False
 
     def landings(self) -> dict[str, list[datetime]]:

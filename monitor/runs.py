@@ -205,6 +205,8 @@ def _int(run_id: str, field: str, value: Any, default: int | None = None) -> int
         if default is not None:
             return default
         raise RunParseError(run_id, field, "missing")
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise RunParseError(run_id, field, f"expected an integer, got {value!r}")
     try:
         return int(value)
     except (TypeError, ValueError) as exc:

@@ -241,10 +241,11 @@ def test_a_processed_run_carries_every_cluster_with_its_lineage_and_share() -> N
     run = run_from_properties(_props(0, ["Refunds"], per=15))
     d = _discovered(run.run_id)
     metrics = {0: ClusterMetrics(cluster_id=0, items=15, total_cost=1.0)}
-    pr = enqueue.processed_run(run, d, lineages={0: "L0"}, metrics=metrics, alert_states=[], outbox=[], now=T0)
+    pr = enqueue.processed_run(run, d, lineages={0: "L0"}, metrics=metrics, alert_states=[], outbox=[],
+                               run_metrics={"noise_share": 0.25}, now=T0)
     assert [(s.cluster_id, s.lineage_id, round(s.share, 2), bool(s.metrics)) for s in pr.snapshots] == [
         (0, "L0", 0.75, True), (-1, f"noise:{d.job_key}", 0.25, False)]
-    assert (pr.job_key, pr.emitted_at, pr.processed_at) == (d.job_key, T0, T0)
+    assert (pr.job_key, pr.emitted_at, pr.processed_at, pr.run_metrics) == (d.job_key, T0, T0, {"noise_share": 0.25})
 
 
 def test_held_rows_are_grouped_by_the_channel_their_summary_goes_to() -> None:

@@ -1,4 +1,4 @@
-"""The daemon's HTTP port: /healthz (alive), /readyz (a cycle succeeded lately), /metrics (Prometheus)
+"""The daemon's HTTP port: /healthz (alive: no cycle stuck), /readyz (a cycle succeeded lately), /metrics
 and the push hook POST /hooks/posthog (a PostHog webhook saying a run landed; only a hint, never trusted).
 """
 
@@ -32,13 +32,36 @@ class Health:
     last_failure: float | None = None
     ready_after_failure: float = 900.0
     clock: Callable[[], float] = time.time
-    # Another replica leads: this one is healthy and ready to take over, and says so on /readyz.
-    standby: bool = False
+    # Whether this replica leads, read live (the lock's state, not the last cycle's): a standby is healthy
+    # and ready to take over, and says so on /readyz.
+    leading: Callable[[], bool] = lambda: True
+    # A cycle with no progress for this long is stuck (state.leader_lease_seconds): /healthz fails.
+    stuck_after: float = 300.0
+    cycle_started: float | None = None
+    last_progress: float | None = None
+
+    @property
+    def standby(self) -> bool:
+        return not self.leading()
+
+    def progress(self) -> None:
+        """The cycle moved on (a run done, a send, leadership proved): it is not stuck."""
+        self.last_progress = self.clock()
+        telemetry.LAST_PROGRESS.set(self.last_progress)
+
+    def alive(self, now: float) -> bool:
+        """False while a cycle has made no progress for `stuck_after` seconds: only a restart helps then."""
+        if self.cycle_started is None:
+            return True
+        return now - max(self.cycle_started, self.last_progress or 0.0) <= self.stuck_after
 
     def ready(self, now: float) -> bool:
-        """Ready once a cycle has succeeded and failures have not lasted longer than the bound."""
-        if self.last_success is None:
+        """Ready once a cycle has succeeded and failures have not lasted longer than the bound; before
+        that, ready while leading a first cycle that makes progress (a long backlog is work, not trouble)."""
+        if not self.alive(now):
             return False
+        if self.last_success is None:
+            return self.last_failure is None and self.cycle_started is not None and self.leading()
         if self.last_failure is not None and self.last_failure > self.last_success:
             return now - self.last_success <= self.ready_after_failure
         return True
@@ -53,7 +76,8 @@ class _HealthHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         health = self.server.health
         if self.path == "/healthz":
-            self._reply(200, b"ok\n", "text/plain")
+            alive = health.alive(health.clock())
+            self._reply(200 if alive else 503, b"ok\n" if alive else b"stuck\n", "text/plain")
         elif self.path == "/readyz":
             # A standby is ready (it can take over at its next cycle): marking it unready would stall
             # rolling updates and count it against PodDisruptionBudgets. Its role is in the body and in
@@ -62,6 +86,7 @@ class _HealthHandler(BaseHTTPRequestHandler):
             body = (b"ready standby\n" if health.standby else b"ready\n") if ok else b"not ready\n"
             self._reply(200 if ok else 503, body, "text/plain")
         elif self.path == "/metrics":
+            telemetry.IS_LEADER.set(0 if health.standby else 1)  # the lock's state now, not at the last cycle
             self._reply(200, generate_latest(telemetry.REGISTRY), CONTENT_TYPE_LATEST)
         else:
             self._reply(404, b"not found\n", "text/plain")

@@ -55,7 +55,7 @@ def reconcile_projects(projects: list[Project], cfg: Config,
     fresh: list[Project] = []
     for c in cfg.per_project():
         prev = old.pop((c.posthog.host, c.posthog.project_id), None)
-        keep_lock = prev is not None and prev.cfg.state == c.state
+        keep_lock = prev is not None and prev.cfg.state.same_place(c.state)
         if prev is not None:
             prev.close()
             if not keep_lock:

@@ -68,10 +68,12 @@ def process_embedder() -> Embedder | None:
 
 def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
                   sleep: Callable[[float], None] = time.sleep, budget: RequestBudget | None = None,
-                  fence: Callable[[], bool] = lambda: True, after_send: Callable[[], None] | None = None,
+                  fence: Callable[[], bool] = lambda: True, claim: Callable[[int], bool] | None = None,
+                  after_send: Callable[[], None] | None = None,
                   embedder: Embedder | _FromEnvironment | None = FROM_ENVIRONMENT) -> Monitor:
     """`budget`: the request budget to draw from; by default the one this process shares per API key.
-    `fence`: asked before each delivery; False when this replica lost the leader lock.
+    `fence`: asked before delivering; `claim`: asked right before each send (see Deliverer); False when
+    this replica lost the leader lock.
     `after_send`: the Deliverer's hook between a send and its "sent" mark (the crash test's; None here).
     `embedder`: the matcher's semantic signal; by default the environment's, None for none."""
     key = cfg.posthog.resolved_api_key()
@@ -80,7 +82,7 @@ def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
                            budget=budget or budget_for(key), sleep=sleep)
     store = open_store(cfg.state)
     deliverer = Deliverer(store, build_notifiers(cfg), max_backoff=cfg.delivery.max_backoff_seconds,
-                          max_attempts=cfg.delivery.max_attempts, sleep=sleep, fence=fence,
+                          max_attempts=cfg.delivery.max_attempts, sleep=sleep, fence=fence, claim=claim,
                           after_send=after_send)
     return Monitor(cfg, client, store, deliverer, clock=clock or (lambda: datetime.now(UTC)),
                    embedder=process_embedder() if isinstance(embedder, _FromEnvironment) else embedder)
@@ -104,9 +106,15 @@ class Project:
         self.monitor.store.close()
 
 
+# Given a project's leader lock, the fence and the claim its Deliverer asks (see build_monitor).
+Fences = Callable[[Leadership], tuple[Callable[[], bool], Callable[[int], bool]]]
+
+
 def open_project(cfg: Config, leader: Leadership | None = None, *, clock: Callable[[], datetime] | None = None,
-                 after_send: Callable[[], None] | None = None) -> Project:
-    """A project with its leader lock (a new one unless `leader` is handed over) and a fenced monitor."""
+                 fences: Fences | None = None, after_send: Callable[[], None] | None = None) -> Project:
+    """A project with its leader lock (a new one unless `leader` is handed over) and a monitor fenced by
+    it: by `fences` (the daemon's, which also count as progress), or by the lock's verify and claim."""
     lead = leader or open_leadership(cfg.state, cfg.posthog.project_id)
+    fence, claim = fences(lead) if fences is not None else (lead.verify, lead.claim)
     return Project(cfg=cfg, leader=lead,
-                   monitor=build_monitor(cfg, clock=clock, fence=lead.verify, after_send=after_send))
+                   monitor=build_monitor(cfg, clock=clock, fence=fence, claim=claim, after_send=after_send))

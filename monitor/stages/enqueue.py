@@ -1,5 +1,6 @@
 """Enqueue: everything a processed run leaves behind, as one value the store commits in one transaction
-(the run's digest for the next diff, its cluster snapshots, alert states and outbox rows)."""
+(the run's digest for the next diff, its cluster snapshots and run-level metrics, alert states and outbox
+rows)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,11 @@ def snapshots(run: Run, job_key: str, lineages: Mapping[int, str],
 
 
 def processed_run(run: Run, d: DiscoveredRun, *, lineages: Mapping[int, str], metrics: Mapping[int, ClusterMetrics],
-                  alert_states: list[AlertState], outbox: Sequence[OutboxRow], now: datetime) -> ProcessedRun:
+                  alert_states: list[AlertState], outbox: Sequence[OutboxRow], run_metrics: Mapping[str, float],
+                  now: datetime) -> ProcessedRun:
+    """`run_metrics`: the run's run-level metrics, the history later runs' run-level rules read."""
     return ProcessedRun(
         run_id=run.run_id, job_key=d.job_key, level=run.level, window_end=run.window_end,
         emitted_at=d.emitted_at, event_uuid=d.event_uuid, payload=encode_digest(run),
         snapshots=snapshots(run, d.job_key, lineages, metrics),
-        alert_states=alert_states, outbox=list(outbox), processed_at=now)
+        alert_states=alert_states, outbox=list(outbox), processed_at=now, run_metrics=run_metrics)
