@@ -38,26 +38,14 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from monitor import kinds
 from monitor.alerts import Alert, Notification
 
 PACKAGED_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 ICONS = {"critical": "🔴", "warning": "🟠", "info": "🔵", "resolved": "✅"}
 COLORS = {"critical": "#dc2626", "warning": "#d97706", "info": "#2563eb"}
-KIND_LABELS = {
-    "cost_spike": "Cost spike", "cluster_cost": "Cluster cost", "cluster_avg_cost": "Average cost",
-    "error_rate": "Error rate", "error_spike": "Error spike", "p95_latency": "p95 latency",
-    "share_shift": "Traffic shift", "new_cluster": "New cluster", "disappeared": "Cluster disappeared",
-    "split": "Cluster split", "merge": "Clusters merged", "mix_shift": "Traffic mix shift",
-    "stale_source": "No new runs", "source_errors": "PostHog unreachable",
-}
-
-
-def kind_label(kind: str) -> str:
-    """What people read for an alert kind; rules show their configured name (letters, digits, `_.- `)."""
-    prefix, _, name = kind.partition(":")
-    if prefix in ("rule", "rule_change") and name:
-        return f"Rule {name}"
-    return KIND_LABELS.get(kind, kind.replace("_", " ").capitalize())
+# What people read for an alert kind (monitor/kinds.py): its label, or "Rule <name>".
+kind_label = kinds.label
 # Slack's documented limits for the blocks used here.
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -121,7 +109,8 @@ def check_templates() -> list[str]:
     from monitor.alerts import Link
 
     now = datetime(2026, 1, 8, 3, 0, tzinfo=UTC)
-    a = Alert(fingerprint="f", rule="cost_spike", kind="cost_spike", severity="critical", summary="s", run_id="r",
+    spike = kinds.COST_SPIKE
+    a = Alert(fingerprint="f", rule=spike.name, kind=spike.name, severity=spike.severity, summary="s", run_id="r",
               job_name="j", level="trace", cluster_id=0, cluster_title="t", previous_title="p",
               top_trace_ids=("x",), links=(Link("Open run", "https://x"),))
     n = Notification(key="k", project_id=1, run_id="r", job_name="j", level="trace", window_start=now - timedelta(7),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from monitor.alerts import Alert
-from monitor.rules.thresholds import is_stateful, rule_name
+from monitor.kinds import is_stateful, rule_name
 from monitor.store.base import AlertState
 
 
