@@ -630,8 +630,8 @@ def parse_config(text: str, source: str = "<config>", env: dict[str, str] | None
                 msg = "unknown key (check the spelling against config/example.yaml)"
             problems.append(f"{source}:{line_no if line_no else '?'}: {dotted}: {msg}")
         raise ConfigError(source, problems) from None
-    for loc, msg in unknown_kinds(cfg):
-        problems.append(f"{source}:{_line_for(loc, lines) or '?'}: {'.'.join(map(str, loc))}: {msg}")
+    for line_no, loc, msg in sorted((_line_for(loc, lines) or 0, loc, msg) for loc, msg in unknown_kinds(cfg)):
+        problems.append(f"{source}:{line_no or '?'}: {'.'.join(map(str, loc))}: {msg}")
     if problems:
         raise ConfigError(source, problems)
     return cfg

@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 Severity = Literal["critical", "warning", "info"]
 # What a kind's check looks at; the engine walks the scopes in this order, every subject of a scope
 # through every kind of that scope (in registry order), so alerts come out in a stable order.
-Scope = Literal["cluster", "run", "new", "disappeared", "split", "merge", "source"]
-SCOPES: tuple[Scope, ...] = ("cluster", "run", "new", "disappeared", "split", "merge")
+Scope = Literal["cluster", "run", "appeared", "gone", "splits", "merges", "source"]
+SCOPES: tuple[Scope, ...] = ("cluster", "run", "appeared", "gone", "splits", "merges")
 # Units of an alert's numbers, for the fields of a message: usd, ratio, s, h, min or none.
 Unit = Literal["usd", "ratio", "s", "h", "min", ""]
 
@@ -284,10 +284,10 @@ KINDS: tuple[Kind[Any], ...] = (
     Kind("share_shift", "Traffic shift", "info", False, "cluster", 10, "share", "ratio", _share_shift),
     Kind("mix_shift", "Traffic mix shift", "warning", False, "run", 2, MIX_SHIFT_METRIC, "", _mix_shift,
          inhibits=("share_shift",)),
-    Kind("new_cluster", "New cluster", "warning", False, "new", 3, "share", "ratio", _new_cluster),
-    Kind("disappeared", "Cluster disappeared", "warning", False, "disappeared", 7, "share", "ratio", _disappeared),
-    Kind("split", "Cluster split", "info", False, "split", 8, check=_split),
-    Kind("merge", "Clusters merged", "info", False, "merge", 9, check=_merge),
+    Kind("new_cluster", "New cluster", "warning", False, "appeared", 3, "share", "ratio", _new_cluster),
+    Kind("disappeared", "Cluster disappeared", "warning", False, "gone", 7, "share", "ratio", _disappeared),
+    Kind("split", "Cluster split", "info", False, "splits", 8, check=_split),
+    Kind("merge", "Clusters merged", "info", False, "merges", 9, check=_merge),
     Kind("stale_source", "No new runs", "warning", True, "source", metric="hours_since_last_run", unit="h"),
     Kind("source_errors", "PostHog unreachable", "critical", True, "source", metric="minutes_failing", unit="min"),
 )

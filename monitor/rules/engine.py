@@ -189,7 +189,7 @@ def _views(ctx: RuleContext, scope: kinds.Scope) -> list[View]:
     if diff is None:
         return []
     out: list[View] = []
-    if scope == "new":
+    if scope == "appeared":
         total = run.clustered_size or 1
         for cid in diff.new:
             nc = run.cluster(cid)
@@ -198,7 +198,7 @@ def _views(ctx: RuleContext, scope: kinds.Scope) -> list[View]:
             lineage = ctx.lineages.get(cid)
             out.append(NewClusterView(ctx, nc, lineage, thresholds_for(ctx.thresholds, nc.title, lineage),
                                       nc.size / total, ctx.metrics.get(cid)))
-    elif scope == "disappeared" and prev is not None:
+    elif scope == "gone" and prev is not None:
         prev_total = prev.clustered_size or 1
         for cid in diff.disappeared:
             pc = prev.cluster(cid)
@@ -207,13 +207,13 @@ def _views(ctx: RuleContext, scope: kinds.Scope) -> list[View]:
             lineage = ctx.prev_lineages.get(cid)
             out.append(GoneClusterView(ctx, pc, lineage, thresholds_for(ctx.thresholds, pc.title, lineage),
                                        pc.size / prev_total))
-    elif scope == "split":
+    elif scope == "splits":
         for s in diff.splits:
             source = prev.cluster(s.prev) if prev else None
             parts = tuple(p for p in (run.cluster(n) for n in s.new) if p is not None)
             if source is not None and parts:
                 out.append(SplitView(ctx, s, source, parts))
-    elif scope == "merge" and prev is not None:
+    elif scope == "merges" and prev is not None:
         for mg in diff.merges:
             nc = run.cluster(mg.new)
             if nc is not None:
