@@ -17,8 +17,8 @@ from pathlib import Path
 
 from monitor.config import parse_config
 from monitor.daemon import build_monitor
-from monitor.localposthog.generator import generate
-from monitor.localposthog.server import LocalPostHog
+from monitor.local.posthog.generator import generate
+from monitor.local.posthog.server import LocalPostHog
 from tests.conftest import API_KEY, END
 
 GOLDEN = Path(__file__).parent / "golden" / "drift_alerts.txt"
