@@ -8,6 +8,9 @@ so a restart changes nothing and `replay` evaluates exactly what the daemon woul
 
 `for: "N of M"` asks the same question of the lineage's last M runs (the current one included) and
 fires on a run that breaks the rule when at least N of them did, as PostHog's insight alerts do.
+
+This module says where a rule fires (`verdicts`) and in which words (`describe`); the rule engine
+(monitor/rules/engine.py) turns that into alerts exactly as it does for the built-in kinds.
 """
 
 from __future__ import annotations
