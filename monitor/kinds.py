@@ -12,14 +12,15 @@ resolved, because the next run comparing against an already-changed run says not
 the change went away).
 
 How to add a kind (pass rate, judge cost, not-applicable rate...):
-- a metric a rule can already watch needs only its `Metric` entry below; people write a `rules:`
-  entry and get `rule:<name>` alerts, no code;
-- a built-in kind (on by default, configured under `thresholds:`) is one `Kind` entry below: its
-  `check` is a pure function of the subject its `scope` names (a cluster of the run, a new or a
-  disappeared cluster, a split, a merge, the run) returning a `Finding` (the summary people read and
-  the numbers) or None. Put its limit in `config.Thresholds` (defaults in `_default_thresholds`).
-  Its position in `KINDS` is its evaluation order within its scope. Templates need text only when the
-  kind wants more than its label and summary.
+- as something rules watch: one `Metric` entry below (name, cluster or run, unit, description), and its
+  value in the metrics a run has (`ClusterMetrics` or `language.run_metrics`). People then write a
+  `rules:` entry and get `rule:<name>` alerts, with no other code;
+- as a built-in kind (on by default, limits under `thresholds:`): one `Kind` entry in `KINDS` below,
+  with its `check`, a pure function of the subject its `scope` names (a cluster of the run, the run,
+  a new or a disappeared cluster, a split, a merge) returning a `Finding` (the summary people read and
+  the numbers) or None; its limit goes in `config.Thresholds`. Its position in `KINDS` is its
+  evaluation order within its scope, `order` its rank in a message. Templates show every kind through
+  its label and summary; a kind needs template text only to look different from the others.
 Names must stay stable: they are part of every alert's fingerprint and of people's configs.
 """
 
@@ -41,6 +42,7 @@ Scope = Literal["cluster", "run", "appeared", "gone", "splits", "merges", "sourc
 SCOPES: tuple[Scope, ...] = ("cluster", "run", "appeared", "gone", "splits", "merges")
 # Units of an alert's numbers, for the fields of a message: usd, ratio, s, h, min or none.
 Unit = Literal["usd", "ratio", "s", "h", "min", ""]
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -271,6 +273,7 @@ def _merge(v: MergeView) -> Finding:
 
 
 # --- the registry --------------------------------------------------------------------------------
+# Kind(name, label, severity, stateful, scope, order, metric, unit, check, inhibits=, yields_to=)
 
 COST_SPIKE = Kind("cost_spike", "Cost spike", "critical", False, "cluster", 0, "avg_cost", "usd", _cost_spike)
 KINDS: tuple[Kind[Any], ...] = (
@@ -282,6 +285,7 @@ KINDS: tuple[Kind[Any], ...] = (
          yields_to=("error_rate",)),
     Kind("p95_latency", "p95 latency", "warning", True, "cluster", 6, "p95_latency", "s", _p95_latency),
     Kind("share_shift", "Traffic shift", "info", False, "cluster", 10, "share", "ratio", _share_shift),
+    # Its fields show the distance as a number (0.15), where a rule on the same metric shows a percentage.
     Kind("mix_shift", "Traffic mix shift", "warning", False, "run", 2, MIX_SHIFT_METRIC, "", _mix_shift,
          inhibits=("share_shift",)),
     Kind("new_cluster", "New cluster", "warning", False, "appeared", 3, "share", "ratio", _new_cluster),
