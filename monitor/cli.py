@@ -250,6 +250,13 @@ def silence_add(
     except ValidationError as exc:
         typer.echo(f"cluster-monitor silence add: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", err=True)
         raise typer.Exit(2) from exc
+    from monitor.kinds import unknown_kind
+
+    for name in silence.kinds:
+        why = unknown_kind(name, [r.name for r in cfg.rules])
+        if why is not None:
+            typer.echo(f"cluster-monitor silence add: --kind {why}", err=True)
+            raise typer.Exit(2)
     if not any((silence.kinds, silence.severities, job, level, title)):
         typer.echo("cluster-monitor silence add: say what to mute (--kind, --severity, --job, --level or --title)",
                    err=True)

@@ -148,3 +148,21 @@ silences:
     # A rule name is only known when the config has that rule.
     with pytest.raises(ConfigError, match=r"silences\.0\.kinds\.0: 'cost-vs-week' is not an alert kind"):
         parse_config(text.replace("- name: cost-vs-week", "- name: other"), "c.yaml", env={})
+
+
+def test_silence_add_refuses_an_unknown_kind_and_takes_a_rule_name(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(BASE + f"state:\n  path: {tmp_path / 'state.sqlite'}\n")
+    runner = CliRunner()
+    bad = runner.invoke(app, ["silence", "add", "--config", str(cfg), "--kind", "new_clustr", "--for", "2h"])
+    assert bad.exit_code == 2
+    assert "--kind 'new_clustr' is not an alert kind (did you mean 'new_cluster'?)" in bad.output
+    for kind in ("new_cluster", "cost-vs-week"):
+        ok = runner.invoke(app, ["silence", "add", "--config", str(cfg), "--kind", kind, "--for", "2h"])
+        assert ok.exit_code == 0 and "added" in ok.output, ok.output
+    listed = runner.invoke(app, ["silence", "list", "--config", str(cfg)])
+    assert "new_cluster" in listed.output and "cost-vs-week" in listed.output and "new_clustr" not in listed.output
