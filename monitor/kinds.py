@@ -335,6 +335,12 @@ def label(kind: str) -> str:
     return k.label if k is not None else kind.replace("_", " ").capitalize()
 
 
+def scope_of(kind: str) -> Scope | None:
+    """What a built-in kind is about (None for rules and unknown kinds)."""
+    k = KIND.get(kind)
+    return k.scope if k is not None else None
+
+
 def order(kind: str) -> int:
     k = KIND.get(kind)
     return k.order if k is not None else 99

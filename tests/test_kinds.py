@@ -22,8 +22,9 @@ TEMPLATES = ROOT / "templates"
 STAND_INS = ("local",)
 # Some kinds share their name with the metric they read (error_rate, p95_latency, mix_shift) or with the
 # diff's category they report (disappeared). These modules name the metric or the category, never the
-# kind: metrics.py reads the query's column of that name, reports.py prints metrics and the diff.
-NAMESAKE_READERS = {"monitor/metrics.py", "monitor/reports.py"}
+# kind: metrics.py reads the query's column of that name, reports.py prints metrics and the diff,
+# notify/chart.py charts metrics by name.
+NAMESAKE_READERS = {"monitor/metrics.py", "monitor/reports.py", "monitor/notify/chart.py"}
 
 
 def _namesake(name: str) -> bool:
