@@ -132,14 +132,21 @@ def fmt(metric: str, v: float | None) -> str:
     m = METRIC.get(metric)
     if m is not None and m.text is not None:
         return m.text.format(v)
-    unit = m.unit if m is not None else ""
+    text = in_unit(v, m.unit if m is not None else "")
+    if text is not None:
+        return text
+    return f"{v:,.1f}" if v != int(v) else f"{int(v):,}"
+
+
+def in_unit(v: float, unit: str) -> str | None:
+    """A value in its unit ($, %, s) as every alert shows it; None for a plain number."""
     if unit == "usd":
         return f"${v:,.4f}" if abs(v) < 1 else f"${v:,.2f}"
     if unit == "ratio":
         return f"{v:.1%}"
     if unit == "s":
         return f"{v:.2f} s"
-    return f"{v:,.1f}" if v != int(v) else f"{int(v):,}"
+    return None
 
 
 # --- the checks of built-in kinds (pure; the engine builds their subjects) -------------------------

@@ -346,13 +346,8 @@ def _fields(a: Alert) -> list[MarkdownTextObject]:
 def fmt_value(v: float | None, unit: str) -> str | None:
     if v is None:
         return None
-    if unit == "usd":
-        return f"${v:,.4f}" if abs(v) < 1 else f"${v:,.2f}"
-    if unit == "ratio":
-        return f"{v:.1%}"
-    if unit == "s":
-        return f"{v:.2f} s"
-    return f"{v:,.4g}"
+    text = kinds.in_unit(v, unit)
+    return text if text is not None else f"{v:,.4g}"
 
 
 def _chart_view(c: Chart) -> dict[str, Any]:
