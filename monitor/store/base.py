@@ -8,7 +8,7 @@ send and its "sent" mark can repeat that one message, and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -76,6 +76,18 @@ class ProcessedRun:
     alert_states: Sequence[AlertState]
     outbox: Sequence[tuple[str, str, bytes]]  # (notification key, channel, payload)
     processed_at: datetime
+    # The run's metrics for run-level rules (their history: kv `run_metrics:{run_id}`); None writes none.
+    run_metrics: Mapping[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What one pass of retention removed."""
+
+    runs: int = 0
+    clusters: int = 0
+    alert_states: int = 0
+    notifications: int = 0
 
 
 class Store(Protocol):
@@ -136,6 +148,13 @@ class Store(Protocol):
 
     def kv_set(self, key: str, value: str) -> None: ...
 
+    def prune(self, before: datetime, keep_runs: int, *, batch: int = ...) -> PruneResult:
+        """Retention: forget runs, resolved alerts and sent notifications older than `before`, never the
+        newest `keep_runs` runs of a job; in small transactions, beside a running cycle."""
+        ...
+
+    def schema_version(self) -> int: ...
+
 
 class StoreError(Exception):
     """The state store cannot be reached or opened; the message names it (never with its password)."""
@@ -155,6 +174,11 @@ class Leadership(Protocol):
         """Fencing, asked before acting: True only while leadership is still certain."""
         ...
 
+    def claim(self, outbox_id: int) -> bool:
+        """The fence immediately before sending outbox entry `outbox_id`: True (and the send recorded
+        under this leadership) only while leadership is still certain."""
+        ...
+
     def release(self) -> None: ...
 
 
@@ -167,6 +191,9 @@ class AlwaysLeader:
         return True
 
     def verify(self) -> bool:
+        return True
+
+    def claim(self, outbox_id: int) -> bool:
         return True
 
     def release(self) -> None:
