@@ -29,6 +29,7 @@ from slack_sdk.http_retry import handler as retry_handler
 from slack_sdk.models.blocks import Block
 
 from monitor.alerts import Alert, Link, Notification, ShareBar
+from monitor.daemon import load_templates
 from monitor.links import PostHogLinks
 from monitor.local.slack import LocalSlack
 from monitor.local.smtp import LocalSMTP, _free_port
@@ -551,7 +552,7 @@ def test_delivery_is_paced_per_channel_on_the_injected_clock(
 
 # --- 5: templates ---------------------------------------------------------------------------------------
 
-def test_check_templates_names_the_broken_file_and_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_templates_names_the_broken_file_and_line(tmp_path: Path) -> None:
     assert render.check_templates() == []  # the packaged templates are fine
     (tmp_path / "slack").mkdir()
     (tmp_path / "email").mkdir()
@@ -560,15 +561,27 @@ def test_check_templates_names_the_broken_file_and_line(tmp_path: Path, monkeypa
     undefined = tmp_path / "email" / "subject.txt.j2"
     undefined.write_text("[cluster-monitor]\n{{ notification.run_id }} {{ no_such_value }}\n")
     # A user's template directory overrides the packaged templates by name.
-    monkeypatch.setenv("CLUSTER_MONITOR_TEMPLATES", str(tmp_path))
-    monkeypatch.setattr(render, "_ENV", render._env())
-    problems = render.check_templates()
+    problems = render.check_templates(load_templates({"CLUSTER_MONITOR_TEMPLATES": str(tmp_path)}))
     assert len(problems) == 2, problems
     syntax, runtime = problems
     assert syntax.startswith("slack templates: TemplateSyntaxError")
     assert f"{broken}, line 3" in syntax and "unexpected '}'" in syntax
     assert runtime.startswith("email templates: UndefinedError")
     assert f"{undefined}, line 2" in runtime and "no_such_value" in runtime
+
+
+def test_user_templates_fall_back_to_the_shipped_ones_template_by_template(tmp_path: Path) -> None:
+    n = _notification()
+    (tmp_path / "slack").mkdir()
+    (tmp_path / "slack" / "header.txt.j2").write_text("Overridden for {{ n_firing }} firing\n")
+    mine = load_templates({"CLUSTER_MONITOR_TEMPLATES": str(tmp_path)})
+    shipped = render.render_slack(n)
+    ours = render.render_slack(n, templates=mine)
+    assert ours.blocks[0]["text"]["text"] == "Overridden for 1 firing"
+    assert shipped.blocks[0]["text"]["text"] != ours.blocks[0]["text"]["text"]
+    assert ours.blocks[1:] == shipped.blocks[1:]  # the alert and context templates: the shipped ones
+    assert render.render_email(n, templates=mine) == render.render_email(n)  # nothing of email overridden
+    assert load_templates({}).loader is not None and render.check_templates(load_templates({})) == []
 
 
 def test_email_html_renders_in_headless_chromium(tmp_path: Path) -> None:

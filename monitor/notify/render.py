@@ -9,7 +9,6 @@ for mail subjects. The environment is sandboxed because people edit the template
 
 from __future__ import annotations
 
-import os
 import re
 import traceback
 from dataclasses import dataclass, field
@@ -40,7 +39,16 @@ from slack_sdk.models.blocks import (
 
 from monitor.alerts import Alert, Notification
 
-PACKAGED_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
+def _shipped_templates() -> Path:
+    """Inside the package when installed from a wheel or sdist (setup.py copies the top-level templates/
+    there at build time); the checkout's templates/ when run from source or an editable install."""
+    here = Path(__file__).resolve().parents[1]
+    inside = here / "templates"
+    return inside if inside.is_dir() else here.parent / "templates"
+
+
+SHIPPED_TEMPLATES = _shipped_templates()
 ICONS = {"critical": "🔴", "warning": "🟠", "info": "🔵", "resolved": "✅"}
 COLORS = {"critical": "#dc2626", "warning": "#d97706", "info": "#2563eb"}
 KIND_LABELS = {
@@ -81,16 +89,6 @@ def header_safe(value: Any) -> str:
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
 
 
-def template_dirs() -> list[Path]:
-    """A user's directory (CLUSTER_MONITOR_TEMPLATES) first, so any template can be overridden by name."""
-    dirs = []
-    user = os.environ.get("CLUSTER_MONITOR_TEMPLATES")
-    if user:
-        dirs.append(Path(user))
-    dirs.append(PACKAGED_TEMPLATES)
-    return dirs
-
-
 # Bidirectional-override and isolate controls: a title holding U+202E reverses the text after it on
 # screen ("level · trace" shown as "level · ecart"), which is how spoofed text hides in plain sight.
 _BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
@@ -100,9 +98,17 @@ def strip_bidi(value: Any) -> Any:
     return _BIDI_CONTROLS.sub("", value) if isinstance(value, str) else value
 
 
-def _env() -> ImmutableSandboxedEnvironment:
+# What renders a notification: the shipped templates, or a user's folder in front of them.
+Templates = ImmutableSandboxedEnvironment
+
+
+def template_env(override: Path | None = None) -> Templates:
+    """The templates to render with: `override` (a user's folder, CLUSTER_MONITOR_TEMPLATES, read by the
+    wiring) first, falling back to the shipped ones template by template, so a user overrides one file
+    by giving a file of the same name and keeps the rest."""
+    dirs = [override] if override is not None else []
     env = ImmutableSandboxedEnvironment(
-        loader=ChoiceLoader([FileSystemLoader(str(d)) for d in template_dirs()]),
+        loader=ChoiceLoader([FileSystemLoader(str(d)) for d in [*dirs, SHIPPED_TEMPLATES]]),
         autoescape=select_autoescape(enabled_extensions=("html.j2", "html"), default=False),
         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
         finalize=strip_bidi)
@@ -111,10 +117,10 @@ def _env() -> ImmutableSandboxedEnvironment:
     return env
 
 
-_ENV = _env()
+_SHIPPED = template_env()
 
 
-def check_templates() -> list[str]:
+def check_templates(templates: Templates | None = None) -> list[str]:
     """Render every template with a sample notification: problems as 'template: error' lines."""
     from datetime import UTC, datetime, timedelta
 
@@ -127,7 +133,8 @@ def check_templates() -> list[str]:
     n = Notification(key="k", project_id=1, run_id="r", job_name="j", level="trace", window_start=now - timedelta(7),
                      window_end=now, alerts=(a,), run_url="https://x")
     problems = []
-    for name, fn in (("slack", lambda: render_slack(n)), ("email", lambda: render_email(n))):
+    for name, fn in (("slack", lambda: render_slack(n, templates=templates)),
+                     ("email", lambda: render_email(n, templates=templates))):
         try:
             fn()
         except (TemplateError, ValueError) as exc:
@@ -187,15 +194,17 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def render_slack(n: Notification, *, tz: ZoneInfo | None = None, max_alerts: int = 10) -> SlackMessage:
+def render_slack(n: Notification, *, tz: ZoneInfo | None = None, max_alerts: int = 10,
+                 templates: Templates | None = None) -> SlackMessage:
     tz = tz or ZoneInfo("UTC")
+    env = templates or _SHIPPED
     ctx = _common(n, tz)
-    header = _truncate(header_safe(_ENV.get_template("slack/header.txt.j2").render(**ctx)), MAX_HEADER)
+    header = _truncate(header_safe(env.get_template("slack/header.txt.j2").render(**ctx)), MAX_HEADER)
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=header, emoji=True))]
     shown = list(n.alerts[:max_alerts])
     for a in shown:
         icon = ICONS["resolved"] if a.status == "resolved" else ICONS.get(a.severity, "")
-        text = _ENV.get_template("slack/alert.md.j2").render(
+        text = env.get_template("slack/alert.md.j2").render(
             alert=a, icon=icon, kind_label=("Resolved · " if a.status == "resolved" else "")
             + kind_label(a.kind))
         fields = _fields(a)
@@ -214,7 +223,7 @@ def render_slack(n: Notification, *, tz: ZoneInfo | None = None, max_alerts: int
             verbatim=True)))
     blocks.append(DividerBlock())
     blocks.append(ContextBlock(elements=[MarkdownTextObject(
-        text=_truncate(_ENV.get_template("slack/context.md.j2").render(**ctx), MAX_SECTION_TEXT), verbatim=True)]))
+        text=_truncate(env.get_template("slack/context.md.j2").render(**ctx), MAX_SECTION_TEXT), verbatim=True)]))
     if len(blocks) > MAX_BLOCKS:
         raise ValueError(f"{len(blocks)} blocks is over Slack's {MAX_BLOCKS}")
     # to_dict() validates every block against Slack's limits (SlackObjectFormationError otherwise).
@@ -245,14 +254,15 @@ def _fields(a: Alert) -> list[MarkdownTextObject]:
 
 
 def render_email(n: Notification, *, tz: ZoneInfo | None = None, max_alerts: int = 25,
-                 chart: bytes | None = None) -> EmailParts:
+                 chart: bytes | None = None, templates: Templates | None = None) -> EmailParts:
     tz = tz or ZoneInfo("UTC")
+    env = templates or _SHIPPED
     ctx = _common(n, tz)
     shown = list(n.alerts[:max_alerts])
     ctx.update(alerts=shown, more=len(n.alerts) - len(shown), colors=COLORS | {"resolved": "#059669"},
                chart_cid="chart" if chart else None)
-    subject = _truncate(header_safe(_ENV.get_template("email/subject.txt.j2").render(**ctx)), 200)
+    subject = _truncate(header_safe(env.get_template("email/subject.txt.j2").render(**ctx)), 200)
     ctx["subject"] = subject
-    text = _ENV.get_template("email/notification.txt.j2").render(**ctx)
-    html = _ENV.get_template("email/notification.html.j2").render(**ctx)
+    text = env.get_template("email/notification.txt.j2").render(**ctx)
+    html = env.get_template("email/notification.html.j2").render(**ctx)
     return EmailParts(subject=subject, text=text, html=html, images={"chart": chart} if chart else {})
