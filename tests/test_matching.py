@@ -1,13 +1,13 @@
-"""Matching quality on the hand-written set in bench/matching, as a floor: a change to the matcher that
+"""Matching quality on the hand-written set in tests/support/matching, as a floor: a change to the matcher that
 loses links or invents new clusters fails here before anyone is paged by it."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.matching.build import HELDOUT_DIR, build_runs, load_cases
-from bench.matching.score import run
 from monitor.matching import semantic
+from tests.support.matching.build import HELDOUT_DIR, build_runs, load_cases
+from tests.support.matching.score import run
 
 
 def test_the_matcher_stays_above_its_measured_floor_and_far_above_the_baselines() -> None:

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
-from bench.matching.build import build_runs, load_cases
 from monitor.matching import match_runs
 from monitor.matching import semantic as sem
+from tests.support.matching.build import build_runs, load_cases
 
 DATA = Path(__file__).parent / "data"
 TINY = DATA / "tiny_bert"
