@@ -159,7 +159,7 @@ def test_a_push_from_a_posthog_webhook_processes_the_new_run_at_once(
         posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
     import threading
 
-    from bench.latency import NextRun
+    from tests.support.landing import NextRun
 
     env: PostHogEnv = posthog_factory("steady", scale=0.05, days=2)
     # Polling once an hour: only the push can explain a message within seconds.

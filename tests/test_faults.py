@@ -1,4 +1,4 @@
-"""The fault matrix and a short SIGKILL crash test (bench/reliability.py runs the long one: 100 kills).
+"""The fault matrix and a short SIGKILL crash test (`./dev bench reliability` runs the long one: 100 kills).
 
 CI runs every cell but the slow ones (the two 50,000-item runs) and the 6-kill test; `-m slow` adds
 those and a 30-kill test.
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.reliability import CELLS, KEY, Cell, control_headers, kill_test, run_cell
 from monitor.local.posthog.server import LocalPostHog
 from tests.support.crashing_daemon import kill_after_sends
+from tests.support.reliability import CELLS, KEY, Cell, control_headers, kill_test, run_cell
 
 
 @pytest.fixture(scope="module")
