@@ -159,7 +159,7 @@ class Cell:
     check: Callable[[World, Monitor, list[MutableMapping[str, Any]]], list[str]] | None = None
     # The fault lands after a first cycle (a late run must arrive after later ones were processed).
     after_first_cycle: bool = False
-    # Long: the bench runs it, the CI matrix (tests/test_faults.py) marks it slow.
+    # Long: the bench runs it, the CI matrix (tests/integration/test_faults.py) marks it slow.
     slow: bool = False
 
 

@@ -19,7 +19,7 @@ import venv
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # What a build needs from a checkout; tests/ and bench/ are not among them.
 SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "monitor", "templates", "config")
 ENV = {"POSTHOG_API_KEY": "phx_x", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x",

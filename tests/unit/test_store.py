@@ -1,4 +1,5 @@
-"""The store contract, on both backends: a run and everything it decided land together, or not at all."""
+"""The store contract on SQLite: a run and everything it decided land together, or not at all (the same tests
+run on PostgreSQL in tests/integration/test_store_postgres.py)."""
 
 from __future__ import annotations
 
@@ -17,13 +18,8 @@ T0 = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
 Opener = Callable[[], Store]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    """Opens the same store (again) on the backend of the parameter; every store it opened is closed after."""
-    if request.param == "sqlite":
-        state = StateConfig.model_validate({"path": tmp_path / "s.sqlite"})
-    else:
-        state = StateConfig.model_validate({"url": request.getfixturevalue("postgres_url")})
+def opening(state: StateConfig) -> Iterator[Opener]:
+    """Opens the same store (again) as often as asked; every store it opened is closed after."""
     opened: list[Store] = []
 
     def open_() -> Store:
@@ -33,6 +29,12 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     yield open_
     for s in opened:
         s.close()
+
+
+@pytest.fixture
+def opener(tmp_path: Path) -> Iterator[Opener]:
+    """SQLite here; tests/integration/test_store_postgres.py runs the same tests on PostgreSQL."""
+    yield from opening(StateConfig.model_validate({"path": tmp_path / "s.sqlite"}))
 
 
 def _run(run_id: str, day: int, *, outbox: int = 1) -> ProcessedRun:
@@ -122,24 +124,3 @@ def test_cursor_kv_and_silences(opener: Opener) -> None:
     sid = store.add_silence({"kinds": ["share_shift"]}, T0)
     assert store.silences() == [(sid, {"kinds": ["share_shift"]})]
     assert store.remove_silence(sid) and not store.remove_silence(sid)
-
-
-def test_each_extra_project_has_a_state_of_its_own(request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    """`projects:` keeps cursors, runs and alert states apart: a file beside the main one on SQLite, a
-    schema of its own on PostgreSQL, created on first use."""
-    for base in (StateConfig.model_validate({"path": tmp_path / "s.sqlite"}),
-                 StateConfig.model_validate({"url": request.getfixturevalue("postgres_url")})):
-        main, extra = open_store(base), open_store(base.for_project(202))
-        try:
-            main.set_cursor(T0)
-            main.commit_run(_run("r1", 1))
-            assert extra.cursor() is None and not extra.is_processed("r1")
-            extra.set_cursor(T0 + timedelta(days=3))
-            assert main.cursor() == T0 and extra.cursor() == T0 + timedelta(days=3)
-        finally:
-            main.close()
-            extra.close()
-        again = open_store(base.for_project(202))
-        assert again.cursor() == T0 + timedelta(days=3)
-        again.close()
-    assert (tmp_path / "s-202.sqlite").exists()

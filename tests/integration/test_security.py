@@ -15,7 +15,7 @@ from monitor.local.posthog.generator import make_run_event, run_event_row
 from monitor.local.slack import LocalSlack
 from monitor.local.smtp import LocalSMTP
 from tests.conftest import END, PostHogEnv, make_config, monitor_for
-from tests.test_notify import _mrkdwn_texts
+from tests.integration.test_notify import _mrkdwn_texts
 
 EVIL = "x'); DROP TABLE events; -- {run_id} \\' \" `{{7*7}}` <!channel> <script>"
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from monitor.local.posthog.faults import Fault
-from monitor.posthog.client import PostHogClient, PostHogError, RequestBudget
+from monitor.posthog.client import PostHogClient, PostHogError
 from tests.conftest import API_KEY, PostHogEnv, start_posthog
 
 
@@ -93,20 +93,3 @@ def test_latency_past_the_timeout_is_retried(env: PostHogEnv, sleeps: list[float
 def test_clustering_jobs_follow_pagination(env: PostHogEnv, client: PostHogClient) -> None:
     jobs = client.clustering_jobs()
     assert [j["id"] for j in jobs] == [j.id for j in env.dataset.jobs]
-
-
-def test_request_budget_waits_instead_of_exceeding_the_limit() -> None:
-    now = [0.0]
-    waited: list[float] = []
-
-    def sleep(s: float) -> None:
-        waited.append(s)
-        now[0] += s
-
-    budget = RequestBudget(((3, 60.0), (5, 3600.0)), clock=lambda: now[0], sleep=sleep)
-    for _ in range(3):
-        assert budget.acquire() == 0.0
-    assert budget.acquire() == pytest.approx(60.0)
-    now[0] += 1
-    budget.acquire()
-    assert budget.acquire() == pytest.approx(3600.0 - 61.0)

@@ -3,8 +3,7 @@ webhook and chat.postMessage), smtplib to a local aiosmtpd server parsed back wi
 package, and delivery through the SQLite outbox with an injected clock.
 
 Nothing in the code under test is patched. The only seam is slack-sdk's own retry sleeps (its retry
-handlers call time.sleep): they are recorded instead of slept, so a 429's Retry-After is checked, not waited.
-"""
+handlers call time.sleep): they are recorded instead of slept, so a 429's Retry-After is checked, not waited."""
 
 from __future__ import annotations
 
@@ -29,30 +28,46 @@ from slack_sdk.http_retry import handler as retry_handler
 from slack_sdk.models.blocks import Block
 
 from monitor.alerts import Alert, Link, Notification, ShareBar
-from monitor.daemon import load_templates
 from monitor.links import PostHogLinks
 from monitor.local.slack import LocalSlack
 from monitor.local.smtp import LocalSMTP, _free_port
-from monitor.notify import render
 from monitor.notify.email import EmailNotifier
 from monitor.notify.outbox import Deliverer, Notifier
 from monitor.notify.slack import SlackNotifier
 from monitor.store.sqlite import SQLiteStore
 
 NOW = datetime(2026, 11, 1, 4, tzinfo=UTC)
+
+
 BOT_TOKEN = "xoxb-test-token"
+
+
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+
+
 # Untrusted text as it could come out of PostHog: cluster titles and descriptions are LLM-written,
 # trace ids and model names are whatever the instrumented app sent.
 HOSTILE = ("🎉 مرحبا \u202eRTL\u2066iso\u2069 <!channel> <!here> <@U123> <https://evil.example|click me> "
            "*bold* _x_ ~x~ `code` ```pre``` & <script>alert(1)</script>\r\nBcc: victim@evil.example\n"
            "X-Injected: yes\r\n")
+
+
 LONG_TITLE = HOSTILE + " " + "L" * 5000
+
+
 RUN_ID = "2_trace_20261101_031000_job/with?odd&chars <!channel>\r\nBcc: run@evil.example"
+
+
 MODEL = "gpt-4o<!here>&mini"
+
+
 LINKS = PostHogLinks("https://us.posthog.com", 2, "ai-observability")
+
+
 # The one link the monitor itself writes into mrkdwn: "…and N more alerts: <run url|open the run in PostHog>".
 OUR_LINK = re.compile(r"<(" + re.escape(LINKS.base) + r"/[^\s<>|]+)\|open the run in PostHog>")
+
+
 URL_SAFE = re.compile(r"^[A-Za-z0-9\-._~:/%]+$")  # what a PostHog link may hold once its parts are encoded
 
 
@@ -83,8 +98,6 @@ def _notification(n_alerts: int = 1, *, tag: str = "k1x", shares: bool = True) -
         shares=(ShareBar(HOSTILE, 0.2, 0.35, alert=True), ShareBar("Python code review", 0.3, 0.28),
                 ShareBar("Brand new workload", None, 0.05)) if shares else ())
 
-
-# --- fixtures and helpers --------------------------------------------------------------------------------
 
 @pytest.fixture
 def local_slack() -> Iterator[LocalSlack]:
@@ -231,8 +244,6 @@ def _html_hrefs(page: str) -> list[str]:
     return [html.unescape(h) for h in re.findall(r'href="([^"]*)"', page)]
 
 
-# --- 1 & 2: Slack, both transports: delivered, valid, within limits, hostile text inert --------------------
-
 @pytest.mark.parametrize("transport", ["webhook", "bot"])
 def test_slack_message_arrives_valid_within_limits_with_hostile_text_inert(
         local_slack: LocalSlack, transport: str) -> None:
@@ -266,8 +277,6 @@ def test_slack_message_arrives_valid_within_limits_with_hostile_text_inert(
     assert more == [n.run_url]
     _assert_posthog_urls(buttons + more, n.run_id)
 
-
-# --- 2 & 3: email: MIME structure, inline chart, headers, hostile text ------------------------------------
 
 def test_email_mime_structure_headers_and_inline_chart(smtp: LocalSMTP) -> None:
     res = _email(smtp).send(_notification())
@@ -362,8 +371,6 @@ def test_email_hostile_text_is_escaped_and_cannot_inject_headers(smtp: LocalSMTP
     assert len(text_links) == 25 * 3
     _assert_posthog_urls(text_links, n.run_id)
 
-
-# --- 4: delivery under faults, through the SQLite outbox ------------------------------------------------
 
 @pytest.mark.parametrize("transport", ["webhook", "bot"])
 def test_slack_429_and_500_are_retried_with_backoff_and_delivered_exactly_once(
@@ -548,40 +555,6 @@ def test_delivery_is_paced_per_channel_on_the_injected_clock(
     assert slept == [1.0, 1.0]
     assert len(local_slack.messages) == 3 and smtp.wait_for(3)
     store.close()
-
-
-# --- 5: templates ---------------------------------------------------------------------------------------
-
-def test_check_templates_names_the_broken_file_and_line(tmp_path: Path) -> None:
-    assert render.check_templates() == []  # the packaged templates are fine
-    (tmp_path / "slack").mkdir()
-    (tmp_path / "email").mkdir()
-    broken = tmp_path / "slack" / "header.txt.j2"
-    broken.write_text("{{ icon }}\n{% if n_firing %}\n{{ n_firing }\n{% endif %}\n")
-    undefined = tmp_path / "email" / "subject.txt.j2"
-    undefined.write_text("[cluster-monitor]\n{{ notification.run_id }} {{ no_such_value }}\n")
-    # A user's template directory overrides the packaged templates by name.
-    problems = render.check_templates(load_templates({"CLUSTER_MONITOR_TEMPLATES": str(tmp_path)}))
-    assert len(problems) == 2, problems
-    syntax, runtime = problems
-    assert syntax.startswith("slack templates: TemplateSyntaxError")
-    assert f"{broken}, line 3" in syntax and "unexpected '}'" in syntax
-    assert runtime.startswith("email templates: UndefinedError")
-    assert f"{undefined}, line 2" in runtime and "no_such_value" in runtime
-
-
-def test_user_templates_fall_back_to_the_shipped_ones_template_by_template(tmp_path: Path) -> None:
-    n = _notification()
-    (tmp_path / "slack").mkdir()
-    (tmp_path / "slack" / "header.txt.j2").write_text("Overridden for {{ n_firing }} firing\n")
-    mine = load_templates({"CLUSTER_MONITOR_TEMPLATES": str(tmp_path)})
-    shipped = render.render_slack(n)
-    ours = render.render_slack(n, templates=mine)
-    assert ours.blocks[0]["text"]["text"] == "Overridden for 1 firing"
-    assert shipped.blocks[0]["text"]["text"] != ours.blocks[0]["text"]["text"]
-    assert ours.blocks[1:] == shipped.blocks[1:]  # the alert and context templates: the shipped ones
-    assert render.render_email(n, templates=mine) == render.render_email(n)  # nothing of email overridden
-    assert load_templates({}).loader is not None and render.check_templates(load_templates({})) == []
 
 
 def test_email_html_renders_in_headless_chromium(tmp_path: Path) -> None:

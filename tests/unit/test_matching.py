@@ -3,9 +3,6 @@ loses links or invents new clusters fails here before anyone is paged by it."""
 
 from __future__ import annotations
 
-import pytest
-
-from monitor.matching import semantic
 from tests.support.matching.build import HELDOUT_DIR, build_runs, load_cases
 from tests.support.matching.score import run
 
@@ -30,12 +27,3 @@ def test_the_held_out_cases_are_well_formed_and_disjoint_from_the_bench_set() ->
     for case in heldout:
         prev, new = build_runs(case)
         assert len(prev.clusters) == len(case.prev) and len(new.clusters) == len(case.new)
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(semantic.bundled_model_dir() is None, reason="the optional model is not installed (./dev semantic)")
-def test_the_semantic_signal_stays_above_its_measured_floor() -> None:
-    """~40 s: every cluster text of the 40 cases through the encoder."""
-    ours = next(r for r in run(load_cases(), threshold=None, semantic=True) if r.name == "monitor").summary()
-    assert ours["link_f1"] >= 0.99
-    assert ours["new_f1"] >= 0.95 and ours["disappeared_f1"] >= 0.98
