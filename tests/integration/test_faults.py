@@ -1,7 +1,7 @@
-"""The fault matrix and a short SIGKILL crash test (`./dev bench reliability` runs the long one: 100 kills).
+"""The fault matrix: every cell of tests/support/reliability.py against the local servers (the SIGKILL test is
+tests/e2e/test_kill.py; `./dev bench reliability` runs both in full).
 
-CI runs every cell but the slow ones (the two 50,000-item runs) and the 6-kill test; `-m slow` adds
-those and a 30-kill test."""
+CI runs every cell but the slow ones (the two 50,000-item runs); `-m slow` adds those."""
 
 from __future__ import annotations
 
