@@ -93,3 +93,5 @@ def test_latency_past_the_timeout_is_retried(env: PostHogEnv, sleeps: list[float
 def test_clustering_jobs_follow_pagination(env: PostHogEnv, client: PostHogClient) -> None:
     jobs = client.clustering_jobs()
     assert [j["id"] for j in jobs] == [j.id for j in env.dataset.jobs]
+
+

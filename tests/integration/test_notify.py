@@ -3,7 +3,8 @@ webhook and chat.postMessage), smtplib to a local aiosmtpd server parsed back wi
 package, and delivery through the SQLite outbox with an injected clock.
 
 Nothing in the code under test is patched. The only seam is slack-sdk's own retry sleeps (its retry
-handlers call time.sleep): they are recorded instead of slept, so a 429's Retry-After is checked, not waited."""
+handlers call time.sleep): they are recorded instead of slept, so a 429's Retry-After is checked, not waited.
+"""
 
 from __future__ import annotations
 
@@ -39,37 +40,19 @@ from monitor.notify.slack import SlackNotifier
 from monitor.store.sqlite import SQLiteStore
 
 NOW = datetime(2026, 11, 1, 4, tzinfo=UTC)
-
-
 BOT_TOKEN = "xoxb-test-token"
-
-
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
-
-
 # Untrusted text as it could come out of PostHog: cluster titles and descriptions are LLM-written,
 # trace ids and model names are whatever the instrumented app sent.
 HOSTILE = ("🎉 مرحبا \u202eRTL\u2066iso\u2069 <!channel> <!here> <@U123> <https://evil.example|click me> "
            "*bold* _x_ ~x~ `code` ```pre``` & <script>alert(1)</script>\r\nBcc: victim@evil.example\n"
            "X-Injected: yes\r\n")
-
-
 LONG_TITLE = HOSTILE + " " + "L" * 5000
-
-
 RUN_ID = "2_trace_20261101_031000_job/with?odd&chars <!channel>\r\nBcc: run@evil.example"
-
-
 MODEL = "gpt-4o<!here>&mini"
-
-
 LINKS = PostHogLinks("https://us.posthog.com", 2, "ai-observability")
-
-
 # The one link the monitor itself writes into mrkdwn: "…and N more alerts: <run url|open the run in PostHog>".
 OUR_LINK = re.compile(r"<(" + re.escape(LINKS.base) + r"/[^\s<>|]+)\|open the run in PostHog>")
-
-
 URL_SAFE = re.compile(r"^[A-Za-z0-9\-._~:/%]+$")  # what a PostHog link may hold once its parts are encoded
 
 
@@ -105,6 +88,8 @@ def _notification(n_alerts: int = 1, *, tag: str = "k1x", charts: bool = True) -
         created_at=NOW,
         charts=(_share_chart(),) if charts else ())
 
+
+# --- fixtures and helpers --------------------------------------------------------------------------------
 
 @pytest.fixture
 def local_slack() -> Iterator[LocalSlack]:
@@ -257,6 +242,8 @@ def _html_hrefs(page: str) -> list[str]:
     return [html.unescape(h) for h in re.findall(r'href="([^"]*)"', page)]
 
 
+# --- 1 & 2: Slack, both transports: delivered, valid, within limits, hostile text inert --------------------
+
 @pytest.mark.parametrize("transport", ["webhook", "bot"])
 def test_slack_message_arrives_valid_within_limits_with_hostile_text_inert(
         local_slack: LocalSlack, transport: str) -> None:
@@ -398,6 +385,8 @@ def test_email_hostile_text_is_escaped_and_cannot_inject_headers(smtp: LocalSMTP
     assert len(text_links) == 25 * 3
     _assert_posthog_urls(text_links, n.run_id)
 
+
+# --- 4: delivery under faults, through the SQLite outbox ------------------------------------------------
 
 @pytest.mark.parametrize("transport", ["webhook", "bot"])
 def test_slack_429_and_500_are_retried_with_backoff_and_delivered_exactly_once(
@@ -584,6 +573,7 @@ def test_delivery_is_paced_per_channel_on_the_injected_clock(
     store.close()
 
 
+
 # Titles in the scripts that came out as boxes in the old Pillow chart: accented, Cyrillic, Japanese.
 JA, RU, FR = "ログイン時のエラー対応", "Запросы на возврат средств", "Révision de CV — café crème"
 
@@ -752,50 +742,3 @@ def test_reminders_count_their_notices_and_resolved_notices_say_how_long_it_last
         for kind in ("plain", "html"):
             body = m.get_body(preferencelist=(kind,))
             assert isinstance(body, EmailMessage) and note in body.get_content()
-
-
-def _run(run_id: str, clusters: list[tuple[int, str, int]]) -> Any:
-    from monitor.runs import Cluster, Run
-
-    return Run(run_id=run_id, level="trace", job_id="j", job_name="job", window_start=NOW - timedelta(days=1),
-               window_end=NOW, total_items=sum(s for _, _, s in clusters),
-               clusters=tuple(Cluster(cluster_id=c, title=t, size=s) for c, t, s in clusters))
-
-
-def test_each_alert_is_charted_with_its_own_metric_and_a_disappeared_cluster_keeps_its_old_value() -> None:
-    from monitor.matching.model import Match, RunDiff
-    from monitor.metrics import ClusterMetrics
-    from monitor.notify.chart import alert_charts
-
-    prev = _run("p", [(0, "Refunds", 20), (1, "Code review", 60), (2, "Invoices", 20), (-1, "Noise", 5)])
-    new = _run("n", [(0, "Refund requests", 50), (1, "Code review", 40), (3, "Travel", 10)])
-    diff = RunDiff(prev_run_id="p", new_run_id="n", new=[3], disappeared=[2], matches=[
-        Match(prev=0, new=0, score=0.9, prev_size=20, new_size=50, prev_share=0.2, new_share=0.5, share_delta_pp=30),
-        Match(prev=1, new=1, score=0.9, prev_size=60, new_size=40, prev_share=0.6, new_share=0.4, share_delta_pp=-20)])
-    metrics = {0: ClusterMetrics(0, items=50, avg_cost=0.04), 1: ClusterMetrics(1, items=40, avg_cost=0.01),
-               3: ClusterMetrics(3, items=10, avg_cost=0.02)}
-    prev_metrics = {0: ClusterMetrics(0, items=20, avg_cost=0.01), 1: ClusterMetrics(1, items=60, avg_cost=0.01),
-                    2: ClusterMetrics(2, items=20, avg_cost=0.03)}
-
-    def alert(kind: str, metric: str, cluster_id: int | None, title: str) -> Alert:
-        return Alert(fingerprint=kind, rule=kind, kind=kind, severity="warning", summary="s", run_id="n",
-                     job_name="job", level="trace", cluster_id=cluster_id, cluster_title=title, metric=metric)
-
-    cost, share = alert_charts(new, prev, diff, metrics, prev_metrics, [
-        alert("cost_spike", "avg_cost", 0, "Refund requests"), alert("share_shift", "share", 1, "Code review"),
-        alert("disappeared", "share", None, "Invoices")])
-    assert (cost.metric, cost.label, cost.unit) == ("avg_cost", "Average cost per item", "usd")
-    # Alerted clusters first (the disappeared one too), then the rest by size; noise left out.
-    assert [(b.title, b.before, b.now, b.alert) for b in cost.bars] == [
-        ("Refund requests", 0.01, 0.04, True), ("Code review", 0.01, 0.01, True), ("Invoices", 0.03, None, True),
-        ("Travel", None, 0.02, False)]
-    assert (share.metric, share.unit) == ("share", "ratio")
-    # Shares of each run's clustered items (the previous run's noise counts in its total, as everywhere).
-    assert [(b.title, b.before, b.now) for b in share.bars] == [
-        ("Refund requests", 20 / 105, 0.5), ("Code review", 60 / 105, 0.4), ("Invoices", 20 / 105, None),
-        ("Travel", None, 0.1)]
-    # A split, merge or mix shift is about the shape of traffic: the share chart; a check of no run: none.
-    only_share = alert_charts(new, prev, diff, metrics, prev_metrics, [alert("mix_shift", "mix_shift", None, "")])
-    assert [c.metric for c in only_share] == ["share"]
-    stale = msgspec.structs.replace(alert("stale_source", "hours_since_last_run", None, ""), run_id="")
-    assert alert_charts(new, prev, diff, metrics, prev_metrics, [stale]) == ()

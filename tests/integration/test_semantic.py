@@ -12,8 +12,6 @@ from monitor.matching import semantic as sem
 from tests.support.matching.build import build_runs, load_cases
 
 DATA = Path(__file__).parents[1] / "data"
-
-
 TINY = DATA / "tiny_bert"
 
 

@@ -27,3 +27,5 @@ def test_the_held_out_cases_are_well_formed_and_disjoint_from_the_bench_set() ->
     for case in heldout:
         prev, new = build_runs(case)
         assert len(prev.clusters) == len(case.prev) and len(new.clusters) == len(case.new)
+
+

@@ -59,3 +59,5 @@ def test_payloads_written_before_the_digest_are_still_read(tmp_path: Path) -> No
     assert old == prev  # the full run, items with their ranks and trace ids
     assert match_runs(old, new) == match_runs(decode_stored_run(encode_digest(prev)), new)
     store.close()
+
+

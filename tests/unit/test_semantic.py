@@ -3,7 +3,8 @@
 tests/data/tiny_bert is a random 2-layer BERT written by transformers' BertModel, with the vectors torch
 computed for it (expected.json says how): it checks the tokenizer, the safetensors reader and the forward
 pass on every machine, with or without the real model installed. tests/data/minilm_reference.json holds
-torch's vectors for the real all-MiniLM-L6-v2, checked where `./dev semantic` installed it."""
+torch's vectors for the real all-MiniLM-L6-v2, checked where `./dev semantic` installed it.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +19,6 @@ from monitor.matching import semantic as sem
 from tests.support.matching.build import build_runs, load_cases
 
 DATA = Path(__file__).parents[1] / "data"
-
-
 TINY = DATA / "tiny_bert"
 
 
@@ -67,3 +66,5 @@ def test_the_installed_minilm_gives_torchs_vectors() -> None:
     assert model_dir is not None
     got = sem.SentenceEncoder(model_dir).encode(ref["texts"])
     assert np.abs(got - np.array(ref["vectors"])).max() < 1e-4
+
+
