@@ -8,6 +8,8 @@ retryable (rate limits, Slack's own outages). Tokens and webhook URLs are secret
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -52,10 +54,12 @@ class SlackNotifier:
         self.tz = ZoneInfo(timezone)
         self.templates = templates  # None: the shipped templates
         self.channel = channel
-        self._webhook = WebhookClient(webhook_url, timeout=timeout, retry_handlers=_handlers()) \
-            if webhook_url and not bot_token else None
+        # The User-Agent names the replica (host:pid, as its PostgreSQL sessions do): who sent a message.
+        agent = f"cluster-monitor/{socket.gethostname()}:{os.getpid()}"
+        self._webhook = WebhookClient(webhook_url, timeout=timeout, retry_handlers=_handlers(),
+                                      user_agent_suffix=agent) if webhook_url and not bot_token else None
         self._web = WebClient(token=bot_token, base_url=base_url or WebClient.BASE_URL, timeout=timeout,
-                              retry_handlers=_handlers()) if bot_token else None
+                              retry_handlers=_handlers(), user_agent_suffix=agent) if bot_token else None
 
     @classmethod
     def from_config(cls, cfg: SlackConfig, *, timezone: str = "UTC",

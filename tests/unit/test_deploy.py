@@ -121,6 +121,8 @@ def test_systemd_unit() -> None:
     assert svc["Restart"] == "on-failure" and "HUP" in svc["ExecReload"]
     assert svc["User"] != "root" and svc["NoNewPrivileges"] == "true"
     assert int(svc["TimeoutStopSec"]) > 30
+    # The daemon pings the watchdog (every 10 s at most) while its cycle progresses: a stuck one is restarted.
+    assert svc["Type"] == "notify" and int(svc["WatchdogSec"]) > 10
 
 
 def test_the_example_config_is_valid() -> None:
