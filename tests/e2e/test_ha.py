@@ -28,8 +28,8 @@ from monitor.local.posthog.faults import Fault
 from monitor.local.slack import LocalSlack
 from monitor.store.leader import lock_key
 from tests.conftest import API_KEY, PostHogEnv, make_config, monitor_for
+from tests.integration.test_daemon import _metric
 from tests.support.postgres import PostgresServer
-from tests.test_daemon import _metric
 
 DB_PASSWORD = "pg-Pa55word-never-logged"
 

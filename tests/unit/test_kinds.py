@@ -14,7 +14,7 @@ from monitor.matching.model import RunDiff
 from monitor.notify.render import kind_label
 from monitor.rules.routing import as_fired
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "monitor"
 TEMPLATES = ROOT / "templates"
 # The local PostHog, Slack, SMTP and PostgreSQL stand-ins are not the monitor: the traffic generator keeps

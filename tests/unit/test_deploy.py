@@ -14,7 +14,7 @@ import yaml
 
 from monitor.config import parse_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {"POSTHOG_API_KEY": "phx_x", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x",
        "SMTP_PASSWORD": "x", "SLACK_BOT_TOKEN": "xoxb-x",
        "STATE_DATABASE_URL": "postgresql://monitor:x@postgres:5432/cluster_monitor"}

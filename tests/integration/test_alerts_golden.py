@@ -1,11 +1,12 @@
 """The drift scenario's alerts, exactly: fingerprints, kinds, severities, summaries and their order in each
 message, for the default config and for one with rules, overrides, inhibitions and silences.
 
-The expected text (tests/golden/drift_alerts.txt) was written by `collect()` running on main's code
+The expected text (tests/integration/golden/drift_alerts.txt) was written by `collect()` running on main's code
 before the registry of kinds and the single rule engine (main at 4ad792b; first at fa8387b, regenerated
 when main's own changes reordered resolved notices), so a refactoring of how alerts are made cannot change
-what people receive or which alert states the store keeps. When a change means to
-alter alerts, regenerate it with `python -c "from tests.test_alerts_golden import collect; print(collect())"`
+what people receive or which alert states the store keeps. When a change means to alter alerts,
+regenerate it (keeping only the lines `collect()` returns, not the log) with
+`python -c "from tests.integration.test_alerts_golden import collect; print(collect(), end='')"`
 and say why in the commit.
 """
 
