@@ -46,6 +46,7 @@ from monitor.rules.staleness import (
 )
 from monitor.rules.thresholds import RuleContext, evaluate
 from monitor.runs import Run, RunParseError, decode_stored_run, encode_digest, parse_clusters, parse_time
+from monitor.status import publish as publish_state
 from monitor.store.base import AlertState, ClusterSnapshot, OutboxEntry, ProcessedRun, Store
 
 log = structlog.get_logger()
@@ -388,6 +389,7 @@ class Monitor:
             result.notices.extend(stale)
         if self.deliverer is not None and not interrupted:
             result.delivered = self.deliverer.deliver_due(self.clock())
+        publish_state(self.cfg, self.store, self.clock())
         elapsed = time.monotonic() - started
         telemetry.CYCLE_SECONDS.observe(elapsed)
         telemetry.CYCLES.labels(outcome="ok" if result.ok else "failed").inc()

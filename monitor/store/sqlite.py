@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from monitor.store.base import AlertState, ClusterSnapshot, OutboxEntry, ProcessedRun
+from monitor.store.base import Acknowledgement, AlertState, ClusterSnapshot, OutboxEntry, ProcessedRun
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -74,6 +74,12 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS acknowledgements (
+    fingerprint TEXT PRIMARY KEY,
+    acked_by TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    created_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS silences (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -202,18 +208,23 @@ class SQLiteStore:
         )
         return self._snapshots(rows)
 
-    def alert_states(self, job_key: str) -> dict[str, AlertState]:
-        rows = self._all(
-            "SELECT fingerprint, status, kind, first_fired_at, last_fired_at, last_notified_at, last_run_id, "
-            "job_key, lineage_id, summary, streak FROM alert_state WHERE job_key = ?",
-            (job_key,),
-        )
+    _STATE_COLS = ("fingerprint, status, kind, first_fired_at, last_fired_at, last_notified_at, last_run_id, "
+                   "job_key, lineage_id, summary, streak")
+
+    def _states(self, rows: list[tuple[Any, ...]]) -> dict[str, AlertState]:
         return {
             r[0]: AlertState(fingerprint=r[0], status=r[1], kind=r[2], first_fired_at=_req_dt(r[3]),
                              last_fired_at=_req_dt(r[4]), last_notified_at=_dt(r[5]), last_run_id=r[6],
                              job_key=r[7], lineage_id=r[8], summary=r[9], streak=r[10])
             for r in rows
         }
+
+    def alert_states(self, job_key: str) -> dict[str, AlertState]:
+        return self._states(self._all(f"SELECT {self._STATE_COLS} FROM alert_state WHERE job_key = ?", (job_key,)))
+
+    def firing_alerts(self) -> list[AlertState]:
+        return list(self._states(self._all(
+            f"SELECT {self._STATE_COLS} FROM alert_state WHERE status = 'firing' ORDER BY first_fired_at")).values())
 
     def commit_run(self, run: ProcessedRun) -> None:
         with self._tx() as c:
@@ -288,6 +299,16 @@ class SQLiteStore:
         with self._tx() as c:
             return c.execute("DELETE FROM silences WHERE id = ?", (silence_id,)).rowcount > 0
 
+    # --- acknowledgements (Slack's "Acknowledge" button, `cluster-monitor ack`) ----------------------
+    def acknowledge(self, fingerprint: str, by: str, now: datetime, comment: str = "") -> None:
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO acknowledgements (fingerprint, acked_by, comment, created_at) "
+                      "VALUES (?, ?, ?, ?)", (fingerprint, by, comment, _ts(now)))
+
+    def acknowledgements(self) -> list[Acknowledgement]:
+        return [Acknowledgement(fingerprint=r[0], by=r[1], at=_req_dt(r[3]), comment=r[2]) for r in self._all(
+            "SELECT fingerprint, acked_by, comment, created_at FROM acknowledgements ORDER BY created_at")]
+
     # --- outbox --------------------------------------------------------------------------------------
     _OUT_COLS = ("id, key, channel, payload, status, attempts, next_attempt_at, last_error, created_at, sent_at, "
                  "thread_ts")
@@ -310,6 +331,15 @@ class SQLiteStore:
             return self._entries(self._all(f"SELECT {self._OUT_COLS} FROM outbox ORDER BY id"))
         return self._entries(self._all(
             f"SELECT {self._OUT_COLS} FROM outbox WHERE status = ? ORDER BY id", (status,)))
+
+    def outbox_summary(self) -> dict[str, tuple[int, datetime | None]]:
+        return {str(r[0]): (int(r[1]), _dt(r[2])) for r in self._all(
+            "SELECT status, COUNT(*), MIN(created_at) FROM outbox GROUP BY status")}
+
+    def notices_sent(self, fingerprint: str) -> int:
+        rows = self._all("SELECT COUNT(DISTINCT key) FROM outbox WHERE status = 'sent' AND instr(payload, ?) > 0",
+                         (f'"fingerprint":"{fingerprint}"'.encode(),))
+        return int(rows[0][0])
 
     def mark_sent(self, entry_id: int, now: datetime, thread_ts: str | None = None) -> None:
         with self._tx() as c:
