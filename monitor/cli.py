@@ -145,8 +145,11 @@ def _open_store(cfg: Config, *, existing: bool = False) -> Store:
         raise typer.Exit(2)
     try:
         return open_store(cfg.state)
-    except (StoreError, sqlite3.Error, OSError) as exc:
-        typer.echo(f"cluster-monitor: cannot open the state store {cfg.state.describe()}: {exc}", err=True)
+    except StoreError as exc:  # its message names the database (without the password)
+        typer.echo(f"cluster-monitor: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except (sqlite3.Error, OSError) as exc:
+        typer.echo(f"cluster-monitor: cannot open the state file {cfg.state.describe()}: {exc}", err=True)
         raise typer.Exit(2) from exc
 
 
