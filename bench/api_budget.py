@@ -26,8 +26,8 @@ from pathlib import Path
 
 from monitor.config import parse_config
 from monitor.daemon import build_monitor
-from monitor.localposthog.generator import generate
-from monitor.localposthog.server import LocalPostHog
+from monitor.local.posthog.generator import generate
+from monitor.local.posthog.server import LocalPostHog
 from monitor.pacing import Pacing, next_poll_delay
 from monitor.posthog.client import PostHogClient, RequestBudget
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import msgspec
 
-from monitor.localposthog.generator import make_run_event
+from monitor.local.posthog.generator import make_run_event
 from monitor.matching import match_runs
 from monitor.matching import semantic as sem
 from monitor.runs import load_run_file

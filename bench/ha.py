@@ -36,10 +36,10 @@ import psycopg
 from monitor import logs
 from monitor.config import parse_config
 from monitor.daemon import build_monitor
-from monitor.localpostgres import PostgresServer
-from monitor.localposthog.generator import generate
-from monitor.localposthog.server import LocalPostHog
+from monitor.local.posthog.generator import generate
+from monitor.local.posthog.server import LocalPostHog
 from monitor.store.leader import lock_key
+from tests.support.postgres import PostgresServer
 
 KEY = "phx_bench_key"
 END = datetime(2026, 11, 1, tzinfo=UTC)

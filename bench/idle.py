@@ -20,8 +20,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from monitor.localposthog.generator import generate
-from monitor.localposthog.server import LocalPostHog
+from monitor.local.posthog.generator import generate
+from monitor.local.posthog.server import LocalPostHog
 
 KEY = "phx_bench_key"
 TICK = os.sysconf("SC_CLK_TCK")

@@ -26,9 +26,9 @@ from typing import Any
 import httpx
 
 from monitor.daemon import Daemon
-from monitor.localposthog.generator import generate, run_event_row
-from monitor.localposthog.server import LocalPostHog
-from monitor.localslack import LocalSlack
+from monitor.local.posthog.generator import generate, run_event_row
+from monitor.local.posthog.server import LocalPostHog
+from monitor.local.slack import LocalSlack
 
 KEY = "phx_bench_key"
 # Each sample's new cluster must be unlike the previous sample's, or it would match it.

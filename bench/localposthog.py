@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
-from monitor.localposthog.generator import generate, make_run_event, run_event_row
-from monitor.localposthog.server import LocalPostHog
+from monitor.local.posthog.generator import generate, make_run_event, run_event_row
+from monitor.local.posthog.server import LocalPostHog
 from monitor.posthog import queries
 from monitor.posthog.client import PostHogClient
 

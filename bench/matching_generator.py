@@ -13,7 +13,7 @@ import json
 from collections import Counter
 from datetime import UTC, datetime
 
-from monitor.localposthog.generator import generate
+from monitor.local.posthog.generator import generate
 from monitor.matching import match_runs
 from monitor.runs import Run, parse_clusters
 

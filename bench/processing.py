@@ -40,8 +40,8 @@ import msgspec
 
 from monitor.config import parse_config
 from monitor.daemon import build_monitor
-from monitor.localposthog.generator import generate, make_run_event, run_event_row
-from monitor.localposthog.server import LocalPostHog
+from monitor.local.posthog.generator import generate, make_run_event, run_event_row
+from monitor.local.posthog.server import LocalPostHog
 from monitor.logs import configure
 from monitor.notify.render import render_email, render_slack
 from monitor.pipeline import DiscoveredRun, Monitor

@@ -10,7 +10,7 @@ kept in the outbox, then delivered once requeued).
 Kill test: `cluster-monitor run` as a process, SIGKILLed at random moments (fixed seed) and restarted
 until the backlog is done; then runs lost, alerts lost and duplicates against the control. Every
 `--failpoint-every`-th kill is made by the process itself at the test-only failpoint between a send and
-its "sent" mark (CLUSTER_MONITOR_FAILPOINT, monitor/notify/outbox.py), the one moment where a crash may
+its "sent" mark (tests/support/crashing_daemon.py, a Deliverer hook), the one moment where a crash may
 repeat a message; kills at random moments that happen to land there are counted too (a channel holding
 more messages than the state file marks sent). The bound: at most one duplicate per such kill.
 
@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import itertools
 import json
-import os
 import random
 import signal
 import sqlite3
@@ -46,14 +45,14 @@ from monitor import telemetry
 from monitor.cli import app as cli_app
 from monitor.config import Config, parse_config
 from monitor.daemon import build_monitor
-from monitor.localposthog.faults import Fault
-from monitor.localposthog.generator import Dataset, generate, run_event_row
-from monitor.localposthog.server import LocalPostHog
-from monitor.localslack import LocalSlack
-from monitor.localsmtp import LocalSMTP
-from monitor.notify.outbox import FAILPOINT_ENV
+from monitor.local.posthog.faults import Fault
+from monitor.local.posthog.generator import Dataset, generate, run_event_row
+from monitor.local.posthog.server import LocalPostHog
+from monitor.local.slack import LocalSlack
+from monitor.local.smtp import LocalSMTP
 from monitor.pipeline import INGESTION_GRACE, Monitor
 from monitor.posthog.client import RequestBudget
+from tests.support import crashing_daemon
 
 KEY = "phx_reliability_key"
 END = datetime(2026, 11, 1, tzinfo=UTC)
@@ -542,7 +541,6 @@ def kill_test(server: LocalPostHog, tmp: Path, expected: list[str], *, kills: in
     w.overrides["schedule"] = {"interval_seconds": 0.5}
     w.overrides["delivery"] = {"max_backoff_seconds": 1}
     cfg_path = w.config_file(tmp / f"kill-{w.team}.json")
-    env = {k: v for k, v in os.environ.items() if k != FAILPOINT_ENV}
     # Runs land a few at a time, as they would in production, so kills keep finding work in hand.
     first = min(r["emitted_at"] for r in w.ds.runs) - timedelta(hours=1)
     last = max(r["emitted_at"] for r in w.ds.runs)
@@ -560,9 +558,10 @@ def kill_test(server: LocalPostHog, tmp: Path, expected: list[str], *, kills: in
             arm = made < kills and failpoint_every > 0 and ((made + 1) % failpoint_every == 0 or owed)
             if arm and not _work_in_hand(w, server.clock.now()):
                 arm, owed = False, True  # nothing it could send: the failpoint waits for a process that can
-            proc_env = dict(env, **{FAILPOINT_ENV: f"after_send:{rng.choice((1, 2))}"}) if arm else env
-            proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "run", "--config", str(cfg_path)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=proc_env)
+            entry = ([str(crashing_daemon.__file__), "--kill-after-sends", str(rng.choice((1, 2)))] if arm
+                     else ["-m", "monitor.cli", "run"])
+            proc = subprocess.Popen([sys.executable, *entry, "--config", str(cfg_path)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if made >= kills:
                 # Let the last one finish the work, then stop it cleanly.
                 server.clock.set(None)

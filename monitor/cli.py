@@ -542,7 +542,7 @@ def local_posthog(
 ) -> None:
     """Serve a PostHog-compatible API on real ClickHouse, loaded with generated LLM traffic and runs."""
     logs.configure("info")
-    from monitor.localposthog.run import serve_forever
+    from monitor.local.posthog.run import serve_forever
 
     try:
         serve_forever(host=host, port=port, scenario=scenario, seed=seed, days=days, api_key=api_key,
@@ -560,7 +560,7 @@ def demo(
 ) -> None:
     """Everything local: PostHog-compatible server with drifting runs, Slack endpoint, SMTP server, daemon."""
     logs.configure("warning")
-    from monitor.demo import run_demo
+    from monitor.local.demo import run_demo
 
     raise typer.Exit(run_demo(seconds=seconds, step=step))
 

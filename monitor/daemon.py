@@ -73,16 +73,19 @@ def build_notifiers(cfg: Config) -> dict[str, Notifier]:
 
 def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
                   sleep: Callable[[float], None] = time.sleep, budget: RequestBudget | None = None,
-                  fence: Callable[[], bool] = lambda: True) -> Monitor:
+                  fence: Callable[[], bool] = lambda: True,
+                  after_send: Callable[[], None] | None = None) -> Monitor:
     """`budget`: the request budget to draw from; by default the one this process shares per API key.
-    `fence`: asked before each delivery; False when this replica lost the leader lock."""
+    `fence`: asked before each delivery; False when this replica lost the leader lock.
+    `after_send`: the Deliverer's hook between a send and its "sent" mark (the crash test's; None here)."""
     key = cfg.posthog.resolved_api_key()
     client = PostHogClient(cfg.posthog.host, cfg.posthog.project_id, key,
                            timeout=cfg.posthog.timeout_seconds, max_retries=cfg.posthog.max_retries,
                            budget=budget or budget_for(key), sleep=sleep)
     store = open_store(cfg.state)
     deliverer = Deliverer(store, build_notifiers(cfg), max_backoff=cfg.delivery.max_backoff_seconds,
-                          max_attempts=cfg.delivery.max_attempts, sleep=sleep, fence=fence)
+                          max_attempts=cfg.delivery.max_attempts, sleep=sleep, fence=fence,
+                          after_send=after_send)
     return Monitor(cfg, client, store, deliverer, clock=clock or (lambda: datetime.now(UTC)))
 
 
@@ -210,13 +213,16 @@ class Daemon:
     def __init__(self, config_path: str | Path, *, cfg: Config | None = None,
                  on_cycle: Callable[[CycleResult], None] | None = None,
                  wall_clock: Callable[[], float] = time.time,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None,
+                 after_send: Callable[[], None] | None = None) -> None:
         # `clock` is the monitor's idea of now (the demo runs on its local PostHog's virtual clock);
-        # `wall_clock` times health and readiness.
+        # `wall_clock` times health and readiness; `after_send` goes to every project's Deliverer
+        # (tests/support/crashing_daemon.py kills the process there; None in production).
         self.config_path = Path(config_path)
         self.cfg = cfg or load_config(self.config_path)
         self._mtime = self._config_mtime()
         self._clock = clock
+        self._after_send = after_send
         # The top-level project first, then those of `projects:`, polled in turn in every cycle.
         self.projects = [self._open(c) for c in self.cfg.per_project()]
         self.health = Health(started_at=wall_clock(), clock=wall_clock,
@@ -236,7 +242,8 @@ class Daemon:
 
     def _open(self, cfg: Config, leader: Leadership | None = None) -> _Project:
         lead = leader or open_leadership(cfg.state, cfg.posthog.project_id)
-        return _Project(cfg=cfg, leader=lead, monitor=build_monitor(cfg, clock=self._clock, fence=lead.verify))
+        return _Project(cfg=cfg, leader=lead, monitor=build_monitor(cfg, clock=self._clock, fence=lead.verify,
+                                                                   after_send=self._after_send))
 
     @property
     def monitor(self) -> Monitor:

@@ -19,12 +19,12 @@ import pytest
 
 from monitor.config import Config, parse_config
 from monitor.daemon import build_monitor
-from monitor.localpostgres import SKIP_ENV, PostgresServer, PostgresUnavailable
-from monitor.localposthog.generator import Dataset, generate
-from monitor.localposthog.server import LocalPostHog
-from monitor.localslack import LocalSlack
-from monitor.localsmtp import LocalSMTP
+from monitor.local.posthog.generator import Dataset, generate
+from monitor.local.posthog.server import LocalPostHog
+from monitor.local.slack import LocalSlack
+from monitor.local.smtp import LocalSMTP
 from monitor.pipeline import Monitor
+from tests.support.postgres import SKIP_ENV, PostgresServer, PostgresUnavailable
 
 API_KEY = "phx_test_key_0123456789"
 # Generated data ends here: tests never depend on today's date.

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from monitor.localposthog.generator import make_run_event
+from monitor.local.posthog.generator import make_run_event
 
 END = datetime(2026, 11, 1, 3, tzinfo=UTC)
 JOB = "019cb7f3-a126-7809-bffc-7f13bffe1325"

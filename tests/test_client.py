@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from monitor.localposthog.faults import Fault
+from monitor.local.posthog.faults import Fault
 from monitor.posthog.client import PostHogClient, PostHogError, RequestBudget
 from tests.conftest import API_KEY, PostHogEnv, start_posthog
 

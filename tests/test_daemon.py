@@ -17,8 +17,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.daemon import Daemon
-from monitor.localposthog.faults import Fault
-from monitor.localslack import LocalSlack
+from monitor.local.posthog.faults import Fault
+from monitor.local.slack import LocalSlack
 from tests.conftest import API_KEY, PostHogEnv, make_config, monitor_for
 
 

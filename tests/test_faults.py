@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bench.reliability import CELLS, KEY, Cell, control_headers, kill_test, run_cell
-from monitor.localposthog.server import LocalPostHog
-from monitor.notify.outbox import FAILPOINT_ENV, failpoint_after_send
+from monitor.local.posthog.server import LocalPostHog
+from tests.support.crashing_daemon import kill_after_sends
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +59,12 @@ def test_sigkill_thirty_times(world_server: tuple[LocalPostHog, Path, list[str]]
     _check_kills(k, 30)
 
 
-def test_failpoint_is_off_unless_set_and_refuses_typos() -> None:
-    assert failpoint_after_send({}) is None
-    assert failpoint_after_send({FAILPOINT_ENV: "after_send:3"}) == 3
-    for bad in ("after_send", "after_send:0", "after_sent:1", "after_send:x"):
-        with pytest.raises(ValueError, match=FAILPOINT_ENV):
-            failpoint_after_send({FAILPOINT_ENV: bad})
+def test_crash_hook_kills_at_the_nth_send_and_refuses_zero() -> None:
+    kills: list[int] = []
+    hook = kill_after_sends(2, kill=lambda: kills.append(1))
+    hook()
+    assert kills == []
+    hook()
+    assert kills == [1]
+    with pytest.raises(ValueError, match="kill-after-sends"):
+        kill_after_sends(0)

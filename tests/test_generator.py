@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from monitor.localposthog.generator import (
+from monitor.local.posthog.generator import (
     Dataset,
     generate,
     iter_ai_events,
     make_run_event,
     run_event_row,
 )
-from monitor.localposthog.scenarios import SCENARIOS, TOPICS
+from monitor.local.posthog.scenarios import SCENARIOS, TOPICS
 from monitor.runs import NOISE_CLUSTER_ID, run_from_properties
 
 END = datetime(2026, 11, 1, tzinfo=UTC)

@@ -22,8 +22,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from monitor.daemon import Daemon
-from monitor.localposthog.faults import Fault
-from monitor.localslack import LocalSlack
+from monitor.local.posthog.faults import Fault
+from monitor.local.slack import LocalSlack
 from monitor.store.leader import lock_key
 from tests.conftest import API_KEY, PostHogEnv, make_config, monitor_for
 from tests.test_daemon import _metric

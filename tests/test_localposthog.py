@@ -151,7 +151,7 @@ def test_query_log_records_each_request(posthog_factory: Any, tmp_path: Any) -> 
 
 
 def test_faults_are_injected_per_request(posthog_factory: Any) -> None:
-    from monitor.localposthog.faults import Fault
+    from monitor.local.posthog.faults import Fault
 
     env = posthog_factory("steady", scale=0.05, days=2)
     env.server.faults.add(Fault(kind="status", status=429, retry_after=2, count=1))

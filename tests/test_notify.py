@@ -30,8 +30,8 @@ from slack_sdk.models.blocks import Block
 
 from monitor.alerts import Alert, Link, Notification, ShareBar
 from monitor.links import PostHogLinks
-from monitor.localslack import LocalSlack
-from monitor.localsmtp import LocalSMTP, _free_port
+from monitor.local.slack import LocalSlack
+from monitor.local.smtp import LocalSMTP, _free_port
 from monitor.notify import render
 from monitor.notify.email import EmailNotifier
 from monitor.notify.outbox import Deliverer, Notifier

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from monitor.localslack import LocalSlack
-from monitor.localsmtp import LocalSMTP
+from monitor.local.slack import LocalSlack
+from monitor.local.smtp import LocalSMTP
 from tests.conftest import PostHogEnv, make_config, monitor_for
 
 
@@ -75,6 +75,6 @@ def test_restart_in_the_middle_of_a_backlog_skips_nothing_and_repeats_nothing(
 
 
 def _fault(**kw: Any) -> Any:
-    from monitor.localposthog.faults import Fault
+    from monitor.local.posthog.faults import Fault
 
     return Fault(kind="status", status=500, count=None, **kw)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.daemon import Daemon
-from monitor.localslack import LocalSlack
+from monitor.local.slack import LocalSlack
 from tests.conftest import API_KEY, PostHogEnv
 
 

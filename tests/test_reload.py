@@ -11,7 +11,7 @@ from typing import Any
 from structlog.testing import capture_logs
 
 from monitor.daemon import Daemon
-from monitor.localslack import LocalSlack
+from monitor.local.slack import LocalSlack
 from tests.conftest import API_KEY, PostHogEnv
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from monitor.alerts import Alert
 from monitor.config import ConfigError, Inhibit, Rule, parse_config
-from monitor.localslack import LocalSlack
+from monitor.local.slack import LocalSlack
 from monitor.rules.drift import js_distance
 from monitor.rules.inhibit import split_inhibited
 from monitor.rules.language import breaks, describe, judge

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from monitor.localposthog.generator import run_event_row
-from monitor.localslack import LocalSlack
+from monitor.local.posthog.generator import run_event_row
+from monitor.local.slack import LocalSlack
 from tests.conftest import API_KEY, END, PostHogEnv, make_config, monitor_for
 
 
@@ -182,7 +182,7 @@ def test_replay_since_until_takes_only_the_runs_that_landed_in_the_window(
 
 def test_posthog_failing_longer_than_the_bound_is_alerted_once_and_resolved(
         posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
-    from monitor.localposthog.faults import Fault
+    from monitor.local.posthog.faults import Fault
 
     env: PostHogEnv = posthog_factory("steady", scale=0.05, days=2)
     now = [END + timedelta(hours=1)]

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from monitor.localposthog.generator import make_run_event, run_event_row
+from monitor.local.posthog.generator import make_run_event, run_event_row
 from monitor.matching import match_runs
 from monitor.pipeline import DiscoveredRun
 from monitor.runs import DIGEST_FORMAT, Run, RunParseError, decode_stored_run, encode_digest, run_from_properties

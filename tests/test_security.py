@@ -11,9 +11,9 @@ from typing import Any
 import structlog
 
 from monitor import logs
-from monitor.localposthog.generator import make_run_event, run_event_row
-from monitor.localslack import LocalSlack
-from monitor.localsmtp import LocalSMTP
+from monitor.local.posthog.generator import make_run_event, run_event_row
+from monitor.local.slack import LocalSlack
+from monitor.local.smtp import LocalSMTP
 from tests.conftest import END, PostHogEnv, make_config, monitor_for
 from tests.test_notify import _mrkdwn_texts
 

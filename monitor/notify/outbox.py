@@ -6,8 +6,6 @@ module is the only thing that sends, and it marks each entry sent right after th
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,24 +21,6 @@ from monitor.notify.catchup import HELD_PREFIX
 from monitor.store.base import OutboxEntry, Store
 
 log = structlog.get_logger()
-
-# Test-only crash point for the kill test (bench/reliability.py): `after_send:<n>` makes the process
-# SIGKILL itself after its n-th accepted send, before that send is recorded as sent: the one moment
-# where a crash repeats a message. Never set in production; unset, it costs one `is None` test a send.
-FAILPOINT_ENV = "CLUSTER_MONITOR_FAILPOINT"
-
-
-def failpoint_after_send(environ: Mapping[str, str] = os.environ) -> int | None:
-    """The n of `CLUSTER_MONITOR_FAILPOINT=after_send:<n>`, or None when unset; a typo fails loudly
-    rather than leaving a crash test that never crashes."""
-    spec = environ.get(FAILPOINT_ENV, "").strip()
-    if not spec:
-        return None
-    name, _, n = spec.partition(":")
-    if name != "after_send" or not n.isdigit() or int(n) < 1:
-        raise ValueError(f"{FAILPOINT_ENV}={spec!r}: expected after_send:<n> with n >= 1")
-    return int(n)
-
 
 @dataclass(frozen=True)
 class SendResult:
@@ -70,9 +50,13 @@ class Deliverer:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         fence: Callable[[], bool] = lambda: True,
+        after_send: Callable[[], None] | None = None,
     ) -> None:
         """`fence`: asked before a batch and before each send; False means this replica is no longer the
-        leader (PostgreSQL lock lost), so it must not send what another replica now owns."""
+        leader (PostgreSQL lock lost), so it must not send what another replica now owns.
+        `after_send`: called after a channel accepted a message and before it is marked sent, the one
+        moment where a crash repeats a message; the crash test (tests/support/crashing_daemon.py) kills
+        the process there. None in production."""
         self.store = store
         self.fence = fence
         self.notifiers = dict(notifiers)
@@ -82,8 +66,7 @@ class Deliverer:
         self._sleep = sleep
         self._monotonic = monotonic
         self._last_send: dict[str, float] = {}
-        self._kill_after_sends = failpoint_after_send()  # read once: test-only, None in production
-        self._sends = 0
+        self._after_send = after_send
 
     @property
     def channels(self) -> list[str]:
@@ -141,8 +124,8 @@ class Deliverer:
             log.exception("notify_crashed", channel=entry.channel, key=entry.key)
             result = SendResult(ok=False, error=f"{type(exc).__name__}: {exc}")
         if result.ok:
-            if self._kill_after_sends is not None:
-                self._failpoint()
+            if self._after_send is not None:
+                self._after_send()
             self.store.mark_sent(entry.id, now, thread_ts=result.ts)
             telemetry.NOTIFICATIONS.labels(channel=entry.channel, outcome="sent").inc()
             log.info("notification_sent", channel=entry.channel, key=entry.key, run_id=notification.run_id,
@@ -161,9 +144,3 @@ class Deliverer:
         log.warning("notification_retry", channel=entry.channel, key=entry.key, error=error,
                     attempts=entry.attempts + 1, retry_in_s=delay)
         return False
-
-    def _failpoint(self) -> None:
-        """Test-only (see FAILPOINT_ENV): die between "sent" and "recorded", as a power cut would."""
-        self._sends += 1
-        if self._kill_after_sends is not None and self._sends >= self._kill_after_sends:
-            os.kill(os.getpid(), signal.SIGKILL)

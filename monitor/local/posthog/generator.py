@@ -31,7 +31,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from monitor.localposthog.scenarios import (
+from monitor.local.posthog.scenarios import (
     APPS,
     EMBEDDING_MODEL,
     EXPECTED_ALERTS,

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from monitor.daemon import Daemon
-from monitor.localposthog.run import start_local_posthog
-from monitor.localslack import LocalSlack
-from monitor.localsmtp import LocalSMTP
+from monitor.local.posthog.run import start_local_posthog
+from monitor.local.slack import LocalSlack
+from monitor.local.smtp import LocalSMTP
 
 API_KEY = "phx_demo_local_key"
 BASELINE_DAYS = 3

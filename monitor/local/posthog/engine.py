@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from monitor.localposthog.hogql import CompiledQuery, HogQLError, compile_hogql
+from monitor.local.posthog.hogql import CompiledQuery, HogQLError, compile_hogql
 
 EventRow = tuple[str, str, str, str, str, int]
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import structlog
 
-from monitor.localposthog.generator import generate
-from monitor.localposthog.server import LocalPostHog
+from monitor.local.posthog.generator import generate
+from monitor.local.posthog.server import LocalPostHog
 
 log = structlog.get_logger()
 

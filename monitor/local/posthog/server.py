@@ -27,9 +27,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import msgspec
 import structlog
 
-from monitor.localposthog.engine import Engine, EventRow, VirtualClock
-from monitor.localposthog.faults import Fault, FaultPlan
-from monitor.localposthog.hogql import HogQLError
+from monitor.local.posthog.engine import Engine, EventRow, VirtualClock
+from monitor.local.posthog.faults import Fault, FaultPlan
+from monitor.local.posthog.hogql import HogQLError
 
 log = structlog.get_logger()
 
