@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from monitor import logs
 from monitor.cli import app
 from monitor.daemon import Daemon
-from monitor.localslack import LocalSlack
+from monitor.local.slack import LocalSlack
 from tests.conftest import PostHogEnv, make_config, monitor_for
 
 

@@ -16,12 +16,12 @@ from monitor import telemetry
 from monitor.alerts import Alert, Notification
 from monitor.cli import app
 from monitor.config import parse_config
-from monitor.localslack import LocalSlack
+from monitor.local.slack import LocalSlack
 from monitor.runs import Run, encode_digest
 from monitor.status import Status, collect, publish, to_json
 from monitor.store import open_store
 from monitor.store.base import AlertState, ProcessedRun, Store
-from tests.conftest import API_KEY, PostHogEnv, make_config, monitor_for
+from tests.conftest import API_KEY, PostHogEnv, make_config, monitor_for, new_project_id
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -75,8 +75,15 @@ def state(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def test_status_reads_firing_acknowledged_silenced_jobs_and_outbox(state: str) -> None:
     key = "url" if state.startswith("postgresql://") else "path"
-    cfg = parse_config(json.dumps({"posthog": {"project_id": 1, "api_key": "phx_x"}, "state": {key: state},
+    # A project of its own: the firing gauge sums every project this process published.
+    cfg = parse_config(json.dumps({"posthog": {"project_id": new_project_id(), "api_key": "phx_x"},
+                                   "state": {key: state},
                                    "silences": [{"severities": ["info"], "comment": "quiet"}]}), "c.yaml")
+
+    def sample(name: str, **labels: str) -> float | None:
+        return telemetry.REGISTRY.get_sample_value(name, labels)
+
+    firing_before = sample("cluster_monitor_alerts_firing", kind="error_rate", severity="critical") or 0.0
     store = open_store(cfg.state)
     try:
         _fill(store)
@@ -98,10 +105,7 @@ def test_status_reads_firing_acknowledged_silenced_jobs_and_outbox(state: str) -
     assert (o.pending, o.failed, o.sent, o.oldest_pending_age_seconds) == (1, 1, 2, 1800.0)
 
     # The gauges publish() set from the same store.
-    def sample(name: str, **labels: str) -> float | None:
-        return telemetry.REGISTRY.get_sample_value(name, labels)
-
-    assert sample("cluster_monitor_alerts_firing", kind="error_rate", severity="critical") == 1
+    assert sample("cluster_monitor_alerts_firing", kind="error_rate", severity="critical") == firing_before + 1
     assert sample("cluster_monitor_job_last_run_timestamp_seconds", job="job-7", level="trace") == (
         NOW - timedelta(hours=2)).timestamp()
     assert sample("cluster_monitor_outbox_failed") == 1
