@@ -19,6 +19,7 @@ import msgspec
 from monitor import telemetry
 from monitor.config import Config, Silence
 from monitor.rules.routing import fired_severity
+from monitor.rules.staleness import SOURCE_ERRORS
 from monitor.rules.thresholds import is_stateful
 from monitor.runs import decode_stored_run
 from monitor.store.base import Acknowledgement, AlertState, ClusterSnapshot, OutboxEntry, Store
@@ -157,9 +158,12 @@ def collect(cfg: Config, store: Store, now: datetime) -> ProjectStatus:
     for st in states:
         ack = current_ack(st, acks)
         job, _, level = st.job_key.partition("|")
+        job = names.get(st.job_key, job)
+        if st.kind == SOURCE_ERRORS:  # keyed "posthog|<project id>": the project, not a job
+            job, level = "PostHog", "project"
         firing.append(FiringAlert(
-            fingerprint=st.fingerprint, kind=st.kind, severity=fired_severity(st.kind, cfg.rules), job=names.get(
-                st.job_key, job), level=level, job_key=st.job_key, cluster_title=_title(store, st.lineage_id),
+            fingerprint=st.fingerprint, kind=st.kind, severity=fired_severity(st.kind, cfg.rules), job=job,
+            level=level, job_key=st.job_key, cluster_title=_title(store, st.lineage_id),
             summary=st.summary, since=st.first_fired_at, last_fired_at=st.last_fired_at,
             notices_sent=store.notices_sent(st.fingerprint),
             acknowledged=AckView(by=ack.by, at=ack.at, comment=ack.comment) if ack else None))

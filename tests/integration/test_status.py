@@ -56,7 +56,10 @@ def _fill(store: Store) -> None:
             store.mark_sent(e.id, NOW - timedelta(hours=2))
         else:
             store.mark_failed(e.id, "channel_not_found")
-    store.commit_alerts([], [("run:r2", "slack", _notice("run:r2", "fp-other"))], NOW - timedelta(minutes=30))
+    down = AlertState(fingerprint="fp-down", status="firing", kind="source_errors", first_fired_at=NOW,
+                      last_fired_at=NOW, last_notified_at=NOW, last_run_id="check@x", job_key="posthog|1",
+                      lineage_id=None, summary="PostHog has answered only errors for 30 min")
+    store.commit_alerts([down], [("run:r2", "slack", _notice("run:r2", "fp-other"))], NOW - timedelta(minutes=30))
     # An acknowledgement of an earlier episode does not cover this one; a later one does.
     store.acknowledge("fp-rate", "old", NOW - timedelta(days=3))
     store.acknowledge("fp-rate", "ana", NOW - timedelta(hours=1), "looking at the refund prompts")
@@ -91,7 +94,9 @@ def test_status_reads_firing_acknowledged_silenced_jobs_and_outbox(state: str) -
         publish(cfg, store, NOW)
     finally:
         store.close()
-    (firing,) = p.firing
+    firing, down = p.firing
+    assert (down.kind, down.severity, down.job, down.level, down.notices_sent) == (
+        "source_errors", "critical", "PostHog", "project", 0)
     assert (firing.fingerprint, firing.kind, firing.severity, firing.job, firing.level) == (
         "fp-rate", "error_rate", "critical", "support", "trace")
     assert firing.since == NOW - timedelta(hours=2) and firing.notices_sent == 1  # two channels, one notice
