@@ -47,15 +47,29 @@ class Alert(msgspec.Struct, frozen=True):
     links: tuple[Link, ...] = ()
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     status: str = "firing"  # firing | resolved
+    # Where a stateful alert is in its life, for the words of reminders ("still firing since 23 Nov, 3rd
+    # notice") and resolved notices ("lasted 2 days"): set by the lifecycle, None for one-off events.
+    firing_since: datetime | None = None
+    notice: int = 1
+    resolved_at: datetime | None = None
 
 
-class ShareBar(msgspec.Struct, frozen=True):
-    """One cluster in the email's chart: its share of traffic before and now (None: a new cluster)."""
+class ChartBar(msgspec.Struct, frozen=True):
+    """One cluster in an email chart: its value in the previous run and now (None: it was not there)."""
 
     title: str
-    prev_share: float | None
-    new_share: float
+    before: float | None
+    now: float | None
     alert: bool = False
+
+
+class Chart(msgspec.Struct, frozen=True):
+    """What alerts are about, cluster by cluster, previous run beside this run (a metric and its unit)."""
+
+    metric: str
+    label: str
+    unit: str
+    bars: tuple[ChartBar, ...]
 
 
 class Notification(msgspec.Struct, frozen=True):
@@ -72,5 +86,6 @@ class Notification(msgspec.Struct, frozen=True):
     run_url: str
     host: str = ""
     created_at: datetime | None = None
-    # The run's biggest clusters and those with alerts, for the email's chart (empty: no chart).
-    shares: tuple[ShareBar, ...] = ()
+    # The metrics the alerts are about, for the email's charts (empty: no chart). Outbox entries written
+    # before charts existed carry `shares` instead, which decoding ignores: they are sent without a chart.
+    charts: tuple[Chart, ...] = ()

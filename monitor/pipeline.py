@@ -20,7 +20,7 @@ import msgspec
 import structlog
 
 from monitor import telemetry
-from monitor.alerts import Alert, Notification, ShareBar
+from monitor.alerts import Alert, Notification
 from monitor.config import Config, Silence
 from monitor.links import PostHogLinks
 from monitor.matching import match_runs
@@ -28,6 +28,7 @@ from monitor.matching.lineage import assign_lineages
 from monitor.matching.model import RunDiff
 from monitor.metrics import ClusterMetrics, MetricsParseError, metrics_from_rows
 from monitor.notify.catchup import HELD_PREFIX, summarise, summary_key
+from monitor.notify.chart import alert_charts
 from monitor.notify.outbox import Deliverer
 from monitor.posthog import queries
 from monitor.posthog.client import PostHogClient, PostHogError
@@ -250,7 +251,7 @@ class Monitor:
                 job_name=run.job_name or run.job_id, level=run.level, window_start=run.window_start,
                 window_end=run.window_end, alerts=tuple(sorted(to_notify, key=_importance)),
                 run_url=self.links.run(run.run_id), host=self.cfg.posthog.links_host, created_at=now,
-                shares=share_bars(run, prev, diff, {a.cluster_id for a in to_notify}))
+                charts=alert_charts(run, prev, diff, metrics, prev_metrics, to_notify))
             catch_up = timedelta(hours=self.cfg.alerting.catch_up_after_hours)
             held = catch_up > timedelta(0) and now - d.emitted_at > catch_up
             outbox = self._outbox_for(notification, held=held)
@@ -571,24 +572,6 @@ class Monitor:
             new = max(candidates)
             if current is None or new > current:
                 self.store.set_cursor(new)
-
-
-def share_bars(run: Run, prev: Run | None, diff: RunDiff | None, alerted: set[int | None],
-               limit: int = 10) -> tuple[ShareBar, ...]:
-    """The clusters with alerts first, then the largest, each with its matched cluster's previous share."""
-    total = run.clustered_size or 1
-    prev_total = prev.clustered_size if prev else 0
-    prev_size = {c.cluster_id: c.size for c in prev.clusters} if prev else {}
-    matched = {m.new: m.prev for m in diff.matches} if diff else {}
-    ranked = sorted((c for c in run.clusters if not c.is_noise),
-                    key=lambda c: (c.cluster_id not in alerted, -c.size))[:limit]
-    bars = []
-    for c in ranked:
-        p = matched.get(c.cluster_id)
-        prev_share = prev_size[p] / prev_total if p is not None and prev_total else None
-        bars.append(ShareBar(title=c.title, prev_share=prev_share, new_share=c.size / total,
-                             alert=c.cluster_id in alerted))
-    return tuple(bars)
 
 
 def _check_id(now: datetime) -> str:

@@ -9,7 +9,6 @@ handlers call time.sleep): they are recorded instead of slept, so a 429's Retry-
 from __future__ import annotations
 
 import html
-import io
 import json
 import re
 from collections.abc import Iterator
@@ -20,7 +19,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo
 
+import markupsafe
 import msgspec
 import pytest
 from PIL import Image
@@ -28,7 +29,7 @@ from slack_sdk.http_retry import builtin_handlers
 from slack_sdk.http_retry import handler as retry_handler
 from slack_sdk.models.blocks import Block
 
-from monitor.alerts import Alert, Link, Notification, ShareBar
+from monitor.alerts import Alert, Chart, ChartBar, Link, Notification
 from monitor.links import PostHogLinks
 from monitor.local.slack import LocalSlack
 from monitor.local.smtp import LocalSMTP, _free_port
@@ -71,7 +72,13 @@ def _alert(i: int, run_id: str) -> Alert:
                Link("Top trace", LINKS.trace(_trace_id(i)))))
 
 
-def _notification(n_alerts: int = 1, *, tag: str = "k1x", shares: bool = True) -> Notification:
+def _share_chart() -> Chart:
+    return Chart(metric="share", label="Share of traffic", unit="ratio", bars=(
+        ChartBar(HOSTILE, 0.2, 0.35, alert=True), ChartBar("Python code review", 0.3, 0.28),
+        ChartBar("Brand new workload", None, 0.05), ChartBar("Refund requests", 0.1, None, alert=True)))
+
+
+def _notification(n_alerts: int = 1, *, tag: str = "k1x", charts: bool = True) -> Notification:
     """One run's notification; `tag` ends the run id, so each notification can be told apart at the endpoint."""
     run_id = f"{RUN_ID} {tag}"
     return Notification(
@@ -79,8 +86,7 @@ def _notification(n_alerts: int = 1, *, tag: str = "k1x", shares: bool = True) -
         window_start=NOW - timedelta(days=7), window_end=NOW,
         alerts=tuple(_alert(i, run_id) for i in range(n_alerts)), run_url=LINKS.run(run_id), host=LINKS.base,
         created_at=NOW,
-        shares=(ShareBar(HOSTILE, 0.2, 0.35, alert=True), ShareBar("Python code review", 0.3, 0.28),
-                ShareBar("Brand new workload", None, 0.05)) if shares else ())
+        charts=(_share_chart(),) if charts else ())
 
 
 # --- fixtures and helpers --------------------------------------------------------------------------------
@@ -213,6 +219,12 @@ def _assert_no_ping_or_link_from_data(msg: dict[str, Any]) -> None:
     for s in _strings(msg):
         assert not set(s) & set(BIDI), "bidi override or isolate reached Slack"
         assert "\r" not in s and not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", s)
+    # Slack's formatting from data is inert: the characters are swapped for look-alikes Slack does not parse,
+    # and data starts no line (line breaks in it became spaces), so it cannot fake a line of the alert.
+    for fmt in ("*bold*", "_x_", "~x~", "`code`", "```pre```"):
+        assert fmt not in joined, fmt
+    assert all(x in joined for x in ("\u2217bold\u2217", "\u02cdx\u02cd", "\u223cx\u223c", "\u02cbcode\u02cb"))
+    assert not re.search(r"^(Bcc|X-Injected)", joined, re.MULTILINE)
     header = next(b for b in msg["blocks"] if b["type"] == "header")["text"]["text"]
     assert "\n" not in header and "🎉" in header  # one line; emoji kept
 
@@ -256,8 +268,10 @@ def test_slack_message_arrives_valid_within_limits_with_hostile_text_inert(
     assert len(alert_sections) == 10
     assert sum("…and 50 more alerts" in b["text"]["text"] for b in blocks if b["type"] == "section") == 1
     # The 5,000-character title is cut to Slack's section limit, not rejected.
+    # The 5,000-character title is cut for display, on the alert's first line, well within the section.
     long_section = alert_sections[1]["text"]["text"]
-    assert long_section.endswith("…") and len(long_section) == 3000
+    first_line = long_section.split("\n")[0]
+    assert first_line.endswith("…") and len(long_section) < 3000 and "L" * 100 not in long_section
     _assert_no_ping_or_link_from_data(msg)
     # Links back into PostHog: buttons and the "more" link, each part URL-encoded.
     buttons = [e["url"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
@@ -266,9 +280,14 @@ def test_slack_message_arrives_valid_within_limits_with_hostile_text_inert(
     _assert_posthog_urls(buttons + more, n.run_id)
 
 
-# --- 2 & 3: email: MIME structure, inline chart, headers, hostile text ------------------------------------
+# --- 2 & 3: email: MIME structure, the chart in HTML, headers, hostile text --------------------------------
 
-def test_email_mime_structure_headers_and_inline_chart(smtp: LocalSMTP) -> None:
+def _bars(page: str) -> list[tuple[str, float]]:
+    """(class, width in %) of every drawn bar of the email's charts, in order."""
+    return [(cls, float(w)) for cls, w in re.findall(r'<td class="(cm-before|cm-now|cm-hot)" width="([0-9.]+)%"', page)]
+
+
+def test_email_mime_structure_headers_and_html_chart(smtp: LocalSMTP) -> None:
     res = _email(smtp).send(_notification())
     assert res.ok, res.error
     assert smtp.wait_for(1)
@@ -282,38 +301,40 @@ def test_email_mime_structure_headers_and_inline_chart(smtp: LocalSMTP) -> None:
     assert abs(date - datetime.now(UTC)) < timedelta(minutes=5)
     assert re.fullmatch(r"<[^<>@\s]+@cluster-monitor>", str(msg["Message-ID"]))
     assert msg["MIME-Version"] == "1.0"
-    # multipart/alternative: the plain text first, then the HTML with its chart in multipart/related.
-    assert msg.get_content_type() == "multipart/alternative"
-    top = list(msg.iter_parts())
-    assert [p.get_content_type() for p in top] == ["text/plain", "multipart/related"]
-    related = list(top[1].iter_parts())
-    assert [p.get_content_type() for p in related] == ["text/html", "image/png"]
-    plain, page, image = top[0], related[0], related[1]
-    assert isinstance(plain, EmailMessage) and isinstance(page, EmailMessage) and isinstance(image, EmailMessage)
+    # multipart/alternative: the plain text first, then the HTML, which draws its chart itself (no image).
+    assert [p.get_content_type() for p in msg.walk()] == ["multipart/alternative", "text/plain", "text/html"]
+    plain, page = msg.get_body(preferencelist=("plain",)), msg.get_body(preferencelist=("html",))
+    assert isinstance(plain, EmailMessage) and isinstance(page, EmailMessage)
     assert plain.get_content_charset() == "utf-8" and page.get_content_charset() == "utf-8"
-    assert msg.get_body(preferencelist=("html",)) is page and msg.get_body(preferencelist=("plain",)) is plain
-    # The HTML refers to the image by the image's own Content-ID.
-    cid = str(image["Content-ID"])
-    assert cid.startswith("<") and cid.endswith(">")
-    html_text = page.get_content()
-    assert re.findall(r'src="cid:([^"]+)"', html_text) == [cid[1:-1]]
-    assert image.get_content_disposition() == "inline"
-    png = image.get_content()
-    assert isinstance(png, bytes)
-    with Image.open(io.BytesIO(png)) as img:
-        img.load()
-        assert img.format == "PNG" and img.width == 592 and img.height == 34 + 30 * 3 + 12
+    html_text, text = page.get_content(), plain.get_content()
+    assert "<img" not in html_text and "cid:" not in html_text
+    # The alert comes first, the chart after it.
+    assert html_text.index("Cost spike") < html_text.index("Share of traffic")
+    # Each cluster: previous run, then this run; bar lengths relative to the largest value (35%).
+    assert _bars(html_text) == [("cm-before", 57.1), ("cm-hot", 100.0),  # the alerted cluster, in red
+                                ("cm-before", 85.7), ("cm-now", 80.0),
+                                ("cm-now", 14.3),  # new: nothing before
+                                ("cm-before", 28.6)]  # disappeared: its old share, nothing now
+    for values in ("20.0% → 35.0%", "30.0% → 28.0%", "new → 5.0%", "10.0% → gone"):
+        assert values in html_text, values
+    # Dark mode and narrow screens: the client's own colour scheme, and a card that shrinks.
+    assert '<meta name="color-scheme" content="light dark">' in html_text
+    assert "@media (prefers-color-scheme: dark)" in html_text and "max-width:640px;width:100%" in html_text
+    # The plain text says the same in words.
+    assert "Share of traffic, previous run -> this run:" in text and "Brand new workload: new -> 5.0%" in text
+    assert "Refund requests: 10.0% -> gone" in text
 
 
 def test_email_without_chart_data_is_plain_multipart_alternative(smtp: LocalSMTP) -> None:
     notifier = _email(smtp)
-    assert notifier.send(_notification(shares=False, tag="a1x")).ok
-    assert notifier.send(_notification(shares=False, tag="b2x")).ok
+    assert notifier.send(_notification(charts=False, tag="a1x")).ok
+    assert notifier.send(_notification(charts=False, tag="b2x")).ok
     assert smtp.wait_for(2)
     first, second = smtp.messages
     assert [p.get_content_type() for p in first.walk()] == ["multipart/alternative", "text/plain", "text/html"]
     page = first.get_body(preferencelist=("html",))
-    assert isinstance(page, EmailMessage) and "cid:" not in page.get_content()
+    assert isinstance(page, EmailMessage) and "Share of traffic" not in page.get_content()
+    assert _bars(page.get_content()) == []
     assert first["Message-ID"] != second["Message-ID"]
 
 
@@ -351,7 +372,10 @@ def test_email_hostile_text_is_escaped_and_cannot_inject_headers(smtp: LocalSMTP
         assert "🎉" in part and "مرحبا" in part
     # 25 alerts are shown in full, the rest counted with a link to the run.
     assert "…and 35 more" in html_text and "...and 35 more" in text
-    assert html_text.count("L" * 5000) == 1  # the long title is kept whole in the email
+    # The 5,000-character title is cut for display (the links still carry the whole run).
+    shown = render.display(LONG_TITLE, render.DISPLAY_LIMITS["title"])
+    assert shown.endswith("…") and len(shown) == render.DISPLAY_LIMITS["title"]
+    assert f">{markupsafe.escape(shown)}</div>" in html_text and "L" * 100 not in html_text
     # Links back into PostHog are URL-encoded in both parts.
     hrefs = _html_hrefs(html_text)
     _assert_posthog_urls(hrefs, n.run_id)
@@ -571,34 +595,108 @@ def test_check_templates_names_the_broken_file_and_line(tmp_path: Path, monkeypa
     assert f"{undefined}, line 2" in runtime and "no_such_value" in runtime
 
 
-def test_email_html_renders_in_headless_chromium(tmp_path: Path) -> None:
-    """Renders the email's HTML (chart inlined) in Debian's chromium and keeps the screenshot."""
-    import base64
+# Titles in the scripts that came out as boxes in the old Pillow chart: accented, Cyrillic, Japanese.
+JA, RU, FR = "ログイン時のエラー対応", "Запросы на возврат средств", "Révision de CV — café crème"
+
+
+def multiscript_notification() -> Notification:
+    """The email of the screenshots in docs/: a cost spike (a 3rd notice), an error rate, a disappeared
+    cluster and a resolved one, with a cost chart and a share chart, titles in three scripts."""
+    run_id = "2_trace_20261123_031000_support-bot"
+    since = NOW - timedelta(days=8)
+
+    def alert(kind: str, title: str, summary: str, **kw: Any) -> Alert:
+        return Alert(fingerprint=f"fp-{kind}", rule=kind, kind=kind, summary=summary, run_id=run_id,
+                     job_name="Support bot", level="trace", cluster_title=title,
+                     links=(Link("Open run", LINKS.run(run_id)), Link("Open cluster", LINKS.cluster(run_id, 0))),
+                     **kw)
+
+    alerts = (
+        alert("cluster_avg_cost", JA, "Average cost $0.0420 per item is above $0.0200", severity="critical",
+              cluster_id=0, metric="avg_cost", value=0.042, threshold=0.02, previous_value=0.011, unit="usd",
+              firing_since=since, notice=3),
+        alert("error_rate", RU, "Error rate 18.0% is at or above 10.0% (36 of 200 items)", severity="critical",
+              cluster_id=1, metric="error_rate", value=0.18, threshold=0.1, previous_value=0.02, unit="ratio",
+              firing_since=NOW),
+        alert("disappeared", FR, "Cluster disappeared (had 120 items, 8.0% of traffic)", severity="warning",
+              metric="share", value=0.0, previous_value=0.08, unit="ratio"),
+        alert("p95_latency", "Python code review", "Resolved: p95 latency back under 20.00 s", severity="info",
+              status="resolved", firing_since=NOW - timedelta(days=2, hours=5), resolved_at=NOW),
+    )
+    cost = Chart(metric="avg_cost", label="Average cost per item", unit="usd", bars=(
+        ChartBar(JA, 0.011, 0.042, alert=True), ChartBar(RU, 0.006, 0.0071), ChartBar("Python code review", 0.004,
+                                                                                       0.0038),
+        ChartBar(FR, 0.009, None), ChartBar("日本語の請求書に関する質問", None, 0.012)))
+    share = Chart(metric="share", label="Share of traffic", unit="ratio", bars=(
+        ChartBar(FR, 0.08, None, alert=True), ChartBar(JA, 0.22, 0.31), ChartBar(RU, 0.18, 0.16),
+        ChartBar("Python code review", 0.3, 0.29)))
+    return Notification(
+        key=f"run:{run_id}", project_id=2, run_id=run_id, job_name="Support bot", level="trace",
+        window_start=NOW - timedelta(days=7), window_end=NOW, alerts=alerts, run_url=LINKS.run(run_id),
+        host=LINKS.base, created_at=NOW, charts=(cost, share))
+
+
+# (name, window size, extra Chromium flags): light, dark (the OS scheme and Blink's preferred scheme), phone.
+RENDERS = [
+    ("light", "680,1260", []),
+    ("dark", "680,1260", ["--force-dark-mode", "--blink-settings=preferredColorScheme=0"]),
+    ("narrow", "375,1340", []),
+]
+
+
+def _chromium(page: Path, profile: Path, size: str, flags: list[str], *out: str) -> str:
     import shutil
     import subprocess
 
-    from monitor.notify.chart import share_chart
-    from monitor.notify.render import render_email
-
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "Debian's chromium is installed by ./dev setup (apt-get install chromium)"
-    n = _notification(n_alerts=3)
-    parts = render_email(n, chart=share_chart(n.shares))
-    png = base64.b64encode(parts.images["chart"]).decode()
+    done = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={profile}", "--hide-scrollbars", f"--window-size={size}", *flags,
+                           *out, page.as_uri()], check=True, capture_output=True, timeout=120, text=True)
+    return done.stdout
+
+
+@pytest.mark.parametrize(("name", "size", "flags"), RENDERS, ids=[r[0] for r in RENDERS])
+def test_email_html_renders_in_headless_chromium(name: str, size: str, flags: list[str], tmp_path: Path) -> None:
+    """Renders the email's HTML in Debian's chromium: light, dark and phone-narrow, titles in three scripts.
+    Keeps the screenshots in tests/artifacts/ (those in docs/ come from here)."""
+
+    parts = render.render_email(multiscript_notification())
     page = tmp_path / "email.html"
-    page.write_text(parts.html.replace("cid:chart", f"data:image/png;base64,{png}"))
-    out = Path("tests/artifacts/email-screenshot.png").resolve()
+    page.write_text(parts.html)
+    out = Path(f"tests/artifacts/email-{name}.png").resolve()
     out.parent.mkdir(exist_ok=True)
     out.unlink(missing_ok=True)
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars", "--window-size=680,1400",
-                    f"--screenshot={out}", page.as_uri()], check=True, capture_output=True, timeout=120)
+    _chromium(page, tmp_path / "profile", size, flags, f"--screenshot={out}")
+    width, height = (int(x) for x in size.split(","))
     with Image.open(out) as img:
-        assert img.size == (680, 1400)
-        # Something was drawn: a blank page would be a single colour.
-        colours = img.convert("RGB").getcolors(maxcolors=1_000_000)
-        assert colours is not None and len(colours) > 50
+        rgb = img.convert("RGB")
+        assert img.size == (width, height)
+        colours = rgb.getcolors(maxcolors=1_000_000)
+        assert colours is not None and len(colours) > 50  # something was drawn: a blank page is one colour
+        # The page around the card follows the reader's colour scheme.
+        background = rgb.getpixel((2, 2))
+        assert isinstance(background, tuple)
+        if name == "dark":
+            assert max(background) < 40, background
+        else:
+            assert min(background) > 230, background
+        # The bars are drawn in their colours: this run's red (an alert) and blue, and the previous run's grey.
+        drawn = {c for _, c in colours}
+        hot, now = ((248, 113, 113), (96, 165, 250)) if name == "dark" else ((220, 38, 38), (37, 99, 235))
+        assert hot in drawn and now in drawn
+    # Nothing is wider than the window: on a phone the card, titles and bars shrink instead of scrolling.
+    # Measured in a frame of the window's width (headless Chromium lays --dump-dom out at 500 px at least).
+    probe = tmp_path / "probe.html"
+    probe.write_text(
+        f'<!DOCTYPE html><html><body style="margin:0"><iframe id="f" width="{width}" height="{height}" '
+        f'style="border:0" srcdoc="{html.escape(parts.html, quote=True)}"></iframe><script>'
+        'window.addEventListener("load", function () { var d = document.getElementById("f").contentDocument;'
+        ' document.body.setAttribute("data-scroll-width", d.documentElement.scrollWidth); });</script></body></html>')
+    dom = _chromium(probe, tmp_path / "profile", f"{max(width, 500)},{height}", flags, "--dump-dom")
+    scroll = re.search(r'data-scroll-width="(\d+)"', dom)
+    assert scroll is not None and int(scroll.group(1)) <= width, scroll
 
 
 def test_a_resolved_notice_replies_in_the_thread_of_the_alert_it_resolves(
@@ -622,3 +720,93 @@ def test_a_resolved_notice_replies_in_the_thread_of_the_alert_it_resolves(
     assert len(replies) == 1 and replies[0]["thread_ts"] == first_ts
     assert "Resolved" in json.dumps(replies[0]["blocks"])
     store.close()
+
+
+# --- issue 17: reminders and resolved notices that say so; charts of what the alert is about ---------------
+
+def test_reminders_count_their_notices_and_resolved_notices_say_how_long_it_lasted(
+        local_slack: LocalSlack, smtp: LocalSMTP) -> None:
+    from monitor.rules.lifecycle import apply_lifecycle
+
+    start = datetime(2026, 11, 23, 3, 10, tzinfo=UTC)
+    alert = Alert(fingerprint="fp-err", rule="error_rate", kind="error_rate", severity="critical",
+                  summary="Error rate 18.0% is at or above 10.0%", run_id="r", job_name="Support bot", level="trace",
+                  cluster_id=0, cluster_title="Refund requests", lineage_id="L1", metric="error_rate", value=0.18,
+                  threshold=0.1, unit="ratio")
+    states: dict[str, Any] = {}
+    told: list[Alert] = []
+    # A daily job, reminders every 48 h: told on day 0, reminded on days 2 and 4, resolved on day 5.
+    for day in range(6):
+        lc = apply_lifecycle([alert] if day < 5 else [], states, run_id=f"r{day}", job_key="j",
+                             now=start + timedelta(days=day, minutes=day), repeat_interval=timedelta(hours=48),
+                             present_lineages={"L1": "Refund requests"})
+        states |= {s.fingerprint: s for s in lc.states}
+        told += lc.notify
+    assert [(a.status, a.notice) for a in told] == [("firing", 1), ("firing", 2), ("firing", 3), ("resolved", 1)]
+    assert all(a.firing_since == start for a in told)
+    notes = [render.lifecycle_note(a, ZoneInfo("UTC")) for a in told]
+    assert notes == ["", "Still firing since 23 Nov 03:10, 2nd notice", "Still firing since 23 Nov 03:10, 3rd notice",
+                     "Lasted 5 days (firing since 23 Nov 03:10)"]
+    # As people receive them: the 3rd notice, then the resolved one, in Slack and by email.
+    slack_n = SlackNotifier(webhook_url=local_slack.webhook_url)
+    for k, a in ((2, told[2]), (3, msgspec.structs.replace(told[3], job_name="Support bot", level="trace"))):
+        n = Notification(key=f"k{k}", project_id=2, run_id=f"r{k}", job_name="Support bot", level="trace",
+                         window_start=NOW, window_end=NOW, alerts=(a,), run_url=LINKS.run(f"r{k}"))
+        assert slack_n.send(n).ok and _email(smtp).send(n).ok
+    assert local_slack.wait_for(2) and smtp.wait_for(2)
+    reminder, resolved = (json.dumps(m["blocks"], ensure_ascii=False) for m in local_slack.messages)
+    assert "_Still firing since 23 Nov 03:10, 3rd notice_" in reminder and "1 alert still firing" in reminder
+    assert "_Lasted 5 days (firing since 23 Nov 03:10)_" in resolved
+    subjects = [str(m["Subject"]) for m in smtp.messages]
+    assert subjects[0].startswith("[cluster-monitor] 1 alert still firing: Error rate in Refund requests")
+    for m, note in zip(smtp.messages, notes[2:], strict=True):
+        for kind in ("plain", "html"):
+            body = m.get_body(preferencelist=(kind,))
+            assert isinstance(body, EmailMessage) and note in body.get_content()
+
+
+def _run(run_id: str, clusters: list[tuple[int, str, int]]) -> Any:
+    from monitor.runs import Cluster, Run
+
+    return Run(run_id=run_id, level="trace", job_id="j", job_name="job", window_start=NOW - timedelta(days=1),
+               window_end=NOW, total_items=sum(s for _, _, s in clusters),
+               clusters=tuple(Cluster(cluster_id=c, title=t, size=s) for c, t, s in clusters))
+
+
+def test_each_alert_is_charted_with_its_own_metric_and_a_disappeared_cluster_keeps_its_old_value() -> None:
+    from monitor.matching.model import Match, RunDiff
+    from monitor.metrics import ClusterMetrics
+    from monitor.notify.chart import alert_charts
+
+    prev = _run("p", [(0, "Refunds", 20), (1, "Code review", 60), (2, "Invoices", 20), (-1, "Noise", 5)])
+    new = _run("n", [(0, "Refund requests", 50), (1, "Code review", 40), (3, "Travel", 10)])
+    diff = RunDiff(prev_run_id="p", new_run_id="n", new=[3], disappeared=[2], matches=[
+        Match(prev=0, new=0, score=0.9, prev_size=20, new_size=50, prev_share=0.2, new_share=0.5, share_delta_pp=30),
+        Match(prev=1, new=1, score=0.9, prev_size=60, new_size=40, prev_share=0.6, new_share=0.4, share_delta_pp=-20)])
+    metrics = {0: ClusterMetrics(0, items=50, avg_cost=0.04), 1: ClusterMetrics(1, items=40, avg_cost=0.01),
+               3: ClusterMetrics(3, items=10, avg_cost=0.02)}
+    prev_metrics = {0: ClusterMetrics(0, items=20, avg_cost=0.01), 1: ClusterMetrics(1, items=60, avg_cost=0.01),
+                    2: ClusterMetrics(2, items=20, avg_cost=0.03)}
+
+    def alert(kind: str, metric: str, cluster_id: int | None, title: str) -> Alert:
+        return Alert(fingerprint=kind, rule=kind, kind=kind, severity="warning", summary="s", run_id="n",
+                     job_name="job", level="trace", cluster_id=cluster_id, cluster_title=title, metric=metric)
+
+    cost, share = alert_charts(new, prev, diff, metrics, prev_metrics, [
+        alert("cost_spike", "avg_cost", 0, "Refund requests"), alert("share_shift", "share", 1, "Code review"),
+        alert("disappeared", "share", None, "Invoices")])
+    assert (cost.metric, cost.label, cost.unit) == ("avg_cost", "Average cost per item", "usd")
+    # Alerted clusters first (the disappeared one too), then the rest by size; noise left out.
+    assert [(b.title, b.before, b.now, b.alert) for b in cost.bars] == [
+        ("Refund requests", 0.01, 0.04, True), ("Code review", 0.01, 0.01, True), ("Invoices", 0.03, None, True),
+        ("Travel", None, 0.02, False)]
+    assert (share.metric, share.unit) == ("share", "ratio")
+    # Shares of each run's clustered items (the previous run's noise counts in its total, as everywhere).
+    assert [(b.title, b.before, b.now) for b in share.bars] == [
+        ("Refund requests", 20 / 105, 0.5), ("Code review", 60 / 105, 0.4), ("Invoices", 20 / 105, None),
+        ("Travel", None, 0.1)]
+    # A split, merge or mix shift is about the shape of traffic: the share chart; a check of no run: none.
+    only_share = alert_charts(new, prev, diff, metrics, prev_metrics, [alert("mix_shift", "mix_shift", None, "")])
+    assert [c.metric for c in only_share] == ["share"]
+    stale = msgspec.structs.replace(alert("stale_source", "hours_since_last_run", None, ""), run_id="")
+    assert alert_charts(new, prev, diff, metrics, prev_metrics, [stale]) == ()

@@ -1,62 +1,89 @@
-"""The email's inline chart: each cluster's share of traffic, previous run beside this run.
+"""What the email's charts show: the metric each alert is about, cluster by cluster, previous run beside this
+run. Pure: a run, its diff and its metrics in, plain `Chart` values out (drawn as HTML bars by the email
+template, so titles stay text that the reader's own fonts render, in any script).
 
-Drawn with Pillow into a PNG the email references by cid. Untrusted titles only ever become pixels here.
+A cost alert charts cost, an error alert the error rate, a share shift (and a new, split, merged or
+disappeared cluster) the share of traffic. The clusters with alerts come first, then the largest; a
+cluster that disappeared keeps its old value beside nothing now, a new one has nothing before.
 """
 
 from __future__ import annotations
 
-import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 
-from PIL import Image, ImageDraw, ImageFont
+from monitor.alerts import Alert, Chart, ChartBar
+from monitor.matching.model import RunDiff
+from monitor.metrics import ClusterMetrics
+from monitor.runs import Cluster, Run
 
-from monitor.alerts import ShareBar
-from monitor.notify.render import strip_bidi
-
-WIDTH = 592
-ROW = 30
-TOP = 34
-LABEL_W = 230
-PREV_COLOR = (203, 213, 225)
-NEW_COLOR = (37, 99, 235)
-ALERT_COLOR = (220, 38, 38)
-TEXT = (15, 23, 42)
-MUTED = (100, 116, 139)
-
-
-def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
-         width: int) -> str:
-    text = " ".join(text.split())
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength(text + "…", font=font) > width:
-        text = text[:-1]
-    return text + "…"
+SHARE = "share"
+# Per-cluster metrics a chart can show (ClusterMetrics fields), with what people read and the unit.
+METRICS: dict[str, tuple[str, str]] = {
+    SHARE: ("Share of traffic", "ratio"),
+    "avg_cost": ("Average cost per item", "usd"),
+    "total_cost": ("Total cost", "usd"),
+    "error_rate": ("Error rate", "ratio"),
+    "p95_latency": ("p95 latency", "s"),
+    "p50_latency": ("Median latency", "s"),
+    "avg_latency": ("Average latency", "s"),
+    "avg_tokens": ("Tokens per item", ""),
+    "items": ("Items", ""),
+}
+MAX_CHARTS = 3
+MAX_BARS = 10
 
 
-def share_chart(bars: Sequence[ShareBar]) -> bytes:
-    """A PNG of horizontal bar pairs; clusters with an alert are drawn in red."""
-    font = ImageFont.load_default(13)
-    small = ImageFont.load_default(11)
-    height = TOP + ROW * len(bars) + 12
-    img = Image.new("RGB", (WIDTH, height), "white")
-    d = ImageDraw.Draw(img)
-    d.text((8, 8), "Share of traffic", fill=TEXT, font=small)
-    d.rectangle((LABEL_W, 10, LABEL_W + 12, 20), fill=PREV_COLOR)
-    d.text((LABEL_W + 18, 8), "previous run", fill=MUTED, font=small)
-    d.rectangle((LABEL_W + 100, 10, LABEL_W + 112, 20), fill=NEW_COLOR)
-    d.text((LABEL_W + 118, 8), "this run", fill=MUTED, font=small)
-    top = max([b.new_share for b in bars] + [b.prev_share or 0.0 for b in bars] + [0.01])
-    span = WIDTH - LABEL_W - 86
-    for i, b in enumerate(bars):
-        y = TOP + i * ROW
-        d.text((8, y + 7), _fit(d, strip_bidi(b.title), font, LABEL_W - 16), fill=TEXT, font=font)
-        if b.prev_share is not None:
-            d.rectangle((LABEL_W, y + 4, LABEL_W + max(1, int(span * b.prev_share / top)), y + 12), fill=PREV_COLOR)
-        d.rectangle((LABEL_W, y + 14, LABEL_W + max(1, int(span * b.new_share / top)), y + 24),
-                    fill=ALERT_COLOR if b.alert else NEW_COLOR)
-        prev = "new" if b.prev_share is None else f"{b.prev_share * 100:.1f}%"
-        d.text((WIDTH - 78, y + 7), f"{prev} > {b.new_share * 100:.1f}%", fill=MUTED, font=small)
-    out = io.BytesIO()
-    img.save(out, format="PNG", optimize=True)
-    return out.getvalue()
+def chart_metric(a: Alert) -> str | None:
+    """The metric an alert is drawn with: its own when it is per cluster, the share of traffic for changes
+    of shape (new, disappeared, split, merge, mix shift), none for checks that belong to no run."""
+    if a.metric in METRICS:
+        return a.metric
+    if a.run_id == "" or a.kind in ("stale_source", "source_errors"):
+        return None
+    return SHARE
+
+
+def alert_charts(run: Run, prev: Run | None, diff: RunDiff | None, metrics: Mapping[int, ClusterMetrics],
+                 prev_metrics: Mapping[int, ClusterMetrics], alerts: Iterable[Alert],
+                 limit: int = MAX_BARS) -> tuple[Chart, ...]:
+    """One chart per metric the alerts are about (most important alert first, at most MAX_CHARTS)."""
+    alerts = list(alerts)
+    wanted = list(dict.fromkeys(m for m in (chart_metric(a) for a in alerts) if m is not None))[:MAX_CHARTS]
+    if not wanted:
+        return ()
+    alerted = {a.cluster_id for a in alerts if a.cluster_id is not None and a.status != "resolved"}
+    gone_titles = {a.cluster_title for a in alerts if a.kind == "disappeared" and a.cluster_title}
+    matched = {m.new: m.prev for m in diff.matches} if diff else {}
+    total = run.clustered_size or 1
+    prev_total = (prev.clustered_size or 1) if prev else 1
+    prev_by_id = {c.cluster_id: c for c in prev.clusters} if prev is not None else {}
+    gone = [c for c in (prev_by_id.get(i) for i in (diff.disappeared if diff else ())) if c and not c.is_noise]
+
+    def value(metric: str, c: Cluster, of: Mapping[int, ClusterMetrics], whole: int) -> float | None:
+        if metric == SHARE:
+            return c.size / whole
+        m = of.get(c.cluster_id)
+        v = getattr(m, metric, None) if m is not None else None
+        return float(v) if isinstance(v, int | float) else None
+
+    charts = []
+    for metric in wanted:
+        rows: list[tuple[bool, float, ChartBar]] = []
+        for c in run.clusters:
+            if c.is_noise:
+                continue
+            p = prev_by_id.get(matched[c.cluster_id]) if c.cluster_id in matched else None
+            before = value(metric, p, prev_metrics, prev_total) if p is not None else None
+            now = value(metric, c, metrics, total)
+            bar = ChartBar(title=c.title, before=before, now=now, alert=c.cluster_id in alerted)
+            rows.append((bar.alert, c.size / total, bar))
+        for c in gone:
+            bar = ChartBar(title=c.title, before=value(metric, c, prev_metrics, prev_total), now=None,
+                           alert=c.title in gone_titles)
+            rows.append((bar.alert, c.size / prev_total, bar))
+        rows.sort(key=lambda r: (not r[0], -r[1]))
+        bars = tuple(b for _, _, b in rows[:limit] if b.before is not None or b.now is not None)
+        if bars:
+            label, unit = METRICS[metric]
+            charts.append(Chart(metric=metric, label=label, unit=unit, bars=bars))
+    return tuple(charts)

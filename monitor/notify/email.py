@@ -1,4 +1,5 @@
-"""Email delivery over SMTP: multipart (plain text + HTML, inline images by cid), STARTTLS or implicit TLS.
+"""Email delivery over SMTP: multipart/alternative (plain text + HTML, charts drawn in the HTML), STARTTLS or
+implicit TLS.
 
 SMTP answers are sorted like Slack's: 5xx and failed authentication are permanent (a person must fix
 the address or the password), 4xx and connection problems are retried from the outbox.
@@ -15,29 +16,21 @@ from zoneinfo import ZoneInfo
 
 from monitor.alerts import Notification
 from monitor.config import EmailConfig
-from monitor.notify.chart import share_chart
 from monitor.notify.outbox import SendResult
 from monitor.notify.render import header_safe, render_email
 
 
-def build_message(n: Notification, *, sender: str, recipients: list[str], tz: ZoneInfo,
-                  chart: bytes | None = None) -> EmailMessage:
-    parts = render_email(n, tz=tz, chart=chart)
+def build_message(n: Notification, *, sender: str, recipients: list[str], tz: ZoneInfo) -> EmailMessage:
+    parts = render_email(n, tz=tz)
     msg = EmailMessage()
     msg["Subject"] = parts.subject
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = make_msgid(domain="cluster-monitor")
-    msg["X-Cluster-Monitor-Key"] = header_safe(n.key)[:200]  # run ids are data: CR/LF would raise
+    msg["X-Cluster-Monitor-Key"] = header_safe(n.key[:800])[:200]  # run ids are data: CR/LF would raise
     msg.set_content(parts.text)
     msg.add_alternative(parts.html, subtype="html")
-    if parts.images:
-        html_part = msg.get_body(preferencelist=("html",))
-        assert isinstance(html_part, EmailMessage)
-        for cid, data in parts.images.items():
-            html_part.add_related(data, maintype="image", subtype="png", cid=f"<{cid}>",
-                                  filename=f"{cid}.png", disposition="inline")
     return msg
 
 
@@ -65,8 +58,7 @@ class EmailNotifier:
                    timeout=cfg.timeout_seconds, timezone=timezone)
 
     def send(self, notification: Notification, *, thread_ts: str | None = None) -> SendResult:
-        chart = share_chart(notification.shares) if notification.shares else None
-        msg = build_message(notification, sender=self.sender, recipients=self.recipients, tz=self.tz, chart=chart)
+        msg = build_message(notification, sender=self.sender, recipients=self.recipients, tz=self.tz)
         try:
             if self.security == "ssl":
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from monitor.alerts import Alert, Link, Notification
+from monitor.alerts import Alert, Chart, ChartBar, Link, Notification
 from monitor.config import Config
 from monitor.links import PostHogLinks
+from monitor.notify.chart import METRICS
 
 
 def sample_notification(cfg: Config, now: datetime | None = None) -> Notification:
@@ -20,7 +21,11 @@ def sample_notification(cfg: Config, now: datetime | None = None) -> Notificatio
         cluster_title="Sample cluster", metric="avg_cost", value=0.042, threshold=0.02, previous_value=0.01,
         unit="usd", links=(Link("Open run", links.run(run_id)), Link("Open cluster", links.cluster(run_id, 0))),
     )
+    label, unit = METRICS["avg_cost"]
+    chart = Chart(metric="avg_cost", label=label, unit=unit, bars=(
+        ChartBar("Sample cluster", 0.01, 0.042, alert=True), ChartBar("Another cluster", 0.004, 0.0045),
+        ChartBar("A cluster that disappeared", 0.02, None), ChartBar("A new cluster", None, 0.008)))
     return Notification(
         key=f"test-notify:{now.isoformat()}", project_id=cfg.posthog.project_id, run_id=run_id,
         job_name="Default - traces", level="trace", window_start=now - timedelta(days=7), window_end=now,
-        alerts=(alert,), run_url=links.run(run_id), host=cfg.posthog.links_host, created_at=now)
+        alerts=(alert,), run_url=links.run(run_id), host=cfg.posthog.links_host, created_at=now, charts=(chart,))
