@@ -46,8 +46,9 @@ from monitor.cli import app as cli_app
 from monitor.config import Config, parse_config
 from monitor.daemon import build_monitor
 from monitor.local.posthog.faults import Fault
-from monitor.local.posthog.generator import Dataset, generate, run_event_row
+from monitor.local.posthog.generator import Dataset, generate, legacy_run_properties, run_event_row
 from monitor.local.posthog.server import LocalPostHog
+from monitor.local.posthog.throttle import LEGACY_QUERY_LIMITS, KeyThrottle
 from monitor.local.slack import LocalSlack
 from monitor.local.smtp import LocalSMTP
 from monitor.pipeline import INGESTION_GRACE, Monitor
@@ -119,8 +120,18 @@ class World:
         return doc
 
     def monitor(self) -> Monitor:
-        # Each world stands for a separate deployment with its own key: its own request budget.
-        m = build_monitor(self.config(), clock=lambda: self.now[0], sleep=lambda s: None, budget=RequestBudget())
+        # Each world stands for a separate deployment with its own key: its own request budget, on the
+        # world's clock (a throttled key's pause passes as the cells move time on, not in real time).
+        slept = [0.0]
+
+        def budget_sleep(s: float) -> None:
+            slept[0] += s
+
+        def budget_clock() -> float:
+            return self.now[0].timestamp() + slept[0]
+
+        budget = RequestBudget(clock=budget_clock, sleep=budget_sleep, wall=budget_clock)
+        m = build_monitor(self.config(), clock=lambda: self.now[0], sleep=lambda s: None, budget=budget)
         assert m.deliverer is not None
         m.deliverer.min_interval = 0.0
         return m
@@ -277,6 +288,19 @@ def _noise_only(w: World) -> None:
     w.extra_ok[_extra_run(w, noise)] = r["emitted_at"] + timedelta(hours=6)
 
 
+def _old_run_event(w: World) -> None:
+    """A run event as older PostHog releases wrote it: no level, no job, `$ai_total_traces_analyzed`,
+    metrics null, the noise cluster last with its ranks the other way round."""
+    props, r = w.run_event(len(w.ds.runs) - 1)
+    end = datetime.fromisoformat(props["$ai_window_end"]) + timedelta(hours=6)
+    props.update({"$ai_window_end": end.isoformat(),
+                  "$ai_clustering_run_id": f"{w.team}_{r['level']}_{end:%Y%m%d_%H%M%S}_{r['job_id']}"})
+    old = legacy_run_properties(props)
+    emitted = r["emitted_at"] + timedelta(hours=6)
+    w.server.engine.insert([run_event_row(old, team_id=w.team, emitted_at=emitted)])
+    w.extra_ok[str(old["$ai_clustering_run_id"])] = emitted
+
+
 def _poison(w: World) -> None:
     _, r = w.run_event(len(w.ds.runs) - 1)
     w.extra_bad[_extra_run(w, "this is not JSON")] = ("$ai_clusters", r["emitted_at"] + timedelta(hours=6))
@@ -358,6 +382,31 @@ def _missing_and_unknown_fields(w: World) -> None:
     _job_pair(w, "no-window-start", _drop_window_start, second_ok=False, bad_field="$ai_window_start")
 
 
+def _legacy_budget_nearly_spent(w: World) -> None:
+    """The team is on the legacy 120 queries/hour throttle and other users of the key spent 117 of them."""
+    throttle = KeyThrottle(LEGACY_QUERY_LIMITS, clock=lambda: w.now[0].timestamp())
+    for _ in range(117):
+        throttle.check(KEY, "query")
+    w.server.throttle = throttle
+    w.notes["requests_before"] = len(w.server.requests)
+
+
+def _legacy_heal(w: World) -> None:
+    w.server.throttle = None
+
+
+def _throttled_at_most_once_a_pause(w: World, m: Monitor, logs: list[MutableMapping[str, Any]]) -> list[str]:
+    """An hourly 429 pauses the key: the cycles in that hour send nothing more, so at most one 429."""
+    refused = [r for r in w.server.requests[w.notes.get("requests_before", 0):]
+               if r.get("status") == 429 and f"/{w.team}/" in str(r.get("path"))]
+    return [] if len(refused) <= 1 else [f"{len(refused)} requests refused 429: the budget was burned retrying"]
+
+
+def _throttle_hourly(w: World) -> None:
+    w.notes["requests_before"] = len(w.server.requests)
+    w.server.faults.add(Fault(kind="throttle", name="cluster_metrics", seconds=2400, count=None))
+
+
 def _posthog_timeout_default(w: World) -> None:
     """The matrix's 1 s PostHog timeout is for its latency cell; a 50k-item run gets the default."""
     w.overrides["posthog"] = {"timeout_seconds": 30.0}
@@ -377,6 +426,15 @@ CELLS = [
     Cell("posthog: 429 with Retry-After", _ph("status", "get_run", status=429, retry_after=0.05), _ph_heal,
          "run_failed"),
     Cell("posthog: 429 without Retry-After", _ph("status", "cluster_metrics", status=429), _ph_heal, "run_failed"),
+    Cell("posthog: 429 throttled_error, minute budget (wait in the text, no Retry-After)",
+         _ph("throttle", "cluster_metrics", seconds=30), _ph_heal, "run_failed"),
+    Cell("posthog: 429 throttled_error, hourly budget (waited out, nothing sent meanwhile)", _throttle_hourly,
+         _ph_heal, "run_failed", check=_throttled_at_most_once_a_pause),
+    Cell("posthog: legacy 120/hour throttle, budget nearly spent by others", _legacy_budget_nearly_spent,
+         _legacy_heal, "run_failed", check=_throttled_at_most_once_a_pause),
+    Cell("posthog: 504 query timeout", _ph("timeout", "cluster_metrics"), _ph_heal, "run_failed"),
+    Cell("posthog: 512 query estimated too long", _ph("too_long", "cluster_metrics"), _ph_heal, "run_failed"),
+    Cell("posthog: 202 async answers, polled", _ph("async", "get_run", polls=2), _ph_heal),
     Cell("posthog: dropped connections", _ph("drop", "get_run"), _ph_heal, "run_failed"),
     Cell("posthog: truncated JSON", _ph("truncate", "cluster_metrics"), _ph_heal, "run_failed"),
     Cell("posthog: malformed JSON", _ph("malformed", "get_run"), _ph_heal, "run_failed"),
@@ -395,6 +453,8 @@ CELLS = [
          setup=_smtp_auth, check=_check_smtp_auth),
     Cell("data: duplicated run event", _duplicate_event),
     Cell("data: noise-only run", _noise_only, alters_alerts=True),
+    Cell("data: old run event (no level or job, traces_analyzed, metrics null)", _old_run_event,
+         alters_alerts=True),
     Cell("data: unparseable $ai_clusters", _poison, expect_log="run_failed"),
     Cell("data: missing and unknown fields", _missing_and_unknown_fields, expect_log="run_failed"),
     Cell("data: run arriving late, out of order", _late_run, after_first_cycle=True),
@@ -478,10 +538,13 @@ def run_cell(cell: Cell, server: LocalPostHog, tmp: Path, expected: list[str]) -
         kept_failed = len(m.store.outbox("failed"))
         if kept_failed:
             m.store.requeue_failed(w.now[0])  # what `cluster-monitor outbox --retry-failed` does
+        all_runs = [r["run_id"] for r in w.ds.runs]
         for _ in range(12):
             w.now[0] += timedelta(minutes=30)
             m.cycle()
-            if not m.store.outbox("pending") and not m.store.outbox("failed"):
+            # Done when the outbox is drained and the backlog processed (a throttled key may need an hour).
+            if not m.store.outbox("pending") and not m.store.outbox("failed") \
+                    and len(m.store.processed_ids(all_runs)) == len(all_runs):
                 break
         done = m.store.processed_ids([r["run_id"] for r in w.ds.runs])
         runs_lost = len(w.ds.runs) - len(done)

@@ -252,6 +252,7 @@ def check_config(config: ConfigOpt) -> None:
         raise typer.Exit(2)
     typer.echo(f"{config}: ok (project {cfg.posthog.project_id} on {cfg.posthog.host}; "
                f"channels: {', '.join(c for c in ('slack', 'email') if getattr(cfg, c)) or 'none'})")
+    typer.echo(f"state: {cfg.state.replicas()}")
 
 
 @app.command()
@@ -539,15 +540,26 @@ def local_posthog(
     query_log: Annotated[Path | None, typer.Option(help="one JSON line per request")] = None,
     project_id: Annotated[int, typer.Option(min=1)] = 1,
     scale: Annotated[float, typer.Option(min=0.001)] = 1.0,
+    timezone: Annotated[str, typer.Option(help="the project's timezone (IANA name): HogQL renders and reads "
+                                               "datetimes in it, as PostHog does")] = "UTC",
+    release: Annotated[str, typer.Option(help="'current', or 'old': only older self-hosted releases' "
+                                              "HogQL functions")] = "current",
+    rate_limits: Annotated[str, typer.Option(help="'off', 'default' (240/min and 2,400/h per key) or "
+                                                  "'legacy' (120/h)")] = "off",
+    evaluations: Annotated[bool, typer.Option(help="also $ai_evaluation events and daily evaluation-level "
+                                                   "clustering runs")] = False,
 ) -> None:
     """Serve a PostHog-compatible API on real ClickHouse, loaded with generated LLM traffic and runs."""
     logs.configure("info")
     from monitor.local.posthog.run import serve_forever
 
+    if release not in ("current", "old") or rate_limits not in ("off", "default", "legacy"):
+        raise typer.BadParameter("--release is current|old; --rate-limits is off|default|legacy")
     try:
         serve_forever(host=host, port=port, scenario=scenario, seed=seed, days=days, api_key=api_key,
-                      query_log=query_log, project_id=project_id, scale=scale)
-    except ValueError as exc:  # an unknown scenario, say: raised before anything is served
+                      query_log=query_log, project_id=project_id, scale=scale, timezone=timezone,
+                      release=release, rate_limits=rate_limits, evaluations=evaluations)  # type: ignore[arg-type]
+    except ValueError as exc:  # an unknown scenario or timezone, say: raised before anything is served
         typer.echo(f"cluster-monitor local-posthog: {exc}", err=True)
         raise typer.Exit(2) from exc
 

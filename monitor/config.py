@@ -421,6 +421,12 @@ class StateConfig(_Strict):
     # PostgreSQL schema holding the tables (default: the connection's search_path). Each extra project of
     # `projects:` gets its own, `project_<id>`, as it gets its own SQLite file beside `path`.
     pg_schema: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # Runs, resolved alerts and sent notifications older than this many days are pruned in the background
+    # (monitor/store/retention.py); null keeps everything. 90 days keeps a quarter of history for
+    # `history` and investigations, far more than the rules read (their `window` runs, default 7, plus
+    # N-of-M, and 8 runs for the learned stale bound), and the newest runs of each job that the rules
+    # need are kept whatever their age.
+    retention_days: int | None = Field(default=90, ge=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -448,6 +454,19 @@ class StateConfig(_Strict):
             return self.model_copy(update={"pg_schema": f"project_{project_id}"})
         assert self.path is not None
         return self.model_copy(update={"path": self.path.with_name(f"{self.path.stem}-{project_id}{self.path.suffix}")})
+
+    def same_place(self, other: StateConfig) -> bool:
+        """The same state (file, or database and schema), whatever else changed: a reload that only
+        changes retention keeps the store's leader lock."""
+        return (self.path, self.url, self.pg_schema) == (other.path, other.url, other.pg_schema)
+
+    def replicas(self) -> str:
+        """Where the state is, how many replicas it serves and how long it remembers: for `check-config`."""
+        keep = f"runs older than {self.retention_days} days pruned" if self.retention_days else "nothing pruned"
+        if self.url is not None:
+            return f"PostgreSQL {self.describe()}: shared by replicas, which elect one leader; {keep}"
+        return (f"SQLite {self.describe()}: one replica (a second daemon on this file is refused at start; "
+                f"share a PostgreSQL database, state.url, to run more); {keep}")
 
     def describe(self) -> str:
         """Where the state is, for logs: the file, or the URL without its password."""

@@ -37,6 +37,7 @@ from monitor.pacing import Pacing, next_poll_delay
 from monitor.pipeline import CycleResult, Monitor
 from monitor.posthog.client import PostHogClient, RequestBudget
 from monitor.store import Leadership, StoreError, open_leadership, open_store
+from monitor.store.retention import PRUNE_EVERY, prune_state
 
 log = structlog.get_logger()
 # APScheduler reports every coalesced or skipped slot at WARNING: with one cycle at a time that is normal.
@@ -277,7 +278,7 @@ class Daemon:
         fresh: list[_Project] = []
         for c in cfg.per_project():
             prev = old.pop((c.posthog.host, c.posthog.project_id), None)
-            keep_lock = prev is not None and prev.cfg.state == c.state
+            keep_lock = prev is not None and prev.cfg.state.same_place(c.state)
             if prev is not None:
                 prev.close()
                 if not keep_lock:
@@ -344,6 +345,12 @@ class Daemon:
             log.info("leader_standby", project_id=p.cfg.posthog.project_id, state=p.cfg.state.describe())
             p.standby_logged = True
         return CycleResult(standby=True)
+
+    def prune_state(self) -> None:
+        """Retention (monitor/store/retention.py) for each project this replica leads."""
+        for p in list(self.projects):
+            if p.leader.held:
+                prune_state(p.monitor.store, p.cfg, p.monitor.clock())
 
     def _should_stop(self, p: _Project) -> bool:
         """Asked between runs: stop on shutdown, and stop acting at once if the leader lock was lost."""
@@ -414,6 +421,10 @@ class Daemon:
             self.run_cycle, self._trigger(), id="cycle", max_instances=1, coalesce=True,
             misfire_grace_time=self.cfg.schedule.misfire_grace_seconds,
             next_run_time=datetime.now(UTC) if run_first else None)
+        # Retention beside the cycles, in the scheduler's worker pool: pruning never holds a cycle up.
+        self._scheduler.add_job(
+            self.prune_state, IntervalTrigger(seconds=PRUNE_EVERY.total_seconds(), timezone="UTC"), id="prune",
+            max_instances=1, coalesce=True, next_run_time=datetime.now(UTC) + timedelta(minutes=1))
         self._scheduler.start()
         log.info("daemon_started", project_id=self.cfg.posthog.project_id, host=self.cfg.posthog.host,
                  projects=len(self.projects),

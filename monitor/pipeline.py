@@ -263,13 +263,10 @@ class Monitor:
                             metrics=metrics[c.cluster_id].as_dict() if c.cluster_id in metrics else {})
             for c in run.clusters
         ]
-        # Run metrics are the history of run-level rules; written first, a crash before the commit only
-        # rewrites them when the run is redone.
-        self.store.kv_set(f"run_metrics:{run.run_id}", msgspec.json.encode(current).decode())
         self.store.commit_run(ProcessedRun(
             run_id=run.run_id, job_key=d.job_key, level=run.level, window_end=run.window_end,
             emitted_at=d.emitted_at, event_uuid=d.event_uuid, payload=encode_digest(run), snapshots=snapshots,
-            alert_states=lc.states, outbox=outbox, processed_at=now))
+            alert_states=lc.states, outbox=outbox, processed_at=now, run_metrics=current))
         telemetry.RUNS_PROCESSED.labels(level=run.level).inc()
         log.info("run_processed", run_id=run.run_id, job=run.job_name, level=run.level,
                  clusters=len(run.clusters), items=run.clustered_size, prev_run_id=prev.run_id if prev else None,

@@ -432,3 +432,71 @@ def test_every_named_scenario_exists_and_unknown_ones_are_refused() -> None:
                               "merge", "reword", "drift"}
     with pytest.raises(ValueError, match="unknown scenario"):
         generate("nope")
+
+
+# --- evaluation level and old run events -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def drift_evals() -> Dataset:
+    return generate("drift", end=END, scale=SMALL, evaluations=True)
+
+
+def test_evaluations_are_off_by_default_and_leave_the_rest_unchanged(drift: Dataset, drift_evals: Dataset) -> None:
+    assert not any(e[1] == "$ai_evaluation" for e in drift.events) and not drift.truth["evaluation_events"]
+    assert [j.to_api() for j in drift.jobs] == [j.to_api() for j in drift_evals.jobs[:-1]]
+    assert drift_evals.jobs[-1].analysis_level == "evaluation"
+    assert [r for r in drift_evals.runs if r["level"] != "evaluation"] == drift.runs
+
+
+def test_evaluation_events_have_posthogs_fields_in_both_sdk_forms(drift_evals: Dataset) -> None:
+    gens = {e[0]: json.loads(e[3]) for e in drift_evals.events if e[1] == "$ai_generation"}
+    evals = [json.loads(e[3]) for e in drift_evals.events if e[1] == "$ai_evaluation"]
+    assert len(evals) > 1000
+    for p in evals:
+        assert p["$ai_target_event_id"] in gens
+        assert p["$ai_trace_id"] == gens[p["$ai_target_event_id"]]["$ai_trace_id"]
+        assert p["$ai_evaluation_runtime"] in ("llm_judge", "hog") and p["$ai_evaluation_name"]
+        assert ("$ai_total_cost_usd" in p) == (p["$ai_evaluation_runtime"] == "llm_judge")
+    assert {type(p["$ai_evaluation_result"]) for p in evals} == {bool, str}
+    assert any(p["$ai_evaluation_applicable"] in (False, "false") for p in evals)
+    assert {p["$ai_evaluation_name"] for p in evals} == {"Helpfulness", "Hallucination check", "Valid JSON output"}
+
+
+def test_evaluation_runs_and_the_drift_scenarios_evaluation_changes(drift_evals: Dataset) -> None:
+    runs = [r for r in drift_evals.truth["runs"] if r["level"] == "evaluation"]
+    assert len(runs) == 14
+    row = next(e for e in drift_evals.events if e[0] == runs[-1]["event_uuid"])
+    props = json.loads(row[3])
+    assert row[1] == "$ai_evaluation_clusters" and row[2] == f"clustering_evaluation_{drift_evals.team_id}"
+    run = run_from_properties(props, row[4])
+    assert run.level == "evaluation" and run.clusters[-1].cluster_id == NOISE_CLUSTER_ID
+    present = [c for c in props["$ai_clusters"] if c.get("metrics")]
+    for c in present:
+        m = c["metrics"]
+        assert 0 <= m["pass_rate"] <= 1 and m["dominant_runtime"] in ("llm_judge", "hog")
+        assert (m["avg_judge_cost"] is None) == (m["dominant_runtime"] == "hog")  # judges cost, hog code does not
+    drop, failure = drift_evals.truth["evaluation_events"]
+    rates = [v for v in drop["pass_rate_by_run"].values() if v is not None]
+    assert rates[0] - rates[-1] >= 0.25, rates  # one cluster's pass rate falls
+    first_day = {r["run_id"]: r["day"] for r in runs}
+    appears = failure["appears_run_id"]
+    assert appears and first_day[appears] >= failure["day"]  # a new failure-mode cluster, only after the change
+    assert all(v is None for rid, v in failure["pass_rate_by_run"].items() if first_day[rid] < failure["day"])
+    assert failure["pass_rate_by_run"][appears] == 0.0
+
+
+def test_old_run_events_parse(drift: Dataset) -> None:
+    from monitor.local.posthog.generator import legacy_run_properties
+
+    r = drift.runs[-1]
+    props = json.loads(next(e for e in drift.events if e[0] == r["event_uuid"])[3])
+    old = legacy_run_properties(props)
+    assert "$ai_clustering_level" not in old and "$ai_total_items_analyzed" not in old
+    assert old["$ai_total_traces_analyzed"] == props["$ai_total_items_analyzed"]
+    assert all(c["metrics"] is None for c in old["$ai_clusters"])
+    noise = old["$ai_clusters"][-1]
+    assert noise["cluster_id"] == -1
+    by_rank = sorted(noise["traces"].values(), key=lambda v: v["rank"])
+    assert by_rank[0]["distance_to_centroid"] <= by_rank[-1]["distance_to_centroid"]
+    run = run_from_properties(old)
+    assert run.level == r["level"] and run.job_id == "" and run.total_items == props["$ai_total_items_analyzed"]

@@ -7,6 +7,7 @@ trace-level metrics, generation-level metrics) are checked against what the gene
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -167,3 +168,139 @@ def test_faults_are_injected_per_request(posthog_factory: Any) -> None:
     env.server.faults.add(Fault(kind="truncate"))
     with pytest.raises(httpx.TransportError):
         _post(env, "SELECT 1")
+
+
+# --- the project's timezone and PostHog's releases -------------------------------------------------------
+
+def test_every_monitor_query_uses_only_function_names_old_releases_accept() -> None:
+    from monitor.local.posthog.hogql import compile_hogql
+
+    for name, q in queries.ALL_QUERIES.items():
+        placeholders = {k: "x" for k in ("event", "run_id", "emitted_from", "emitted_to", "window_start",
+                                          "window_end", "since", "after_ts", "after_uuid")}
+        compile_hogql(q, placeholders, events_source="SELECT 1", release="old")  # raises if not
+        # What PostHog's own clustering reads by property access (materialized where the team has it).
+        assert "JSONExtractString(properties, '$ai_trace_id')" not in q and "JSONExtractRaw(properties, '$ai_" \
+            "total_cost_usd')" not in q, name
+        assert "<= parseDateTimeBestEffort" not in q, name  # windows are half-open
+
+
+@pytest.mark.parametrize(("expr", "old", "current"), [
+    ("toFloat('1.5')", True, True),
+    ("toInt('3')", True, True),
+    ("toFloat64OrNull('1.5')", False, True),  # an alias added in newer releases only
+    ("toInt64('3')", False, False),  # internal (_toInt64), never public
+    ("toFloat64OrZero('x')", False, False),
+    ("parseDateTimeBestEffort('2026-01-01', 'UTC')", False, True),  # the timezone argument is newer
+])
+def test_function_names_are_postHogs_per_release(drift_posthog: PostHogEnv, expr: str, old: bool,
+                                                 current: bool) -> None:
+    server = drift_posthog.server
+    try:
+        for release, ok in (("old", old), ("current", current)):
+            server.release = release  # type: ignore[assignment]
+            r = _post(drift_posthog, f"SELECT {expr} AS v")
+            assert (r.status_code == 200) is ok, (release, r.text)
+            if not ok:
+                assert r.status_code == 400
+    finally:
+        server.release = "current"
+
+
+ZONES = ("UTC", "Asia/Kolkata", "America/Los_Angeles", "Pacific/Chatham")
+
+
+def test_drift_scenario_gives_the_monitor_the_same_rows_in_every_project_timezone() -> None:
+    """Four projects on the same events, in four timezones (Los Angeles across the end of DST on
+    2026-11-01): every query of the monitor answers the same rows for the same run, while what the
+    project sees of `timestamp` differs. Naive times would not: shown on the metrics query."""
+    from datetime import UTC, datetime
+
+    from monitor.local.posthog.generator import generate
+    from monitor.local.posthog.server import LocalPostHog
+    from monitor.posthog.client import PostHogClient
+    from tests.conftest import new_project_id
+
+    team = new_project_id()
+    ds = generate("drift", seed=5, days=6, team_id=team, scale=0.05, end=datetime(2026, 11, 4, tzinfo=UTC))
+    servers = [LocalPostHog(api_key=API_KEY, timezone=tz) for tz in ZONES]
+    servers[0].load(ds)
+    for s in servers[1:]:
+        s.team(team).jobs = [j.to_api() for j in ds.jobs]
+    answers: dict[str, list[Any]] = {}
+    local_first: dict[str, Any] = {}
+    naive: dict[str, Any] = {}
+    for tz, s in zip(ZONES, servers, strict=True):
+        s.start()
+        c = PostHogClient(s.url, team, API_KEY, timeout=30.0)
+        try:
+            since = datetime(2026, 10, 1, tzinfo=UTC)
+            found = c.query(queries.DISCOVER_RUNS, {"since": since, "after_ts": since, "after_uuid": ""},
+                            name="discover_runs").rows()
+            got: list[Any] = [sorted(found, key=lambda r: r["run_id"])]
+            for run in sorted(ds.runs, key=lambda r: r["run_id"]):
+                v: dict[str, Any] = {"event": f"$ai_{run['level']}_clusters", "run_id": run["run_id"],
+                                     "emitted_from": run["emitted_at"] - timedelta(seconds=1),
+                                     "emitted_to": run["emitted_at"] + timedelta(seconds=1),
+                                     "window_start": run["window_start"], "window_end": run["window_end"]}
+                got.append(c.query(queries.GET_RUN, v, name="get_run").rows())
+                got.append(c.query(queries.CLUSTER_METRICS[run["level"]], v, name="metrics").rows())
+            answers[tz] = got
+            local_first[tz] = c.query("SELECT toString(min(timestamp)) AS t FROM events", name="t").results
+            run = ds.runs[-1]
+            naive[tz] = c.query(queries.CLUSTER_METRICS[run["level"]], {
+                "event": f"$ai_{run['level']}_clusters", "run_id": run["run_id"],
+                "emitted_from": f"{run['emitted_at'] - timedelta(seconds=1):%Y-%m-%d %H:%M:%S}",
+                "emitted_to": f"{run['emitted_at'] + timedelta(seconds=1):%Y-%m-%d %H:%M:%S}",
+                "window_start": f"{run['window_start']:%Y-%m-%d %H:%M:%S}",
+                "window_end": f"{run['window_end']:%Y-%m-%d %H:%M:%S}"}, name="naive").rows()
+        finally:
+            c.close()
+            s.stop()
+    assert len(answers["UTC"][0]) == len(ds.runs) and any(answers["UTC"][2::2])
+    for tz in ZONES[1:]:
+        assert answers[tz] == answers["UTC"], tz
+    assert len(set(map(str, local_first.values()))) == len(ZONES), "each project renders its own wall clock"
+    assert naive["Asia/Kolkata"] != naive["UTC"], "naive times would have shifted the window"
+
+
+def test_evaluation_metrics_query_finds_what_posthog_put_in_the_run() -> None:
+    """The monitor's evaluation-level metrics query, over the events, against each cluster's `metrics` as
+    PostHog's aggregates.py computes them (the generator's truth, present even where the event's are null)."""
+    from datetime import UTC, datetime
+
+    from monitor.local.posthog.generator import generate
+    from monitor.local.posthog.server import LocalPostHog
+    from monitor.posthog.client import PostHogClient
+    from tests.conftest import new_project_id
+
+    team = new_project_id()
+    ds = generate("drift", seed=3, days=4, team_id=team, scale=0.05, end=datetime(2026, 11, 1, tzinfo=UTC),
+                  evaluations=True)
+    with LocalPostHog(api_key=API_KEY) as s:
+        s.load(ds)
+        c = PostHogClient(s.url, team, API_KEY, timeout=30.0)
+        checked = 0
+        for run in (r for r in ds.truth["runs"] if r["level"] == "evaluation"):
+            summary = next(x for x in ds.runs if x["run_id"] == run["run_id"])
+            rows = c.query(queries.CLUSTER_METRICS["evaluation"], {
+                "event": "$ai_evaluation_clusters", "run_id": run["run_id"],
+                "emitted_from": summary["emitted_at"] - timedelta(seconds=1),
+                "emitted_to": summary["emitted_at"] + timedelta(seconds=1),
+                "window_start": summary["window_start"], "window_end": summary["window_end"]},
+                name="cluster_metrics_evaluation").rows()
+            assert {str(r["cluster_id"]) for r in rows} == set(run["metrics"])
+            for r in rows:
+                want = run["metrics"][str(r["cluster_id"])]
+                assert r["items"] == want["item_count"]
+                assert r["passes"] / r["verdicts"] == pytest.approx(want["pass_rate"])
+                assert r["not_applicable"] / r["verdicts"] == pytest.approx(want["na_rate"])
+                names = Counter(r["evaluation_names"]).most_common(1)[0][0]
+                assert names == want["dominant_evaluation_name"]
+                judge = r["judge_cost"] / r["items_with_judge_cost"] if r["items_with_judge_cost"] else None
+                assert judge == pytest.approx(want["avg_judge_cost"])
+                assert r["total_cost"] / r["items_with_cost"] == pytest.approx(want["avg_cost"])
+                assert r["items_with_errors"] == want["error_count"]
+                checked += 1
+        c.close()
+    assert checked >= 10

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from monitor.config import StateConfig
 from monitor.store import open_store
 from monitor.store.base import AlertState, ClusterSnapshot, ProcessedRun, Store
+from monitor.store.schema import MIGRATIONS
 
 T0 = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
 
@@ -143,3 +145,137 @@ def test_each_extra_project_has_a_state_of_its_own(request: pytest.FixtureReques
         assert again.cursor() == T0 + timedelta(days=3)
         again.close()
     assert (tmp_path / "s-202.sqlite").exists()
+
+
+def test_a_postgres_database_from_before_versioning_upgrades_in_place(postgres_url: str) -> None:
+    """The old PostgreSQL schema (tests/data/state_v1_postgres.sql), holding the rows of the old SQLite
+    state file as the old PostgresStore wrote them (run payloads zlib-compressed), opened by this store."""
+    import sqlite3
+    import zlib
+
+    import psycopg
+
+    from tests.store_reads import DATA, V1, every_read, expected_v1, what_to_ask
+
+    times = {"window_end", "emitted_at", "processed_at", "first_fired_at", "last_fired_at", "last_notified_at",
+             "next_attempt_at", "created_at", "sent_at"}
+    lite = sqlite3.connect(f"file:{V1}?mode=ro&immutable=1", uri=True)
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute((DATA / "state_v1_postgres.sql").read_text().encode())
+        for table in ("runs", "clusters", "alert_state", "outbox", "kv", "silences"):
+            cur = lite.execute(f"SELECT * FROM {table}")
+            cols = [c[0] for c in cur.description]
+            for row in cur.fetchall():
+                values: list[Any] = [datetime.fromisoformat(v) if c in times and v else v
+                                     for c, v in zip(cols, row, strict=True)]
+                if table == "runs":
+                    values[cols.index("payload")] = zlib.compress(row[cols.index("payload")], 1)
+                db.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",
+                           values)
+        for table in ("outbox", "silences"):  # as if the ids had come from the identity sequence
+            db.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+    lite.close()
+
+    store = open_store(StateConfig.model_validate({"url": postgres_url}))
+    try:
+        assert store.schema_version() == len(MIGRATIONS)
+        assert every_read(store, what_to_ask(str(V1))) == expected_v1()
+        assert store.add_silence({"kinds": ["mix_shift"]}, T0) == 2, "ids go on from the old ones"
+    finally:
+        store.close()
+
+
+def test_run_metrics_commit_with_their_run_or_not_at_all(opener: Opener) -> None:
+    from dataclasses import replace
+
+    store = opener()
+    store.commit_run(replace(_run("r1", 0), run_metrics={"items": 10.0}))
+    with pytest.raises(Exception):  # noqa: B017 - the same run twice violates the primary key
+        store.commit_run(replace(_run("r1", 0), run_metrics={"items": 99.0}))
+    assert store.kv_get("run_metrics:r1") == '{"items":10.0}'
+
+
+def _aged(run_id: str, day: int, job: str, *, fp: str | None = None, status: str = "firing") -> ProcessedRun:
+    """A run of `job` on day `day` after T0, with run metrics, and an alert state when `fp` is given."""
+    from dataclasses import replace
+
+    base = _run(run_id, day, outbox=0)
+    snaps = [replace(s, job_key=job, lineage_id=f"L-{job}") for s in base.snapshots]
+    states = [replace(s, fingerprint=fp, job_key=job, status=status) for s in base.alert_states] if fp else []
+    return replace(base, job_key=job, snapshots=snaps, alert_states=states, run_metrics={"items": float(day)})
+
+
+def test_retention_forgets_old_state_but_never_what_the_rules_and_threads_need(opener: Opener) -> None:
+    store = opener()
+    for day in range(30):  # a daily job
+        store.commit_run(_aged(f"d{day}", day, "daily"))
+    for day in range(3):  # a job that stopped long ago: its last runs stay, whatever their age
+        store.commit_run(_aged(f"s{day}", day, "stopped"))
+    old, now = T0 + timedelta(days=1), T0 + timedelta(days=30)
+    store.commit_alerts([
+        replace_state("resolved-old", old, "resolved"), replace_state("firing-old", old, "firing"),
+        replace_state("resolved-new", now, "resolved")], [], old)
+    store.commit_alerts([], [("sent-plain", "slack", b'{"alerts":[{"fingerprint":"resolved-old"}]}'),
+                             ("sent-thread", "slack", b'{"alerts":[{"fingerprint":"firing-old"}]}'),
+                             ("pending", "slack", b"{}"), ("failed", "email", b"{}")], old)
+    by_key = {e.key: e for e in store.outbox()}
+    store.mark_sent(by_key["sent-plain"].id, old, thread_ts="1.1")
+    store.mark_sent(by_key["sent-thread"].id, old, thread_ts="2.2")
+    store.mark_failed(by_key["failed"].id, "550")
+
+    result = store.prune(before=T0 + timedelta(days=20), keep_runs=5)
+
+    assert result.runs == 20 and result.clusters == 20 and result.alert_states == 1 and result.notifications == 1
+    assert store.processed_ids([f"d{d}" for d in range(30)]) == {f"d{d}" for d in range(20, 30)}
+    assert store.processed_ids(["s0", "s1", "s2"]) == {"s0", "s1", "s2"}
+    assert store.kv_get("run_metrics:d19") is None and store.kv_get("run_metrics:d20") == '{"items":20.0}'
+    assert store.history("L-daily")[0].run_id == "d20"
+    assert store.previous_run("daily", before=now + timedelta(days=1)) is not None
+    assert set(store.alert_states("j|trace")) == {"firing-old", "resolved-new"}
+    assert sorted(e.key for e in store.outbox()) == ["failed", "pending", "sent-thread"]
+    assert store.thread_for("slack", ["firing-old"]) == "2.2"
+    # Nothing is pruned twice, and the newest runs of a job stay even when all are older than the cutoff.
+    assert store.prune(before=T0 + timedelta(days=20), keep_runs=5).runs == 0
+    assert store.prune(before=T0 + timedelta(days=400), keep_runs=5).runs == 5
+    assert len(store.processed_ids([f"d{d}" for d in range(30)])) == 5
+    with pytest.raises(ValueError, match="at least 1"):
+        store.prune(before=now, keep_runs=0)
+
+
+def replace_state(fp: str, at: datetime, status: str) -> AlertState:
+    return AlertState(fingerprint=fp, status=status, kind="error_rate", first_fired_at=at, last_fired_at=at,
+                      last_notified_at=at, last_run_id="r", job_key="j|trace", lineage_id="L0", summary="x")
+
+
+def test_a_prune_lets_a_cycle_commit_between_its_batches(opener: Opener) -> None:
+    """Pruning runs beside the cycle (the daemon's worker pool): it holds the store for one small
+    transaction at a time, so a run committed by another thread mid-prune goes through at once."""
+    import threading
+    from contextlib import contextmanager
+
+    store = opener()
+    for day in range(12):
+        store.commit_run(_aged(f"d{day}", day, "daily"))
+    real_tx = store._tx  # type: ignore[attr-defined]
+    entered = 0
+    committed: list[bool] = []
+
+    @contextmanager
+    def observed_tx() -> Iterator[Any]:
+        nonlocal entered
+        entered += 1
+        if entered == 2:  # the prune's second batch is about to start: a cycle commits from its thread
+            def commit() -> None:
+                store.commit_run(_aged("new", 40, "other"))
+                committed.append(True)
+
+            cycle = threading.Thread(target=commit)
+            cycle.start()
+            cycle.join(timeout=60)
+        with real_tx() as cur:
+            yield cur
+
+    store._tx = observed_tx  # type: ignore[attr-defined]
+    result = store.prune(before=T0 + timedelta(days=30), keep_runs=1, batch=4)
+    assert committed == [True] and store.is_processed("new")
+    assert result.runs == 11

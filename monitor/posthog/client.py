@@ -1,19 +1,32 @@
 """PostHog's HTTP API as the monitor uses it: HogQL queries and the clustering-jobs endpoint.
 
 The monitor is one of many API users of a team's key, and PostHog rate-limits per key, so every call
-goes through a shared `RequestBudget`, retries are bounded and back off, and a 429's Retry-After is
-obeyed. Errors are sorted into the ones worth retrying (5xx, timeouts, dropped connections, 429) and
-the ones that are not (a query PostHog rejects, a bad key): `PostHogError.retryable` says which.
+goes through a shared `RequestBudget`, retries are bounded and back off. Errors are sorted into the ones
+worth retrying (5xx, timeouts, dropped connections, 429) and the ones that are not (a query PostHog
+rejects, a bad key): `PostHogError.retryable` says which.
+
+Throttling as PostHog answers it (posthog/rate_limit.py, drf-exceptions-hog): HTTP 429, type
+`throttled_error`, and no Retry-After header; the wait is only in DRF's detail text ("Expected available
+in N seconds"), and an hourly budget (2,400/h, 120/h on the legacy throttle) means minutes. So a 429
+pauses the whole key's budget (every project sharing it waits, nothing is sent meanwhile): for the wait
+the text gives, else until the next minute and then longer each time. A pause longer than
+`max_throttle_wait` is not slept through inside a cycle: the call fails as retryable with `retry_at`, and
+calls before then fail at once without spending the budget. Queries PostHog stops (504) or refuses as
+too long (512) are retried with backoff, then fail with a message saying so; an answer 202 (async) is
+polled until complete, a bounded number of times.
 """
 
 from __future__ import annotations
 
+import math
 import random
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -21,17 +34,29 @@ import msgspec
 import structlog
 
 from monitor import telemetry
+from monitor.posthog.queries import time_value
 
 log = structlog.get_logger()
 
 
 class PostHogError(Exception):
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
-                 query_name: str | None = None) -> None:
+                 query_name: str | None = None, retry_in: float | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
         self.query_name = query_name
+        # Throttled: seconds until PostHog expects the key's budget back (None: not known or not throttled).
+        self.retry_in = retry_in
+
+
+# DRF's Throttled detail (rest_framework/exceptions.py), which PostHog's handler passes on as `detail`.
+_EXPECTED_WAIT = re.compile(r"Expected available in (\d+(?:\.\d+)?) seconds?")
+# Long queries (posthog/errors.py and the query API): worth a retry later, then said plainly.
+_SLOW = {504: "stopped the query at its execution time limit (HTTP 504)",
+         512: "refused the query as estimated too long to run (HTTP 512)"}
+# Waits for a 429 that names none: the next minute (the 240/min budget), then as for an hourly one.
+_THROTTLE_STEPS = (None, 300.0, 900.0, 1800.0, 3600.0)
 
 
 @dataclass(frozen=True)
@@ -54,12 +79,28 @@ class RequestBudget:
 
     def __init__(self, limits: tuple[tuple[int, float], ...] = ((240, 60.0), (2400, 3600.0)), *,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 wall: Callable[[], float] = time.time) -> None:
         self.limits = limits
         self._clock = clock
         self._sleep = sleep
+        self._wall = wall
         self._calls: deque[float] = deque()
         self._lock = threading.Lock()
+        self._paused_until = 0.0  # on `clock`: PostHog answered 429; nothing is sent before then
+
+    def pause(self, seconds: float) -> None:
+        """PostHog said the key is over its budget: hold every call on this key for `seconds`."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def paused_for(self) -> float:
+        return max(0.0, self._paused_until - self._clock())
+
+    def to_next_minute(self) -> float:
+        """Seconds to the next wall-clock minute (+1 s): when a per-minute window has surely moved on."""
+        now = self._wall()
+        return 60.0 - (now % 60.0) + 1.0
 
     def wait_time(self) -> float:
         now = self._clock()
@@ -73,10 +114,21 @@ class RequestBudget:
                 wait = max(wait, inside[len(inside) - count] + window - now)
         return wait
 
-    def acquire(self) -> float:
-        """Block until a call is allowed; return the seconds waited."""
+    def acquire(self, max_pause: float | None = None) -> float:
+        """Block until a call is allowed; return the seconds waited. A throttle pause longer than
+        `max_pause` is not waited out: ThrottledError, and the budget stays unspent."""
         waited = 0.0
         with self._lock:
+            paused = self._paused_until - self._clock()
+            if paused > 0:
+                if max_pause is not None and paused > max_pause:
+                    raise PostHogError(
+                        f"PostHog throttled this API key: its query budget is spent for another "
+                        f"{math.ceil(paused)} s; no request is sent before then", status=429, retryable=True,
+                        retry_in=paused)
+                telemetry.RATE_LIMIT_WAITS.inc()
+                self._sleep(paused)
+                waited += paused
             while (w := self.wait_time()) > 0:
                 telemetry.RATE_LIMIT_WAITS.inc()
                 self._sleep(w)
@@ -135,10 +187,16 @@ class PostHogClient:
         transport: httpx.BaseTransport | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
+        max_throttle_wait: float = 90.0,
+        max_throttled: int = 4,
+        max_polls: int = 60,
     ) -> None:
         self.host = host.rstrip("/")
         self.project_id = project_id
         self.max_retries = max_retries
+        self.max_throttle_wait = max_throttle_wait
+        self.max_throttled = max_throttled
+        self.max_polls = max_polls
         self.budget = budget or RequestBudget()
         self._sleep = sleep
         self._backoff_base = backoff_base
@@ -163,8 +221,9 @@ class PostHogClient:
     # --- transport with retries -------------------------------------------------------------------
     def _request(self, method: str, path: str, *, json: Any = None, name: str) -> Reply:
         attempt = 0
+        throttled = 0
         while True:
-            self.budget.acquire()
+            self.budget.acquire(self.max_throttle_wait)
             started = time.monotonic()
             try:
                 # Read the body inside the try: a connection dropped mid-body is a transport error.
@@ -180,14 +239,21 @@ class PostHogClient:
                 telemetry.API_SECONDS.observe(time.monotonic() - started)
                 if resp.status_code < 400:
                     return resp
+                if resp.status_code == 429:
+                    self._throttled(resp, name, throttled)
+                    throttled += 1
+                    continue
                 err = PostHogError(
                     f"{name}: HTTP {resp.status_code}: {_error_text(resp)}",
                     status=resp.status_code,
-                    retryable=resp.status_code == 429 or resp.status_code >= 500,
+                    retryable=resp.status_code >= 500,
                     query_name=name,
                 )
                 retry_after = _retry_after(resp)
             if not err.retryable or attempt >= self.max_retries:
+                if err.status in _SLOW:
+                    err = PostHogError(f"{name}: PostHog {_SLOW[err.status]} {attempt + 1} times: {err}",
+                                       status=err.status, retryable=True, query_name=name)
                 log.warning("posthog_request_failed", query=name, status=err.status, attempts=attempt + 1,
                             retryable=err.retryable, error=str(err))
                 raise err
@@ -197,15 +263,44 @@ class PostHogClient:
             self._sleep(delay)
             attempt += 1
 
+    def _throttled(self, resp: Reply, name: str, times: int) -> None:
+        """A 429: wait PostHog's expected time (a Retry-After if a proxy sent one, else DRF's text, else the
+        next minute and then longer), so the retry is not another refused call. A wait longer than
+        `max_throttle_wait` pauses the key's budget and fails retryable at once: the daemon comes back
+        later and sends nothing meanwhile. Gives up, retryable, after `max_throttled` in a row."""
+        hint = _retry_after(resp)
+        if hint is None:
+            hint = _expected_wait(resp)
+            hint = hint + 1.0 if hint is not None else None
+        if hint is not None:
+            wait = hint
+        else:
+            step = _THROTTLE_STEPS[min(times, len(_THROTTLE_STEPS) - 1)]
+            wait = self.budget.to_next_minute() if step is None else step
+        log.warning("posthog_throttled", query=name, wait_s=round(wait, 1), times=times + 1,
+                    budget="hour" if wait > 120.0 else "minute", detail=_error_text(resp))
+        if wait > self.max_throttle_wait:
+            self.budget.pause(wait)
+            raise PostHogError(f"{name}: PostHog throttled this API key (HTTP 429, throttled_error); its budget "
+                               f"is back in about {math.ceil(wait)} s, nothing is sent before then",
+                               status=429, retryable=True, query_name=name, retry_in=wait)
+        if times + 1 >= self.max_throttled:
+            raise PostHogError(f"{name}: PostHog kept answering 429 (throttled) {times + 1} times",
+                               status=429, retryable=True, query_name=name, retry_in=wait)
+        telemetry.RATE_LIMIT_WAITS.inc()
+        self._sleep(wait)
+
     def _backoff(self, attempt: int) -> float:
         """Full jitter: spreads retries of several monitors instead of synchronising them."""
         return self._rng.uniform(0, min(self._backoff_cap, self._backoff_base * (2**attempt)))
 
     # --- API ---------------------------------------------------------------------------------------
     def query(self, query: str, values: Mapping[str, Any] | None = None, *, name: str) -> QueryResult:
-        """Run one HogQL query; every data value goes in `values`, bound by PostHog."""
+        """Run one HogQL query; every data value goes in `values`, bound by PostHog. A datetime value is
+        sent with an explicit UTC offset (queries.time_value), so the project's timezone cannot shift it."""
+        bound = {k: time_value(v) if isinstance(v, datetime) else v for k, v in (values or {}).items()}
         body = {
-            "query": {"kind": "HogQLQuery", "query": query, "values": dict(values or {})},
+            "query": {"kind": "HogQLQuery", "query": query, "values": bound},
             "refresh": "blocking",
             "name": f"cluster-monitor:{name}",
         }
@@ -231,7 +326,7 @@ class PostHogClient:
         qid = status.get("id")
         if not qid:
             raise PostHogError(f"{name}: 202 without a query id", status=202, retryable=True, query_name=name)
-        for attempt in range(60):
+        for attempt in range(self.max_polls):
             self._sleep(min(0.2 * (attempt + 1), 2.0))
             r = self._request("GET", f"/api/projects/{self.project_id}/query/{qid}/", name=name)
             s = _answer_decoder.decode(r.content).query_status or {}
@@ -241,7 +336,8 @@ class PostHogClient:
                                        query_name=name)
                 results = s.get("results") or {}
                 return Reply(200, r.headers, bytearray(msgspec.json.encode(results)))
-        raise PostHogError(f"{name}: async query did not finish", retryable=True, query_name=name)
+        raise PostHogError(f"{name}: async query {qid} did not finish after {self.max_polls} polls",
+                           retryable=True, query_name=name)
 
     def clustering_jobs(self) -> list[dict[str, Any]]:
         """Every clustering job of the project, following PostHog's pagination."""
@@ -277,6 +373,12 @@ def _retry_after(resp: Reply) -> float | None:
         return max(0.0, min(float(value), 3600.0))
     except ValueError:
         return None
+
+
+def _expected_wait(resp: Reply) -> float | None:
+    """The wait DRF wrote into a 429's detail, if it did."""
+    m = _EXPECTED_WAIT.search(_error_text(resp))
+    return float(m.group(1)) if m else None
 
 
 def _error_text(resp: Reply) -> str:

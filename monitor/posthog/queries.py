@@ -7,12 +7,26 @@ Rules for this file:
   local PostHog-compatible server can run them on a real engine;
 - property values arrive as the SDKs sent them (`0.0031` or `"0.0031"`, `true` or `"true"`), so numbers
   and booleans are read from the raw JSON with quotes stripped, never with JSONExtractFloat/Bool alone;
-- every query is bounded in time on `timestamp`, as PostHog asks of API queries.
+- every query is bounded in time on `timestamp`, as PostHog asks of API queries, by half-open windows
+  (`>= start AND < end`, as PostHog's own clustering queries bound theirs);
+- only HogQL function names public in old self-hosted releases and current ones (the local server's
+  list, monitor/local/posthog/hogql_functions.py, says which): `toFloat`, `toInt`, `toString`,
+  `toTimeZone`, never `toFloat64OrNull` (newer releases only) nor `toInt64` (never public);
+- properties PostHog's own clustering reads by property access (`properties.$ai_trace_id`, the numbers
+  and flags of AI events, the evaluation fields) are read so here too: PostHog prints it as a
+  materialized column where the team has one. Property access gives the raw JSON text (escapes kept),
+  so the run event's own strings (run id, job, level, window), which are matched against and shown
+  exactly, stay `JSONExtractString`; so does `$ai_clusters` (no column, a JSON array);
+- times never depend on the project's timezone, which HogQL renders and reads datetimes in: they are sent
+  with an explicit offset (`time_value`, read by `parseDateTimeBestEffort`, whose offset wins over the
+  project's zone) and read back converted to UTC explicitly and marked `Z`.
 """
 
 from __future__ import annotations
 
-RUN_EVENTS = ("$ai_trace_clusters", "$ai_generation_clusters")
+from datetime import UTC, datetime
+
+RUN_EVENTS = ("$ai_trace_clusters", "$ai_generation_clusters", "$ai_evaluation_clusters")
 EVENT_FOR_LEVEL = {
     "trace": "$ai_trace_clusters",
     "generation": "$ai_generation_clusters",
@@ -23,14 +37,29 @@ EVENT_FOR_LEVEL = {
 DISCOVER_PAGE = 500
 
 
-def _num(prop: str, source: str = "properties") -> str:
-    """A numeric property sent either as a JSON number or as a numeric string."""
-    return f"toFloat64OrNull(replaceRegexpAll(JSONExtractRaw({source}, '{prop}'), '^\"|\"$', ''))"
+def time_value(dt: datetime) -> str:
+    """A time bound as a placeholder: ISO with microseconds and an explicit UTC offset, so PostHog reads
+    the same instant in any project timezone (a naive text would be read in the project's zone)."""
+    if dt.tzinfo is None:
+        raise ValueError(f"naive datetime {dt!r}: say its zone")
+    return dt.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _flag(prop: str, source: str = "properties") -> str:
-    """A boolean property sent as JSON true or as the string "true"."""
-    return f"(JSONExtractRaw({source}, '{prop}') IN ('true', '\"true\"', '1', '\"1\"'))"
+def _num(prop: str) -> str:
+    """A numeric property sent either as a JSON number or as a numeric string (or typed numeric by the
+    team's property definitions): property access gives its text, `toFloat` parses it or gives NULL."""
+    return f"toFloat(toString(properties.{prop}))"
+
+
+def _flag(prop: str) -> str:
+    """A boolean property sent as JSON true or as the string "true" (or typed Boolean by the team)."""
+    return f"(toString(properties.{prop}) IN ('true', '1'))"
+
+
+# When the event was emitted, in UTC whatever the project's timezone, marked so no reader takes it for local.
+_EMITTED_AT = "concat(toString(toTimeZone(timestamp, 'UTC')), 'Z')"
+# Old run events (before levels and jobs) counted `$ai_total_traces_analyzed`.
+_TOTAL_ITEMS = "coalesce(properties.$ai_total_items_analyzed, properties.$ai_total_traces_analyzed)"
 
 
 # One light query per poll for every job and level of the project: ids and windows, never payloads.
@@ -42,12 +71,12 @@ SELECT
     JSONExtractString(properties, '$ai_clustering_job_name') AS job_name,
     JSONExtractString(properties, '$ai_window_start') AS window_start,
     JSONExtractString(properties, '$ai_window_end') AS window_end,
-    JSONExtractRaw(properties, '$ai_total_items_analyzed') AS total_items,
+    {_TOTAL_ITEMS} AS total_items,
     event,
     toString(uuid) AS event_uuid,
-    toString(timestamp) AS emitted_at
+    {_EMITTED_AT} AS emitted_at
 FROM events
-WHERE event IN ('$ai_trace_clusters', '$ai_generation_clusters')
+WHERE event IN ('$ai_trace_clusters', '$ai_generation_clusters', '$ai_evaluation_clusters')
     AND timestamp >= parseDateTimeBestEffort({{since}})
     AND (timestamp > parseDateTimeBestEffort({{after_ts}})
          OR (timestamp = parseDateTimeBestEffort({{after_ts}}) AND toString(uuid) > {{after_uuid}}))
@@ -60,7 +89,7 @@ LIMIT {DISCOVER_PAGE}
 # array: a string cell of the answer is escaped JSON, and unescaping a 42 MB one took a 42 MB scratch
 # copy beside the body and the result; per cluster the scratch is one cluster's size. Its JSON type
 # tells a missing or mistyped property (which extracts as no clusters) from a run with none.
-GET_RUN = """
+GET_RUN = f"""
 SELECT
     JSONExtractString(properties, '$ai_clustering_run_id') AS run_id,
     JSONExtractString(properties, '$ai_clustering_level') AS level,
@@ -68,16 +97,16 @@ SELECT
     JSONExtractString(properties, '$ai_clustering_job_name') AS job_name,
     JSONExtractString(properties, '$ai_window_start') AS window_start,
     JSONExtractString(properties, '$ai_window_end') AS window_end,
-    JSONExtractRaw(properties, '$ai_total_items_analyzed') AS total_items,
+    {_TOTAL_ITEMS} AS total_items,
     JSONExtractArrayRaw(properties, '$ai_clusters') AS clusters,
     JSONType(properties, '$ai_clusters') AS clusters_type,
     JSONExtractRaw(properties, '$ai_clustering_params') AS params,
-    toString(timestamp) AS emitted_at
+    {_EMITTED_AT} AS emitted_at
 FROM events
-WHERE event = {event}
-    AND timestamp >= parseDateTimeBestEffort({emitted_from})
-    AND timestamp <= parseDateTimeBestEffort({emitted_to})
-    AND JSONExtractString(properties, '$ai_clustering_run_id') = {run_id}
+WHERE event = {{event}}
+    AND timestamp >= parseDateTimeBestEffort({{emitted_from}})
+    AND timestamp < parseDateTimeBestEffort({{emitted_to}})
+    AND JSONExtractString(properties, '$ai_clustering_run_id') = {{run_id}}
 ORDER BY timestamp DESC
 LIMIT 1
 """
@@ -91,7 +120,7 @@ _RUN_ITEMS = """
     ARRAY JOIN JSONExtractArrayRaw(properties, '$ai_clusters') AS c
     WHERE event = {event}
         AND timestamp >= parseDateTimeBestEffort({emitted_from})
-        AND timestamp <= parseDateTimeBestEffort({emitted_to})
+        AND timestamp < parseDateTimeBestEffort({emitted_to})
         AND JSONExtractString(properties, '$ai_clustering_run_id') = {run_id}
 """
 
@@ -111,7 +140,7 @@ SELECT
     sum(t.input_tokens) AS input_tokens,
     sum(t.output_tokens) AS output_tokens,
     countIf(t.input_tokens + t.output_tokens > 0) AS items_with_tokens,
-    countIf(t.errors > 0) AS items_with_errors
+    countIf(t.errors > 0) AS items_with_errors{extra}
 FROM ({run_items}) AS cm
 INNER JOIN ({per_item}) AS t ON t.item_key = cm.item_key
 GROUP BY cluster_id
@@ -120,7 +149,7 @@ ORDER BY cluster_id
 
 _PER_TRACE = f"""
     SELECT
-        JSONExtractString(properties, '$ai_trace_id') AS item_key,
+        properties.$ai_trace_id AS item_key,
         sumIf(ifNull({_num('$ai_total_cost_usd')}, 0), event IN ('$ai_generation', '$ai_embedding')) AS cost,
         sumIf(ifNull({_num('$ai_latency')}, 0), event = '$ai_generation') AS latency,
         sumIf(ifNull({_num('$ai_input_tokens')}, 0), event IN ('$ai_generation', '$ai_embedding'))
@@ -131,32 +160,90 @@ _PER_TRACE = f"""
     FROM events
     WHERE event IN ('$ai_generation', '$ai_span', '$ai_embedding')
         AND timestamp >= parseDateTimeBestEffort({{window_start}})
-        AND timestamp <= parseDateTimeBestEffort({{window_end}})
-        AND JSONExtractString(properties, '$ai_trace_id') IN (SELECT item_key FROM ({_RUN_ITEMS}))
+        AND timestamp < parseDateTimeBestEffort({{window_end}})
+        AND properties.$ai_trace_id IN (SELECT item_key FROM ({_RUN_ITEMS}))
     GROUP BY item_key
 """
 
-_PER_GENERATION = f"""
-    SELECT
-        toString(uuid) AS item_key,
+# One generation's operational values, as the generation level and the evaluation level (of the judged
+# generation) read them.
+_GENERATION_VALUES = f"""
         ifNull({_num('$ai_total_cost_usd')}, 0) AS cost,
         ifNull({_num('$ai_latency')}, 0) AS latency,
         ifNull({_num('$ai_input_tokens')}, 0) AS input_tokens,
         ifNull({_num('$ai_output_tokens')}, 0) AS output_tokens,
-        if({_flag('$ai_is_error')}, 1, 0) AS errors
+        if({_flag('$ai_is_error')}, 1, 0) AS errors"""
+
+_PER_GENERATION = f"""
+    SELECT
+        toString(uuid) AS item_key,{_GENERATION_VALUES}
     FROM events
     WHERE event = '$ai_generation'
         AND timestamp >= parseDateTimeBestEffort({{window_start}})
-        AND timestamp <= parseDateTimeBestEffort({{window_end}})
+        AND timestamp < parseDateTimeBestEffort({{window_end}})
         AND toString(uuid) IN (SELECT item_key FROM ({_RUN_ITEMS}))
 """
 
+# Evaluation level (posthog/temporal/ai_observability/evaluation_clustering/aggregates.py): items are
+# `$ai_evaluation` events; operational metrics come from the generation each one judged
+# (`$ai_target_event_id`), looked for from a day before the window (a generation precedes its judgement);
+# a verdict is "na" when `$ai_evaluation_applicable` is false, else pass/fail from `$ai_evaluation_result`;
+# the judge's cost is the evaluation's own `$ai_total_cost_usd`. Names and runtimes come back one per item
+# (at most max_samples per run, about 30 KB) so the dominant ones are counted exactly by the reader.
+_PER_EVALUATION = f"""
+    SELECT
+        ev.item_key AS item_key,
+        ifNull(g.cost, 0) AS cost,
+        ifNull(g.latency, 0) AS latency,
+        ifNull(g.input_tokens, 0) AS input_tokens,
+        ifNull(g.output_tokens, 0) AS output_tokens,
+        ifNull(g.errors, 0) AS errors,
+        ev.verdict AS verdict,
+        ev.name AS name,
+        ev.runtime AS runtime,
+        ev.judge_cost AS judge_cost
+    FROM (
+        SELECT
+            toString(uuid) AS item_key,
+            ifNull(properties.$ai_target_event_id, '') AS target,
+            multiIf(toString(properties.$ai_evaluation_applicable) IN ('false', '0'), 'na',
+                    toString(properties.$ai_evaluation_result) IN ('true', '1'), 'pass',
+                    toString(properties.$ai_evaluation_result) IN ('false', '0'), 'fail', '') AS verdict,
+            ifNull(properties.$ai_evaluation_name, '') AS name,
+            ifNull(properties.$ai_evaluation_runtime, '') AS runtime,
+            ifNull({_num('$ai_total_cost_usd')}, 0) AS judge_cost
+        FROM events
+        WHERE event = '$ai_evaluation'
+            AND timestamp >= parseDateTimeBestEffort({{window_start}})
+            AND timestamp < parseDateTimeBestEffort({{window_end}})
+            AND toString(uuid) IN (SELECT item_key FROM ({_RUN_ITEMS}))
+    ) AS ev
+    LEFT JOIN (
+        SELECT
+            toString(uuid) AS target,{_GENERATION_VALUES}
+        FROM events
+        WHERE event = '$ai_generation'
+            AND timestamp >= parseDateTimeBestEffort({{window_start}}) - toIntervalDay(1)
+            AND timestamp < parseDateTimeBestEffort({{window_end}})
+    ) AS g ON g.target = ev.target
+"""
+
+# What the evaluation level adds to the operational columns.
+_EVALUATION_COLUMNS = """,
+    countIf(t.verdict = 'pass') AS passes,
+    countIf(t.verdict = 'na') AS not_applicable,
+    countIf(t.verdict != '') AS verdicts,
+    sumIf(t.judge_cost, t.judge_cost > 0) AS judge_cost,
+    countIf(t.judge_cost > 0) AS items_with_judge_cost,
+    groupArray(t.name) AS evaluation_names,
+    groupArray(t.runtime) AS runtimes"""
+
 CLUSTER_METRICS = {
-    "trace": _CLUSTER_AGGREGATES.format(run_items=_RUN_ITEMS, per_item=_PER_TRACE),
-    "generation": _CLUSTER_AGGREGATES.format(run_items=_RUN_ITEMS, per_item=_PER_GENERATION),
+    "trace": _CLUSTER_AGGREGATES.format(run_items=_RUN_ITEMS, per_item=_PER_TRACE, extra=""),
+    "generation": _CLUSTER_AGGREGATES.format(run_items=_RUN_ITEMS, per_item=_PER_GENERATION, extra=""),
+    "evaluation": _CLUSTER_AGGREGATES.format(run_items=_RUN_ITEMS, per_item=_PER_EVALUATION,
+                                             extra=_EVALUATION_COLUMNS),
 }
-# Evaluation-level items are keyed like generations (event uuids).
-CLUSTER_METRICS["evaluation"] = CLUSTER_METRICS["generation"]
 
 ALL_QUERIES: dict[str, str] = {
     "discover_runs": DISCOVER_RUNS,

@@ -28,9 +28,15 @@ def open_store(state: StateConfig) -> Store:
 
 
 def open_leadership(state: StateConfig, project_id: int) -> Leadership:
-    """The advisory lock of the project on PostgreSQL; on SQLite the single replica always leads."""
+    """The advisory lock of the project on PostgreSQL; on SQLite the state file's lock, taken now: the one
+    replica always leads, and a second process on the same file is refused (StoreError)."""
     if state.url is None:
-        return AlwaysLeader()
+        assert state.path is not None
+        if str(state.path) == ":memory:":
+            return AlwaysLeader()
+        from monitor.store.filelock import SingleReplica
+
+        return SingleReplica(state.path)
     try:
         from monitor.store.leader import PostgresLeadership, lock_key
     except ImportError as exc:

@@ -8,7 +8,7 @@ send and its "sent" mark can repeat that one message, and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -87,6 +87,18 @@ class ProcessedRun:
     alert_states: Sequence[AlertState]
     outbox: Sequence[tuple[str, str, bytes]]  # (notification key, channel, payload)
     processed_at: datetime
+    # The run's metrics for run-level rules (their history: kv `run_metrics:{run_id}`); None writes none.
+    run_metrics: Mapping[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What one pass of retention removed."""
+
+    runs: int = 0
+    clusters: int = 0
+    alert_states: int = 0
+    notifications: int = 0
 
 
 class Store(Protocol):
@@ -165,6 +177,13 @@ class Store(Protocol):
     def kv_get(self, key: str) -> str | None: ...
 
     def kv_set(self, key: str, value: str) -> None: ...
+
+    def prune(self, before: datetime, keep_runs: int, *, batch: int = ...) -> PruneResult:
+        """Retention: forget runs, resolved alerts and sent notifications older than `before`, never the
+        newest `keep_runs` runs of a job; in small transactions, beside a running cycle."""
+        ...
+
+    def schema_version(self) -> int: ...
 
 
 class StoreError(Exception):

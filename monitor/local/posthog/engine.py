@@ -1,6 +1,6 @@
 """The local PostHog's data: an `events` table on a real ClickHouse engine (chdb, in-process).
 
-Queries reach it only after monitor.localposthog.hogql has parsed them with PostHog's own parser and
+Queries reach it only after monitor.local.posthog.hogql has parsed them with PostHog's own parser and
 printed ClickHouse SQL from the AST, so a query PostHog would reject is rejected here too. Visibility
 follows a virtual clock: an event exists for the API only once the clock has passed its timestamp,
 which is how the demo, the tests and the latency benchmark make runs "land" on demand.
@@ -16,7 +16,8 @@ from typing import Any
 
 import msgspec
 
-from monitor.local.posthog.hogql import CompiledQuery, HogQLError, compile_hogql
+from monitor.local.posthog.hogql import CompiledQuery, HogQLError, compile_hogql, quote_string
+from monitor.local.posthog.hogql_functions import Release
 
 EventRow = tuple[str, str, str, str, str, int]
 
@@ -113,17 +114,23 @@ class Engine:
         where = "" if team_id is None else f" WHERE team_id = {int(team_id)}"
         return int(self._q(f"SELECT count() FROM ph.events{where}").strip() or 0)
 
-    def source(self, team_id: int, now: datetime | None) -> str:
-        """The SELECT that stands in for `events`: one team, and only what the clock has reached."""
+    def source(self, team_id: int, now: datetime | None, timezone: str = "UTC") -> str:
+        """The SELECT that stands in for `events`: one team, only what the clock has reached, and
+        `timestamp` in the project's timezone, as PostHog's printer wraps `events.timestamp` in
+        `toTimeZone(..., <team timezone>)` (posthog/hogql/printer.py): selecting it or `toString` of it
+        gives project wall-clock time without an offset, and datetime text compared with it is read there."""
         cond = f"team_id = {int(team_id)}"
         if now is not None:
             stamp = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-            cond += f" AND timestamp <= toDateTime64('{stamp}', 6, 'UTC')"
-        return f"SELECT * FROM ph.events WHERE {cond}"
+            cond += f" AND e.timestamp <= toDateTime64('{stamp}', 6, 'UTC')"
+        tz = quote_string(timezone)
+        return (f"SELECT e.uuid AS uuid, e.event AS event, e.distinct_id AS distinct_id, e.properties AS properties, "
+                f"toTimeZone(e.timestamp, {tz}) AS timestamp, e.team_id AS team_id FROM ph.events AS e WHERE {cond}")
 
     def run_hogql(self, query: str, values: dict[str, Any] | None, *, team_id: int,
-                  now: datetime | None) -> QueryAnswer:
-        compiled: CompiledQuery = compile_hogql(query, values, events_source=self.source(team_id, now))
+                  now: datetime | None, timezone: str = "UTC", release: Release = "current") -> QueryAnswer:
+        compiled: CompiledQuery = compile_hogql(query, values, events_source=self.source(team_id, now, timezone),
+                                                timezone=timezone, release=release)
         with self._lock:
             try:
                 res = self._session.query(compiled.sql, "JSONCompact")

@@ -2,6 +2,14 @@
 
 A fault is armed for a number of matching requests (or for every one, count=None), optionally after
 skipping some; the server asks `take(path, query_name)` before answering each request.
+
+The kinds that stand for PostHog's own slow and busy answers (each a cell of bench/reliability.py):
+- `throttle`: HTTP 429 as PostHog's exception handler renders DRF's Throttled: type `throttled_error`,
+  the wait (`seconds`) only in the detail text, no Retry-After (monitor/local/posthog/throttle.py);
+- `timeout`: HTTP 504, a query that ran past ClickHouse's execution limit;
+- `too_long`: HTTP 512, a query ClickHouse estimated would run too long;
+- `async`: HTTP 202 with `query_status` (complete: false); the answer is ready after `polls` polls of
+  `GET /api/projects/{id}/query/{query_id}/` (posthog/api/query.py, QueryStatus in posthog/schema.py).
 """
 
 from __future__ import annotations
@@ -11,7 +19,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FaultKind = Literal["latency", "status", "drop", "truncate", "malformed"]
+FaultKind = Literal["latency", "status", "drop", "truncate", "malformed", "throttle", "timeout", "too_long", "async"]
+_KINDS = ("latency", "status", "drop", "truncate", "malformed", "throttle", "timeout", "too_long", "async")
 
 
 @dataclass
@@ -20,6 +29,7 @@ class Fault:
     status: int = 500
     retry_after: float | None = None
     seconds: float = 0.0
+    polls: int = 1
     # Which requests: a regex on the path, and/or on the query name ("cluster-monitor:get_run"...).
     path: str | None = None
     name: str | None = None
@@ -29,11 +39,11 @@ class Fault:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Fault:
-        allowed = {"kind", "status", "retry_after", "seconds", "path", "name", "count", "skip"}
+        allowed = {"kind", "status", "retry_after", "seconds", "polls", "path", "name", "count", "skip"}
         unknown = set(d) - allowed
         if unknown:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")
-        if d.get("kind") not in ("latency", "status", "drop", "truncate", "malformed"):
+        if d.get("kind") not in _KINDS:
             raise ValueError(f"unknown fault kind: {d.get('kind')!r}")
         return cls(**d)
 

@@ -21,6 +21,7 @@ events and 56 runs) takes about two seconds.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from monitor.local.posthog.evaluations import JUDGES, Evaluations, cluster_titles, evaluation_metrics, make_evaluations
 from monitor.local.posthog.scenarios import (
     APPS,
     EMBEDDING_MODEL,
@@ -40,6 +42,7 @@ from monitor.local.posthog.scenarios import (
     TOPICS,
     App,
     Change,
+    EvalChange,
     Scenario,
     Topic,
 )
@@ -52,6 +55,7 @@ __all__ = [
     "compute_metrics",
     "generate",
     "iter_ai_events",
+    "legacy_run_properties",
     "make_run_event",
     "run_event_row",
 ]
@@ -335,10 +339,35 @@ def make_run_event(
     return _run_properties(run_id, level, job_id, job_name, start, end, built, max_samples)
 
 
+def legacy_run_properties(props: Mapping[str, Any]) -> dict[str, Any]:
+    """The same run as PostHog's clustering wrote it before levels, jobs and metrics existed: no
+    `$ai_clustering_level`, job id or name (the run id loses its job part), `$ai_total_traces_analyzed`
+    in place of `$ai_total_items_analyzed`, every cluster's `metrics` null, and the noise cluster last
+    with its ranks the other way round (rank 0 the item nearest the centroid, as for other clusters).
+    For the fault matrix and tests: the monitor must read old events as well as new ones."""
+    out = {k: v for k, v in props.items() if k not in ("$ai_clustering_level", "$ai_clustering_job_id",
+                                                       "$ai_clustering_job_name", "$ai_total_items_analyzed")}
+    job = str(props.get("$ai_clustering_job_id") or "")
+    run_id = str(props["$ai_clustering_run_id"])
+    out["$ai_clustering_run_id"] = run_id[: -len(job) - 1] if job and run_id.endswith("_" + job) else run_id
+    out["$ai_total_traces_analyzed"] = props.get("$ai_total_items_analyzed")
+    clusters: list[dict[str, Any]] = []
+    for c in props["$ai_clusters"]:
+        c = {**c, "metrics": None}
+        if int(c["cluster_id"]) < 0:
+            items = sorted(c["traces"].items(), key=lambda kv: kv[1]["distance_to_centroid"])
+            c["traces"] = {k: {**v, "rank": r} for r, (k, v) in enumerate(items)}
+        clusters.append(c)
+    out["$ai_clusters"] = sorted(clusters, key=lambda c: (int(c["cluster_id"]) < 0, int(c["cluster_id"])))
+    return out
+
+
 def run_event_row(props: Mapping[str, Any], *, team_id: int, emitted_at: datetime,
                   event_uuid: str | None = None) -> EventRow:
     """A run event as a row for the local PostHog's `events` table."""
-    level = str(props.get("$ai_clustering_level") or "trace")
+    parts = str(props.get("$ai_clustering_run_id") or "").split("_")
+    named = parts[1] if len(parts) > 1 and parts[1] in ("trace", "generation", "evaluation") else "trace"
+    level = str(props.get("$ai_clustering_level") or named)  # old events say it only in the run id
     uid = event_uuid or _uuid4s(np.random.default_rng([team_id, _us(emitted_at)]), 1)[0]
     stamp = _ts_strings(np.array([_us(emitted_at.astimezone(UTC))], dtype=np.int64))[0]
     return (uid, f"$ai_{level}_clusters", f"clustering_{level}_{team_id}",
@@ -849,6 +878,29 @@ class _RunResult:
     metrics: dict[int, dict[str, Any]]  # cluster-topic index -> metrics
 
 
+def _metrics_mode(rng: np.random.Generator) -> str:
+    """Whether a run's clusters carry `metrics`: PostHog computes them best-effort (one attempt), so some
+    runs have them null, and runs written before they existed have none."""
+    u = rng.random()
+    return "absent" if u < 0.05 else "null" if u < 0.20 else "present"
+
+
+def _run_records(run_id: str, job: Job, d: int, ws: datetime, we: datetime, emitted: datetime, ev_uuid: str,
+                 n: int, metrics_mode: str, cluster_truth: dict[str, str], titles: dict[str, str],
+                 clusters: list[dict[str, Any]], true_metrics: dict[str, Any]) -> tuple[dict[str, Any],
+                                                                                        dict[str, Any]]:
+    """A run's summary (Dataset.runs) and ground truth (truth["runs"])."""
+    summary = {"run_id": run_id, "job_id": job.id, "job_name": job.name, "level": job.analysis_level,
+               "window_start": ws, "window_end": we, "emitted_at": emitted, "event_uuid": ev_uuid, "items": n,
+               "day": d}
+    truth = {"run_id": run_id, "job_id": job.id, "job_name": job.name, "level": job.analysis_level, "day": d,
+             "window_start": ws.isoformat(), "window_end": we.isoformat(), "emitted_at": emitted.isoformat(),
+             "event_uuid": ev_uuid, "items": n, "metrics_in_event": metrics_mode, "clusters": cluster_truth,
+             "titles": titles, "sizes": {str(c["cluster_id"]): c["size"] for c in clusters},
+             "metrics": true_metrics}
+    return summary, truth
+
+
 def _make_run(plan: _Plan, job: Job, j: int, d: int, items: _Items, app_ok: BoolArr, ts: list[str],
               team_id: int, seed: int, max_samples: int, min_items: int) -> _RunResult | None:
     rng = np.random.default_rng([seed, 11, j, d])
@@ -876,8 +928,7 @@ def _make_run(plan: _Plan, job: Job, j: int, d: int, items: _Items, app_ok: Bool
         cid_of_ctopic[c] = cid
         label[(ctopic == c) & ~noise] = cid
 
-    mode_u = rng.random()
-    metrics_mode = "absent" if mode_u < 0.05 else "null" if mode_u < 0.20 else "present"
+    metrics_mode = _metrics_mode(rng)
     gen_level = job.analysis_level == "generation"
     clusters: list[dict[str, Any]] = []
     cluster_truth: dict[str, str] = {}
@@ -917,16 +968,110 @@ def _make_run(plan: _Plan, job: Job, j: int, d: int, items: _Items, app_ok: Bool
     props = _run_properties(run_id, job.analysis_level, job.id, job.name, ws, we, clusters, max_samples)
     emitted = we + timedelta(seconds=int(rng.integers(180, 540)), microseconds=int(rng.integers(0, US)))
     ev_uuid = _uuid4s(rng, 1)[0]
-    summary = {"run_id": run_id, "job_id": job.id, "job_name": job.name, "level": job.analysis_level,
-               "window_start": ws, "window_end": we, "emitted_at": emitted, "event_uuid": ev_uuid, "items": n,
-               "day": d}
-    truth = {"run_id": run_id, "job_id": job.id, "job_name": job.name, "level": job.analysis_level, "day": d,
-             "window_start": ws.isoformat(), "window_end": we.isoformat(), "emitted_at": emitted.isoformat(),
-             "event_uuid": ev_uuid, "items": n, "metrics_in_event": metrics_mode, "clusters": cluster_truth,
-             "titles": titles, "rewording": rewording,
-             "sizes": {str(c["cluster_id"]): c["size"] for c in clusters}, "metrics": true_metrics}
+    summary, truth = _run_records(run_id, job, d, ws, we, emitted, ev_uuid, n, metrics_mode, cluster_truth,
+                                  titles, clusters, true_metrics)
+    truth["rewording"] = rewording
     return _RunResult(props, summary, truth, {v: k for k, v in cid_of_ctopic.items()}, shares,
                       by_ctopic_metrics)
+
+
+_EVAL_JOB = ("Default - evaluations", "evaluation")
+
+
+def _eval_job(seed: int, start_us: int) -> Job:
+    """The evaluation-level job PostHog creates by default (own random stream: other jobs keep their ids)."""
+    rng = np.random.default_rng([seed, 4])
+    created_us = start_us - 12 * DAY_US + int(rng.integers(9 * HOUR_US, 18 * HOUR_US))
+    updated_us = created_us + int(rng.integers(0, 5 * DAY_US))
+    return Job(_uuid7(created_us // 1000, rng), _EVAL_JOB[0], _EVAL_JOB[1], [], True, _drf_time(_dt(created_us)),
+               _drf_time(_dt(updated_us)))
+
+
+def _make_eval_run(plan: _Plan, job: Job, j: int, d: int, ev: Evaluations, ts: list[str], team_id: int,
+                   seed: int, max_samples: int, min_items: int) -> tuple[dict[str, Any], dict[str, Any],
+                                                                        dict[str, Any]] | None:
+    """One `$ai_evaluation_clusters` run: (properties, summary, truth), or None below the minimum."""
+    rng = np.random.default_rng([seed, 12, j, d])
+    base = plan.run_day_us(d) + RUN_HOUR[0] * HOUR_US + RUN_HOUR[1] * 60 * US
+    we_us = base + j * 90 * US + int(rng.integers(0, 60 * US))
+    ws_us = we_us - LOOKBACK_DAYS * DAY_US
+    lo, hi = np.searchsorted(ev.t, [ws_us, we_us], side="left").tolist()
+    if hi - lo < min_items:
+        return None
+    n = min(max_samples, hi - lo)
+    sample = np.sort(rng.choice(np.arange(lo, hi), size=n, replace=False))
+    keys = [ev.cluster_key[i] for i in sample.tolist()]
+    counts = Counter(keys)
+    min_size = max(5, int(MIN_CLUSTER_FRACTION * n))
+    noise = (rng.random(n) < rng.uniform(0.015, 0.045)) | np.array([counts[k] < min_size for k in keys])
+    present = [k for k, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_size]
+    cid_of = {k: i for i, k in enumerate(present)}
+    label = np.array([-1 if noise[i] else cid_of[k] for i, k in enumerate(keys)], dtype=np.int64)
+    metrics_mode = _metrics_mode(rng)
+    clusters: list[dict[str, Any]] = []
+    truth_clusters: dict[str, str] = {}
+    titles: dict[str, str] = {}
+    true_metrics: dict[str, Any] = {}
+    sl = sample.tolist()
+    for cid in [*range(len(present)), -1]:
+        members = np.flatnonzero(label == cid)
+        if cid == -1 and len(members) == 0:
+            continue
+        rows = sample[members]
+        m = evaluation_metrics(ev, rows)
+        if cid >= 0:
+            title, desc = cluster_titles(present[cid])
+            truth_clusters[str(cid)] = present[cid]
+        else:
+            title, desc = NOISE_TITLE, NOISE_DESCRIPTION
+        titles[str(cid)] = title
+        true_metrics[str(cid)] = m
+        ml = members.tolist()
+        item_keys = [ev.key[sl[i]] for i in ml]
+        stamps = [_iso_from_ts(ts[sl[i]]) for i in ml]
+        clusters.append(_cluster_dict(rng, cid, title, desc, item_keys, [ev.trace_id[sl[i]] for i in ml],
+                                      [ev.target[sl[i]] for i in ml], stamps,
+                                      m if metrics_mode == "present" else None, metrics_mode != "absent"))
+    we, ws = _dt(we_us), _dt(ws_us)
+    run_id = f"{team_id}_evaluation_{we:%Y%m%d_%H%M%S}_{job.id}"
+    props = _run_properties(run_id, "evaluation", job.id, job.name, ws, we, clusters, max_samples)
+    emitted = we + timedelta(seconds=int(rng.integers(180, 540)), microseconds=int(rng.integers(0, US)))
+    ev_uuid = _uuid4s(rng, 1)[0]
+    summary, truth = _run_records(run_id, job, d, ws, we, emitted, ev_uuid, n, metrics_mode, truth_clusters,
+                                  titles, clusters, true_metrics)
+    return props, summary, truth
+
+
+def _eval_change_truth(plan: _Plan, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per evaluation change: when it takes effect, the cluster it is about, and that cluster's pass rate
+    run by run (the drop builds up as the seven-day window fills with judged-after-the-change items)."""
+    out: list[dict[str, Any]] = []
+    for ch, day, eff in _eval_changes(plan):
+        key = (f"{ch.judge}|{ch.app}" if ch.kind == "pass_rate_drop" else f"failure:{ch.judge}:{ch.title}")
+        series: dict[str, float | None] = {}
+        appears = None
+        for r in runs:
+            cid = next((c for c, k in r["clusters"].items() if k == key), None)
+            series[r["run_id"]] = r["metrics"][cid]["pass_rate"] if cid is not None else None
+            if cid is not None and appears is None and r["day"] >= day:
+                appears = r["run_id"]
+        firsts = [r["run_id"] for r in runs if r["day"] >= day]
+        out.append({"kind": ch.kind, "judge": ch.judge, "app": ch.app, "topic": ch.topic, "day": day,
+                    "effective_at": _dt(eff).isoformat(), "cluster_key": key, "note": ch.note,
+                    "first_run_id": firsts[0] if firsts else None, "pass_rate_by_run": series,
+                    **({"cluster_title": ch.title, "appears_run_id": appears} if ch.kind == "failure_mode" else {}),
+                    **({"pass_rate": ch.pass_rate} if ch.kind == "pass_rate_drop" else {})})
+    return out
+
+
+def _eval_changes(plan: _Plan) -> list[tuple[EvalChange, int, int]]:
+    out = []
+    for ch in plan.scenario.eval_changes:
+        day = _scaled_day(ch.day, plan.days)
+        if 1 <= day < plan.days:
+            eff = plan.first_run_day_us + (day - 1) * DAY_US + CHANGE_HOUR[0] * HOUR_US + CHANGE_HOUR[1] * 60 * US
+            out.append((ch, day, eff))
+    return out
 
 
 def _lineage(plan: _Plan) -> tuple[dict[str, list[str]], dict[str, str]]:
@@ -1048,7 +1193,8 @@ def _crossings(prev: _RunResult, new: _RunResult, tr: dict[str, Any]) -> list[di
 
 
 def generate(scenario: str = "drift", *, seed: int = 7, days: int = 14, team_id: int = 1,
-             end: datetime | None = None, max_samples: int = 1500, scale: float = 1.0) -> Dataset:
+             end: datetime | None = None, max_samples: int = 1500, scale: float = 1.0,
+             evaluations: bool = False) -> Dataset:
     """Generate one team's traffic and clustering runs for a scenario (see scenarios.SCENARIOS).
 
     Traffic covers `days + 7` days before `end` (default: today's midnight UTC), so the first of the
@@ -1153,6 +1299,39 @@ def generate(scenario: str = "drift", *, seed: int = 7, days: int = 14, team_id:
             **({"error_rate": ch.error_rate} if ch.error_rate is not None else {}),
         })
 
+    eval_truth: list[dict[str, Any]] = []
+    if evaluations:
+        # Off by default until the monitor processes evaluation runs: every existing consumer counts on
+        # the trace and generation jobs alone.
+        ev = make_evaluations(
+            seed=seed, team_id=team_id, gen_t=gens.t, gen_topic=gens.topic, gen_app=gens.app, gen_key=gens.key,
+            gen_trace=gens.trace_id, gen_cost=gens.cost, gen_latency=gens.latency, gen_tokens=gens.tokens,
+            gen_errors=gens.errors, topic_ids=TOPIC_IDS, changes=[(c, e) for c, _, e in _eval_changes(plan)],
+            string_share=STRING_SHARE, uuid4s=_uuid4s, uuid7=_uuid7,
+            evaluation_ids={jd.name: _uuid7(plan.start_us // 1000 - i, np.random.default_rng([seed, 5, i]))
+                            for i, jd in enumerate(JUDGES)})
+        ev_ts = _ts_strings(np.array([e[4] for e in ev.events], dtype=np.int64))
+        eval_job = _eval_job(seed, plan.start_us)
+        jobs.append(eval_job)
+        eval_runs: list[dict[str, Any]] = []
+        for d in range(days):
+            made = _make_eval_run(plan, eval_job, len(jobs) - 1, d, ev, ev_ts, team_id, seed, max_samples,
+                                 min_items)
+            if made is None:
+                continue
+            props, summ, rtruth = made
+            run_events.append(run_event_row(props, team_id=team_id, emitted_at=summ["emitted_at"],
+                                            event_uuid=summ["event_uuid"]))
+            summaries.append(summ)
+            run_truth.append(rtruth)
+            eval_runs.append(rtruth)
+        eval_truth = _eval_change_truth(plan, eval_runs)
+        sink.uuid.extend(e[0] for e in ev.events)
+        sink.event.extend(e[1] for e in ev.events)
+        sink.distinct.extend(e[2] for e in ev.events)
+        sink.props.extend(e[3] for e in ev.events)
+        ts = ts + ev_ts
+
     events: list[EventRow] = list(zip(sink.uuid, sink.event, sink.distinct, sink.props, ts,
                                       [team_id] * len(ts), strict=True))
     events.extend(run_events)
@@ -1167,6 +1346,7 @@ def generate(scenario: str = "drift", *, seed: int = 7, days: int = 14, team_id:
         "runs": run_truth,
         "transitions": transitions,
         "events": change_truth,
+        "evaluation_events": eval_truth,
         "crossings": crossings,
         "counts": {"events": len(events), "traces": len(traces.t), "generations": len(gens.t),
                    "runs": len(summaries)},

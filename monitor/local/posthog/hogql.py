@@ -5,7 +5,8 @@ ClickHouse SQL is printed back from the AST. That makes three promises cheap to 
 - what PostHog's parser rejects is rejected here (HTTP 400), with its message;
 - `{placeholders}` and every constant are printed as strictly escaped literals built here, so a value
   full of quotes, braces or SQL stays an inert string;
-- only the tables and functions listed here exist: anything else is an error, not a guess.
+- only the tables listed here and PostHog's public function names (hogql_functions.py, read from PostHog's
+  mapping) exist: anything else is an error, not a guess.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import hogql_parser_rs
+
+from monitor.local.posthog.hogql_functions import MAX_ARGS, Release, is_public
 
 
 class HogQLError(Exception):
@@ -32,40 +35,27 @@ class CompiledQuery(NamedTuple):
     limit: int
 
 
-# HogQL functions that print under the same name in ClickHouse.
-_SAME = """
-count countIf sum sumIf avg avgIf min max minIf maxIf any anyIf argMax argMin uniq uniqIf uniqExact groupArray
-groupUniqArray quantile quantiles quantileIf quantilesIf median medianIf stddevPop stddevSamp varPop topK
-JSONExtract JSONExtractString JSONExtractInt JSONExtractUInt JSONExtractFloat JSONExtractBool JSONExtractRaw
-JSONExtractKeys JSONExtractArrayRaw JSONExtractKeysAndValuesRaw JSONHas JSONLength JSONType
-arrayJoin length has hasAny hasAll arrayMap arrayFilter arraySlice arraySort arrayReverseSort arrayElement indexOf
-arrayStringConcat arrayConcat arrayDistinct arrayCount arraySum arrayExists empty notEmpty tuple array range
-lower upper concat substring trim trimLeft trimRight like ilike notLike notILike position positionCaseInsensitive
-replaceRegexpAll replaceRegexpOne replaceAll match extract startsWith endsWith splitByChar splitByString
-toString nullIf coalesce ifNull if multiIf isNull isNotNull assumeNotNull toTypeName
-round floor ceil abs greatest least sqrt exp log log2 log10 pow intDiv modulo divide plus minus multiply negate
-toFloat64 toInt64 toUInt64 toInt32 toFloat64OrNull toInt64OrNull toFloat64OrZero toInt64OrZero accurateCastOrNull
-parseDateTimeBestEffort parseDateTimeBestEffortOrNull parseDateTime64BestEffort parseDateTime64BestEffortOrNull
-toDateTime64 toStartOfDay toStartOfHour toStartOfMinute toStartOfWeek toStartOfMonth toDate dateDiff dateAdd
-dateSub toUnixTimestamp formatDateTime now today yesterday fromUnixTimestamp toYYYYMMDD toHour toDayOfWeek
-toIntervalSecond toIntervalMinute toIntervalHour toIntervalDay toIntervalWeek toIntervalMonth toIntervalYear
-equals notEquals less greater lessOrEquals greaterOrEquals and or not in notIn
-row_number rank dense_rank lagInFrame leadInFrame first_value last_value
-"""
-# HogQL-only functions, printed as PostHog prints them (posthog/hogql/functions/mapping.py).
+# What a public HogQL name prints as, where it is not simply the same name (PostHog's HogQLFunctionMeta
+# clickhouse_name and suffix args: posthog/hogql/functions/mapping.py and clickhouse/conversions.py).
+# The allowlist itself is monitor/local/posthog/hogql_functions.py.
 _MAPPED: dict[str, tuple[str, tuple[str, ...]]] = {
     "toFloat": ("accurateCastOrNull", ("'Float64'",)),
     "toFloatOrNull": ("accurateCastOrNull", ("'Float64'",)),
-    "toInt": ("accurateCastOrNull", ("'Int64'",)),
-    "toIntOrNull": ("accurateCastOrNull", ("'Int64'",)),
     "toFloat64OrNull": ("accurateCastOrNull", ("'Float64'",)),
-    "toInt64OrNull": ("accurateCastOrNull", ("'Int64'",)),
+    "toInt": ("accurateCastOrNull", ("'Int64'",)),
     "toFloatOrZero": ("toFloat64OrZero", ()),
-    "toDateTime": ("parseDateTime64BestEffortOrNull", ("6", "'UTC'")),
+    "toIntOrZero": ("toInt64OrZero", ()),
+    "toUUID": ("accurateCastOrNull", ("'UUID'",)),
+    "trim": ("trimBoth", ()),
+    "isnull": ("isNull", ()),
+    "ifnull": ("ifNull", ()),
+    "nullif": ("nullIf", ()),
 }
+# Datetime parsing PostHog prints as the 64-bit, -OrNull variant with the project's timezone appended
+# when the caller gave none (tz_aware=True; ADD_OR_NULL_DATETIME_FUNCTIONS in the old mapping.py).
+_PARSE_DATETIME = {"parseDateTimeBestEffort", "toDateTime"}
 # HogQL accepts a few aggregates in any case, as SQL people write them.
 _CASELESS = {"count", "sum", "avg", "min", "max"}
-ALLOWED_FUNCTIONS: frozenset[str] = frozenset(_SAME.split()) | frozenset(_MAPPED)
 
 _TABLES = {"events"}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -114,9 +104,12 @@ def literal(value: Any, *, in_context: bool = False) -> str:
 
 
 class _Printer:
-    def __init__(self, values: Mapping[str, Any], events_source: str) -> None:
+    def __init__(self, values: Mapping[str, Any], events_source: str, *, timezone: str = "UTC",
+                 release: Release = "current") -> None:
         self.values = values
         self.events_source = events_source
+        self.timezone = timezone
+        self.release = release
         self.cte_names: set[str] = set()
 
     def fail(self, node: Mapping[str, Any], message: str) -> HogQLError:
@@ -327,21 +320,37 @@ class _Printer:
         name = str(n["name"])
         if name.lower() in _CASELESS:
             name = name.lower()
-        args = [self.expr(a) for a in n.get("args") or []]
+        self.check_name(n, name)
+        raw_args = n.get("args") or []
+        limits = MAX_ARGS.get(name)
+        if limits is not None:
+            most = limits[0] if self.release == "old" else limits[1]
+            if len(raw_args) > most:
+                raise self.fail(n, f"Function '{name}' expects at most {most} argument"
+                                   f"{'s' if most != 1 else ''}, found {len(raw_args)}")
+        args = [self.expr(a) for a in raw_args]
+        if name in _PARSE_DATETIME:
+            # tz_aware: the project's timezone unless the caller named one (conversions.py).
+            tz = args[1] if len(args) > 1 else quote_string(self.timezone)
+            return f"parseDateTime64BestEffortOrNull({args[0] if args else 'NULL'}, 6, {tz})"
+        if name in ("now", "NOW") and not args:
+            return f"now64(6, {quote_string(self.timezone)})"
         if name in _MAPPED:
             target, extra = _MAPPED[name]
             return f"{target}({', '.join([*args, *extra])})"
-        if name not in ALLOWED_FUNCTIONS:
-            raise self.fail(n, f"Unsupported function call '{name}(...)'")
         params = n.get("params")
         distinct = "DISTINCT " if n.get("distinct") else ""
         head = name if params is None else f"{name}({', '.join(self.expr(p) for p in params)})"
         return f"{head}({distinct}{', '.join(args)})"
 
+    def check_name(self, n: Mapping[str, Any], name: str) -> None:
+        """PostHog's printer refuses names outside its mapping with this message (printer.py, visit_call)."""
+        if not is_public(name, self.release):
+            raise self.fail(n, f"Unsupported function call '{name}(...)'")
+
     def e_WindowFunction(self, n: Mapping[str, Any]) -> str:
         name = str(n["name"])
-        if name not in ALLOWED_FUNCTIONS:
-            raise self.fail(n, f"Unsupported function call '{name}(...)'")
+        self.check_name(n, name)
         args = ", ".join(self.expr(a) for a in n.get("exprs") or n.get("args") or [])
         over = n.get("over_expr") or {}
         parts = []
@@ -353,8 +362,13 @@ class _Printer:
 
 
 def compile_hogql(query: str, values: Mapping[str, Any] | None, *, events_source: str,
-                  default_limit: int = 100, max_limit: int = 50_000) -> CompiledQuery:
-    """Parse with PostHog's parser and print ClickHouse SQL; the top level fetches limit + 1 rows."""
+                  default_limit: int = 100, max_limit: int = 50_000, timezone: str = "UTC",
+                  release: Release = "current") -> CompiledQuery:
+    """Parse with PostHog's parser and print ClickHouse SQL; the top level fetches limit + 1 rows.
+
+    `timezone` is the project's: datetime text is read in it, as PostHog's tz_aware functions do
+    (the events source, built by the engine, renders `timestamp` in it too). `release` picks which of
+    PostHog's function lists applies (monitor/local/posthog/hogql_functions.py)."""
     try:
         raw = hogql_parser_rs.parse_select_json(query)
     except Exception as exc:  # the parser raises for some inputs instead of answering an error object
@@ -363,7 +377,7 @@ def compile_hogql(query: str, values: Mapping[str, Any] | None, *, events_source
     if ast.get("error"):
         raise HogQLError(str(ast.get("message") or "syntax error"),
                          (ast.get("start") or {}).get("offset"), (ast.get("end") or {}).get("offset"))
-    printer = _Printer(values or {}, events_source)
+    printer = _Printer(values or {}, events_source, timezone=timezone, release=release)
     if ast.get("node") == "SelectQuery":
         limit_node = ast.get("limit")
         limit = default_limit

@@ -338,10 +338,30 @@ class Change:
 
 
 @dataclass(frozen=True)
+class EvalChange:
+    """A change in what the team's evaluations find (generated only with evaluations on).
+
+    pass_rate_drop: from `day`, `judge` passes `app`'s generations with probability `pass_rate`;
+    failure_mode: from `day`, a `share` of `judge`'s evaluations of `topic` fail for one new reason,
+    `title`, and cluster together (a new cluster)."""
+
+    kind: str
+    day: int
+    judge: str
+    app: str = ""
+    topic: str = ""
+    pass_rate: float = 1.0
+    share: float = 0.0
+    title: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
     changes: tuple[Change, ...] = ()
+    eval_changes: tuple[EvalChange, ...] = ()
     # Share of runs x clusters whose title is a heavy rewording rather than a light one.
     heavy_rewording: float = 0.15
     # No change alert is expected: every alert on this scenario is a false positive.
@@ -384,6 +404,13 @@ SCENARIOS: dict[str, Scenario] = {
                 Change("new_cluster", 8, "warranty_claims", note=_NEW.note),
                 Change("split", 10, "py_codegen", topics=("py_data", "py_web"), note=_SPLIT.note),
             ),
+            eval_changes=(
+                EvalChange("pass_rate_drop", 6, "Helpfulness", app="support_bot", pass_rate=0.45,
+                           note="a prompt change makes support answers generic: Helpfulness passes fall"),
+                EvalChange("failure_mode", 9, "Hallucination check", topic="docs_qa", share=0.7,
+                           title="Answers cite documentation pages that do not exist",
+                           note="a retrieval index change: docs answers start citing pages that do not exist"),
+            ),
         ),
     )
 }
@@ -413,6 +440,10 @@ def _check() -> None:
         assert a.router_model is None or a.router_model in MODELS, a.id
         assert abs(sum(a.main_gens) - 1) < 1e-9 and abs(sum(a.spans) - 1) < 1e-9, a.id
     for s in SCENARIOS.values():
+        for e in s.eval_changes:
+            assert e.kind in ("pass_rate_drop", "failure_mode") and e.day >= 1, (s.name, e)
+            assert (e.app in APPS) if e.kind == "pass_rate_drop" else (e.topic in TOPICS), (s.name, e)
+            assert '"' not in e.title and "\\" not in e.title and ":" not in e.judge, (s.name, e)
         for c in s.changes:
             assert c.topic in TOPICS and all(x in TOPICS for x in c.topics), (s.name, c)
             assert c.model is None or c.model in MODELS, (s.name, c)

@@ -16,6 +16,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 import structlog
@@ -30,10 +32,14 @@ import structlog
 from monitor.local.posthog.engine import Engine, EventRow, VirtualClock
 from monitor.local.posthog.faults import Fault, FaultPlan
 from monitor.local.posthog.hogql import HogQLError
+from monitor.local.posthog.hogql_functions import Release
+from monitor.local.posthog.throttle import KeyThrottle, Refusal
 
 log = structlog.get_logger()
 
 _QUERY = re.compile(r"^/api/(?:projects|environments)/(\d+)/query/?$")
+_QUERY_STATUS = re.compile(r"^/api/(?:projects|environments)/(\d+)/query/([0-9a-zA-Z_-]+)/?$")
+_PROJECT = re.compile(r"^/api/(?:projects|environments)/(\d+)/?$")
 _JOBS = re.compile(r"^/api/(?:projects|environments)/(\d+)/llm_analytics/clustering_jobs/?(?:([0-9a-fA-F-]{36})/?)?$")
 
 
@@ -42,6 +48,24 @@ class Team:
     team_id: int
     jobs: list[dict[str, Any]] = field(default_factory=list)
     truth: dict[str, Any] = field(default_factory=dict)
+    # The project's timezone setting (Team.timezone in PostHog, "UTC" by default): HogQL renders and reads
+    # datetimes in it.
+    timezone: str = "UTC"
+
+    def to_api(self) -> dict[str, Any]:
+        """`GET /api/projects/{id}/`: the basic fields of PostHog's project serializer the monitor may read."""
+        return {"id": self.team_id, "uuid": str(uuid.UUID(int=self.team_id)), "name": f"Local project {self.team_id}",
+                "timezone": self.timezone, "week_start_day": None, "is_demo": False,
+                "access_control": False, "has_completed_onboarding_for": {}}
+
+
+def check_timezone(name: str) -> str:
+    """A project timezone must be an IANA name, as PostHog's Team.timezone choices are (pytz's list)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown timezone {name!r}: use an IANA name such as Asia/Kolkata") from exc
+    return name
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -94,9 +118,18 @@ class _Handler(BaseHTTPRequestHandler):
         for f in faults:
             if f.kind == "status":
                 headers = {"Retry-After": f"{f.retry_after:g}"} if f.retry_after is not None else None
-                n = self._error(f.status, "server_error" if f.status >= 500 else "throttled",
+                n = self._error(f.status, "server_error" if f.status >= 500 else
+                                "throttled_error" if f.status == 429 else "validation_error",
                                 "injected", f"injected fault: HTTP {f.status}", headers)
                 return f.status, n
+            if f.kind == "throttle":
+                return 429, self._throttled(Refusal(f.seconds))
+            if f.kind == "timeout":
+                return 504, self._error(504, "server_error", "timeout",
+                                        "injected fault: the query ran past its execution time limit")
+            if f.kind == "too_long":
+                return 512, self._error(512, "server_error", "estimated_query_execution_time_too_long",
+                                        "injected fault: the query is estimated to run too long")
             if f.kind == "drop":
                 self._flush_log(0, 0)
                 self.close_connection = True
@@ -118,7 +151,24 @@ class _Handler(BaseHTTPRequestHandler):
             if f.kind == "malformed":
                 bad = b'{"results": [["not closed"'
                 return 200, self._send(200, bad)
+            if f.kind == "async" and status == 200:
+                return 202, self._send(202, self.server.app.start_async(body, f.polls))
         return status, self._send(status, body)
+
+    def _throttled(self, refusal: Refusal) -> int:
+        """DRF's Throttled as PostHog renders it: no Retry-After, the wait only in the text."""
+        return self._error(429, "throttled_error", "throttled", refusal.detail())
+
+    def _rate_limited(self, scope: str) -> bool:
+        """Apply the per-key budgets when the server has them; True when the request was answered 429."""
+        throttle = self.server.app.throttle
+        if throttle is None:
+            return False
+        refusal = throttle.check(self.server.app.api_key, scope)
+        if refusal is None:
+            return False
+        self._throttled(refusal)
+        return True
 
     def _log(self, **fields: Any) -> None:
         """Describe the request; the line is written just before the answer leaves, so a client that
@@ -148,6 +198,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self._authorized() is not None:
             return
         team_id = int(m.group(1))
+        if self._rate_limited("query"):
+            return
         try:
             req = json.loads(body or b"{}")
             query = req.get("query") or {}
@@ -169,11 +221,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._admin("GET", path, b"")
             return
         self._log(method="GET", path=path, _started=started)
+        app = self.server.app
+        for pattern, scope in ((_PROJECT, "other"), (_QUERY_STATUS, "query")):
+            pm = pattern.match(path)
+            if pm:
+                if self._authorized() is not None or self._rate_limited(scope):
+                    return
+                pid, qid = int(pm.group(1)), pm.group(2) if pattern is _QUERY_STATUS else ""
+                if pattern is _PROJECT:
+                    self._apply_faults(path, "project", lambda pid=pid: app.answer_project(pid))  # type: ignore[misc]
+                else:
+                    self._apply_faults(path, "query_status",
+                                       lambda pid=pid, qid=qid: app.answer_query_status(pid, qid))  # type: ignore[misc]
+                return
         m = _JOBS.match(path)
         if not m:
             self._error(404, "invalid_request", "not_found", "Not found.")
             return
-        if self._authorized() is not None:
+        if self._authorized() is not None or self._rate_limited("other"):
             return
         team_id, job_id = int(m.group(1)), m.group(2)
         qs = parse_qs(parts.query)
@@ -215,6 +280,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif method == "DELETE" and path == "/_admin/faults":
                 app.faults.clear()
                 self._send(200, {"pending": 0})
+            elif method == "POST" and path == "/_admin/project":
+                app.team(int(doc["team_id"])).timezone = check_timezone(str(doc["timezone"]))
+                self._send(200, app.team(int(doc["team_id"])).to_api())
             elif method == "POST" and path == "/_admin/jobs":
                 app.team(int(doc["team_id"])).jobs = list(doc["jobs"])
                 self._send(200, {"jobs": len(doc["jobs"])})
@@ -256,8 +324,17 @@ class LocalPostHog:
 
     def __init__(self, *, api_key: str = "phx_local_key", host: str = "127.0.0.1", port: int = 0,
                  query_log: str | Path | None = None, clock: VirtualClock | None = None,
-                 engine: Engine | None = None) -> None:
+                 engine: Engine | None = None, timezone: str = "UTC", release: Release = "current",
+                 throttle: KeyThrottle | None = None) -> None:
+        """`timezone`: the default of new projects (each may have its own: `team(id).timezone`).
+        `release`: "old" accepts only the HogQL functions of older self-hosted releases.
+        `throttle`: PostHog's per-key budgets (off by default: benchmarks would trip them)."""
         self.api_key = api_key
+        self.timezone = check_timezone(timezone)
+        self.release: Release = release
+        self.throttle = throttle
+        self._async: dict[str, list[Any]] = {}
+        self._async_lock = threading.Lock()
         self.engine = engine or Engine.shared()
         self.clock = clock or VirtualClock()
         self.faults = FaultPlan()
@@ -275,10 +352,10 @@ class LocalPostHog:
         return f"http://{host!s}:{port}"
 
     def team(self, team_id: int) -> Team:
-        return self.teams.setdefault(team_id, Team(team_id))
+        return self.teams.setdefault(team_id, Team(team_id, timezone=self.timezone))
 
     def load(self, dataset: Any) -> None:
-        """Load a generated dataset (monitor.localposthog.generator.Dataset): events, jobs, truth.
+        """Load a generated dataset (monitor.local.posthog.generator.Dataset): events, jobs, truth.
 
         The engine is shared by every server in the process, so loading into a project that already
         holds events would silently mix two datasets; that is refused instead.
@@ -339,7 +416,8 @@ class LocalPostHog:
                                              "attr": "query"})
         started = time.monotonic()
         try:
-            ans = self.engine.run_hogql(text, values, team_id=team_id, now=self.clock.now())
+            ans = self.engine.run_hogql(text, values, team_id=team_id, now=self.clock.now(),
+                                        timezone=self.teams[team_id].timezone, release=self.release)
         except HogQLError as exc:
             return 400, msgspec.json.encode({"type": "validation_error", "code": "query_error",
                                              "detail": exc.message, "attr": None})
@@ -350,6 +428,41 @@ class LocalPostHog:
             "is_cached": False, "last_refresh": datetime.now(UTC).isoformat(), "error": None,
             "query_status": None, "modifiers": {},
         })
+
+    def answer_project(self, team_id: int) -> tuple[int, bytes]:
+        team = self.teams.get(team_id)
+        if team is None:
+            return 404, msgspec.json.encode({"type": "invalid_request", "code": "not_found",
+                                             "detail": "Not found.", "attr": None})
+        return 200, msgspec.json.encode(team.to_api())
+
+    def start_async(self, answer: bytes, polls: int) -> dict[str, Any]:
+        """Keep a computed answer behind a query id, as PostHog's async queries do; 202's body."""
+        qid = uuid.uuid4().hex
+        with self._async_lock:
+            self._async[qid] = [max(1, polls), msgspec.json.decode(answer)]
+        return {"query_status": self._status(qid, complete=False, results=None)}
+
+    def answer_query_status(self, team_id: int, qid: str) -> tuple[int, bytes]:
+        """`GET .../query/{id}/`: incomplete until the fault's number of polls, then the answer."""
+        with self._async_lock:
+            entry = self._async.get(qid)
+            if entry is None or team_id not in self.teams:
+                return 404, msgspec.json.encode({"type": "invalid_request", "code": "not_found",
+                                                 "detail": "Query not found.", "attr": None})
+            entry[0] -= 1
+            done = entry[0] <= 0
+            if done:
+                del self._async[qid]
+        return 200, msgspec.json.encode(
+            {"query_status": self._status(qid, complete=done, results=entry[1] if done else None)})
+
+    @staticmethod
+    def _status(qid: str, *, complete: bool, results: Any) -> dict[str, Any]:
+        """The QueryStatus fields the monitor reads (posthog/schema.py QueryStatus)."""
+        return {"id": qid, "query_async": True, "complete": complete, "error": False, "error_message": None,
+                "results": results, "start_time": datetime.now(UTC).isoformat(),
+                "end_time": datetime.now(UTC).isoformat() if complete else None}
 
     def answer_jobs(self, team_id: int, job_id: str | None, qs: dict[str, list[str]],
                     host: str) -> tuple[int, bytes]:
