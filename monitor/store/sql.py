@@ -392,7 +392,8 @@ class SQLStore:
         waits for one batch at most. Never pruned: the newest `keep_runs` runs of each job (with their
         clusters and run metrics: what diffs, rules and stale-bound learning read), alert states still
         firing, notifications not sent yet (pending or failed), and a sent notification that carries the
-        fingerprint of a remaining alert state (its resolution replies in that message's thread)."""
+        fingerprint of a remaining alert state (its resolution replies in that message's thread), and the
+        acknowledgements of remaining alert states."""
         if keep_runs < 1:
             raise ValueError("keep_runs must be at least 1: the next run of a job diffs against the last one")
         cutoff = self._to_db(before)
@@ -415,6 +416,9 @@ class SQLStore:
         with self._tx() as cur:
             alerts = int(self._exec(cur, "DELETE FROM alert_state WHERE status = 'resolved' AND last_fired_at < ?",
                                     (cutoff,)).rowcount)
+            # An acknowledgement covers its alert's episode: gone with the alert's state.
+            self._exec(cur, "DELETE FROM acknowledgements "
+                            "WHERE fingerprint NOT IN (SELECT fingerprint FROM alert_state)")
         kept = {r[0].encode() for r in self._all("SELECT fingerprint FROM alert_state")}
         after = 0
         while True:

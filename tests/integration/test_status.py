@@ -117,6 +117,14 @@ def test_status_reads_firing_acknowledged_silenced_jobs_and_outbox(state: str) -
     assert sample("cluster_monitor_outbox_oldest_pending_timestamp_seconds") == (
         NOW - timedelta(minutes=30)).timestamp()
 
+    # Retention forgets an acknowledgement with its alert's state, and keeps those of alerts still known.
+    store = open_store(cfg.state)
+    try:
+        store.prune(before=NOW - timedelta(days=1), keep_runs=1)
+        assert [a.fingerprint for a in store.acknowledgements()] == ["fp-rate"]
+    finally:
+        store.close()
+
     # The JSON shape README.md documents.
     doc = json.loads(to_json(Status(version="x", generated_at=NOW, projects=[p])))
     assert set(doc) == {"version", "generated_at", "projects"}
