@@ -81,6 +81,7 @@ BAD: list[tuple[list[str], str]] = [
     (["ack", "-c", "{cfg}", "0123456789abcdef"], "no firing alert"),
     (["test-notify", "-c", "{missing}"], "cannot read"),
     (["local-posthog", "--port", "70000"], "--port"),
+    (["local-posthog", "--release", "ancient"], "--release is current|old"),
     (["demo", "--step", "0"], "--step"),
     (["healthcheck", "-c", "{cfg}", "--timeout", "0"], "--timeout"),
 ]
