@@ -206,7 +206,9 @@ def replay(
     if lo is not None and days is None:
         days = max(1, (now - lo).days + 1)
     result = run_replay(cfg, days=days, clock=lambda: now, since=lo, until=hi)
-    print_notices(result.notices, sys.stdout, as_json=as_json)
+    from monitor.daemon import load_templates
+
+    print_notices(result.notices, sys.stdout, as_json=as_json, templates=load_templates())
     if not as_json:
         typer.echo(f"{len(result.processed)} runs replayed, {len(result.notices)} notifications would have been sent"
                    + (f"; {len(result.failed)} runs failed" if result.failed else ""), err=True)
@@ -243,9 +245,10 @@ def diff(
 def check_config(config: ConfigOpt) -> None:
     """Validate the config (and templates) without sending anything."""
     cfg = _load(config)
+    from monitor.daemon import load_templates
     from monitor.notify.render import check_templates
 
-    problems = check_templates()
+    problems = check_templates(load_templates())
     if problems:
         for p in problems:
             typer.echo(p, err=True)
@@ -510,13 +513,27 @@ def healthcheck(
 
 
 @app.command("test-notify")
-def test_notify(config: ConfigOpt) -> None:
+def test_notify(
+    config: ConfigOpt,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the sample as Slack and email would show it; "
+                                                           "send nothing")] = False,
+) -> None:
     """Send a sample notification to every configured channel."""
     logs.configure("info")
-    from monitor.daemon import build_notifiers
+    from monitor.daemon import build_notifiers, load_templates
     from monitor.notify.sample import sample_notification
 
     cfg = _load(config)
+    if dry_run:
+        from zoneinfo import ZoneInfo
+
+        from monitor.notify.render import render_email, render_slack
+
+        sample, tz, templates = sample_notification(cfg), ZoneInfo(cfg.timezone), load_templates()
+        slack = render_slack(sample, tz=tz, templates=templates)
+        email = render_email(sample, tz=tz, templates=templates)
+        typer.echo(f"--- slack ({len(slack.blocks)} blocks)\n{slack.text}\n--- email: {email.subject}\n{email.text}")
+        raise typer.Exit(0)
     notifiers = build_notifiers(cfg)
     if not notifiers:
         typer.echo("no channel configured (slack, email)", err=True)

@@ -427,6 +427,10 @@ class StateConfig(_Strict):
     # N-of-M, and 8 runs for the learned stale bound), and the newest runs of each job that the rules
     # need are kept whatever their age.
     retention_days: int | None = Field(default=90, ge=1)
+    # A cycle that makes no progress (no run finished, no send, no leadership proof) for this long is
+    # stuck: /healthz fails, and on PostgreSQL a standby ends the leader's lock session and takes over.
+    # Longer than the slowest run (PostHog timeouts and retries included), as progress is told between runs.
+    leader_lease_seconds: float = Field(default=300.0, gt=0)
 
     @model_validator(mode="before")
     @classmethod

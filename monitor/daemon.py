@@ -12,10 +12,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,10 +29,11 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from monitor import telemetry
+from monitor import systemd, telemetry
 from monitor.config import Config, ConfigError, SlackConfig, load_config
 from monitor.notify.email import EmailNotifier
 from monitor.notify.outbox import Deliverer, Notifier
+from monitor.notify.render import Templates, template_env
 from monitor.notify.slack import SlackNotifier
 from monitor.pacing import Pacing, next_poll_delay
 from monitor.pipeline import CycleResult, Monitor
@@ -51,33 +53,47 @@ def budget_for(key: str) -> RequestBudget:
     return _BUDGETS.setdefault(key, RequestBudget())
 
 
-def build_notifiers(cfg: Config) -> dict[str, Notifier]:
+TEMPLATES_ENV = "CLUSTER_MONITOR_TEMPLATES"
+
+
+def load_templates(environ: Mapping[str, str] = os.environ) -> Templates:
+    """The templates notifications render with: a user's folder (CLUSTER_MONITOR_TEMPLATES) in front of
+    the shipped ones. Read here, by the wiring, and passed down: rendering itself reads no environment."""
+    user = environ.get(TEMPLATES_ENV)
+    return template_env(Path(user) if user else None)
+
+
+def build_notifiers(cfg: Config, templates: Templates | None = None) -> dict[str, Notifier]:
+    """`templates`: None reads CLUSTER_MONITOR_TEMPLATES once for all of this config's channels."""
+    templates = templates if templates is not None else load_templates()
     notifiers: dict[str, Notifier] = {}
     if cfg.slack is not None:
-        notifiers["slack"] = SlackNotifier.from_config(cfg.slack, timezone=cfg.timezone)
+        notifiers["slack"] = SlackNotifier.from_config(cfg.slack, timezone=cfg.timezone, templates=templates)
     if cfg.email is not None:
-        notifiers["email"] = EmailNotifier.from_config(cfg.email, timezone=cfg.timezone)
+        notifiers["email"] = EmailNotifier.from_config(cfg.email, timezone=cfg.timezone, templates=templates)
     # Each route's own destinations, as channels "slack@<route>" and "email@<route>".
     for r in cfg.routes:
         if r.slack is not None and cfg.slack is not None and r.slack.channel:
             notifiers[f"slack@{r.name}"] = SlackNotifier.from_config(
-                cfg.slack.model_copy(update={"channel": r.slack.channel, "webhook_url": None}), timezone=cfg.timezone)
+                cfg.slack.model_copy(update={"channel": r.slack.channel, "webhook_url": None}), timezone=cfg.timezone,
+                templates=templates)
         elif r.slack is not None and r.slack.webhook_url is not None:
             notifiers[f"slack@{r.name}"] = SlackNotifier.from_config(
                 SlackConfig(webhook_url=r.slack.webhook_url, base_url=cfg.slack.base_url if cfg.slack else None),
-                timezone=cfg.timezone)
+                timezone=cfg.timezone, templates=templates)
         if r.email is not None and cfg.email is not None:
             notifiers[f"email@{r.name}"] = EmailNotifier.from_config(
-                cfg.email.model_copy(update={"to": list(r.email.to)}), timezone=cfg.timezone)
+                cfg.email.model_copy(update={"to": list(r.email.to)}), timezone=cfg.timezone, templates=templates)
     return notifiers
 
 
 def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
                   sleep: Callable[[float], None] = time.sleep, budget: RequestBudget | None = None,
-                  fence: Callable[[], bool] = lambda: True,
+                  fence: Callable[[], bool] = lambda: True, claim: Callable[[int], bool] | None = None,
                   after_send: Callable[[], None] | None = None) -> Monitor:
     """`budget`: the request budget to draw from; by default the one this process shares per API key.
-    `fence`: asked before each delivery; False when this replica lost the leader lock.
+    `fence`: asked before delivering; `claim`: asked right before each send (see Deliverer); False when
+    this replica lost the leader lock.
     `after_send`: the Deliverer's hook between a send and its "sent" mark (the crash test's; None here)."""
     key = cfg.posthog.resolved_api_key()
     client = PostHogClient(cfg.posthog.host, cfg.posthog.project_id, key,
@@ -85,7 +101,7 @@ def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
                            budget=budget or budget_for(key), sleep=sleep)
     store = open_store(cfg.state)
     deliverer = Deliverer(store, build_notifiers(cfg), max_backoff=cfg.delivery.max_backoff_seconds,
-                          max_attempts=cfg.delivery.max_attempts, sleep=sleep, fence=fence,
+                          max_attempts=cfg.delivery.max_attempts, sleep=sleep, fence=fence, claim=claim,
                           after_send=after_send)
     return Monitor(cfg, client, store, deliverer, clock=clock or (lambda: datetime.now(UTC)))
 
@@ -100,13 +116,36 @@ class Health:
     last_failure: float | None = None
     ready_after_failure: float = 900.0
     clock: Callable[[], float] = time.time
-    # Another replica leads: this one is healthy and ready to take over, and says so on /readyz.
-    standby: bool = False
+    # Whether this replica leads, read live (the lock's state, not the last cycle's): a standby is healthy
+    # and ready to take over, and says so on /readyz.
+    leading: Callable[[], bool] = lambda: True
+    # A cycle with no progress for this long is stuck (state.leader_lease_seconds): /healthz fails.
+    stuck_after: float = 300.0
+    cycle_started: float | None = None
+    last_progress: float | None = None
+
+    @property
+    def standby(self) -> bool:
+        return not self.leading()
+
+    def progress(self) -> None:
+        """The cycle moved on (a run done, a send, leadership proved): it is not stuck."""
+        self.last_progress = self.clock()
+        telemetry.LAST_PROGRESS.set(self.last_progress)
+
+    def alive(self, now: float) -> bool:
+        """False while a cycle has made no progress for `stuck_after` seconds: only a restart helps then."""
+        if self.cycle_started is None:
+            return True
+        return now - max(self.cycle_started, self.last_progress or 0.0) <= self.stuck_after
 
     def ready(self, now: float) -> bool:
-        """Ready once a cycle has succeeded and failures have not lasted longer than the bound."""
-        if self.last_success is None:
+        """Ready once a cycle has succeeded and failures have not lasted longer than the bound; before
+        that, ready while leading a first cycle that makes progress (a long backlog is work, not trouble)."""
+        if not self.alive(now):
             return False
+        if self.last_success is None:
+            return self.last_failure is None and self.cycle_started is not None and self.leading()
         if self.last_failure is not None and self.last_failure > self.last_success:
             return now - self.last_success <= self.ready_after_failure
         return True
@@ -121,7 +160,8 @@ class _HealthHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         health = self.server.health
         if self.path == "/healthz":
-            self._reply(200, b"ok\n", "text/plain")
+            alive = health.alive(health.clock())
+            self._reply(200 if alive else 503, b"ok\n" if alive else b"stuck\n", "text/plain")
         elif self.path == "/readyz":
             # A standby is ready (it can take over at its next cycle): marking it unready would stall
             # rolling updates and count it against PodDisruptionBudgets. Its role is in the body and in
@@ -130,6 +170,7 @@ class _HealthHandler(BaseHTTPRequestHandler):
             body = (b"ready standby\n" if health.standby else b"ready\n") if ok else b"not ready\n"
             self._reply(200 if ok else 503, body, "text/plain")
         elif self.path == "/metrics":
+            telemetry.IS_LEADER.set(0 if health.standby else 1)  # the lock's state now, not at the last cycle
             self._reply(200, generate_latest(telemetry.REGISTRY), CONTENT_TYPE_LATEST)
         else:
             self._reply(404, b"not found\n", "text/plain")
@@ -227,7 +268,8 @@ class Daemon:
         # The top-level project first, then those of `projects:`, polled in turn in every cycle.
         self.projects = [self._open(c) for c in self.cfg.per_project()]
         self.health = Health(started_at=wall_clock(), clock=wall_clock,
-                             ready_after_failure=self.cfg.server.ready_after_failure_seconds)
+                             ready_after_failure=self.cfg.server.ready_after_failure_seconds,
+                             leading=self._leading, stuck_after=self.cfg.state.leader_lease_seconds)
         self.stop_event = threading.Event()
         self._reload_requested = threading.Event()
         self._cycle_lock = threading.Lock()
@@ -243,8 +285,32 @@ class Daemon:
 
     def _open(self, cfg: Config, leader: Leadership | None = None) -> _Project:
         lead = leader or open_leadership(cfg.state, cfg.posthog.project_id)
-        return _Project(cfg=cfg, leader=lead, monitor=build_monitor(cfg, clock=self._clock, fence=lead.verify,
-                                                                   after_send=self._after_send))
+        return _Project(cfg=cfg, leader=lead, monitor=build_monitor(
+            cfg, clock=self._clock, fence=lambda: self._proved(lead.verify()),
+            claim=lambda entry_id: self._proved(lead.claim(entry_id)), after_send=self._after_send))
+
+    def _leading(self) -> bool:
+        return any(p.leader.held for p in self.projects)
+
+    def _proved(self, leading: bool) -> bool:
+        """A fence answered: the cycle is making progress (whatever the answer), and the gauge follows."""
+        self.health.progress()
+        telemetry.IS_LEADER.set(1 if self._leading() else 0)
+        return leading
+
+    def heartbeat(self) -> None:
+        """Ping systemd's watchdog while alive (a stuck cycle stops the pings, and systemd restarts the
+        process). Between cycles, also renew the leader's lease (a leader idle until its next cycle is not
+        hung) and learn at once of a lock lost meanwhile; during a cycle the cycle renews it as it
+        progresses: a stuck cycle must let its lease run out."""
+        if self.health.alive(self.health.clock()):
+            systemd.notify("WATCHDOG=1")
+        if self.health.cycle_started is not None:
+            return
+        for p in list(self.projects):
+            if p.leader.held:
+                p.leader.verify()
+        telemetry.IS_LEADER.set(1 if self._leading() else 0)
 
     @property
     def monitor(self) -> Monitor:
@@ -300,11 +366,11 @@ class Daemon:
         if not self._cycle_lock.acquire(blocking=False):
             return None
         try:
+            self.health.cycle_started = self.health.clock()
             self.maybe_reload()
             results = [self._project_cycle(p) for p in self.projects]
             result = results[0] if len(results) == 1 else _combine(results)
-            self.health.standby = all(r.standby for r in results)
-            telemetry.IS_LEADER.set(0 if all(r.standby or r.error for r in results) else 1)
+            telemetry.IS_LEADER.set(1 if self._leading() else 0)
             self._pace()
             now = self.health.clock()
             if result.ok:
@@ -315,6 +381,7 @@ class Daemon:
                 self._on_cycle(result)
             return result
         finally:
+            self.health.cycle_started = None
             self._cycle_lock.release()
 
     def _project_cycle(self, p: _Project) -> CycleResult:
@@ -338,6 +405,8 @@ class Daemon:
         except StoreError as exc:
             log.error("leader_check_failed", project_id=p.cfg.posthog.project_id, error=str(exc))
             return CycleResult(error=str(exc))
+        finally:
+            telemetry.IS_LEADER.set(1 if self._leading() else 0)  # as soon as it changes, not at the cycle's end
         if leading:
             p.standby_logged = False
             return None
@@ -354,7 +423,7 @@ class Daemon:
 
     def _should_stop(self, p: _Project) -> bool:
         """Asked between runs: stop on shutdown, and stop acting at once if the leader lock was lost."""
-        return self.stop_event.is_set() or not p.leader.verify()
+        return self.stop_event.is_set() or not self._proved(p.leader.verify())
 
     def _pace(self) -> None:
         """Adaptive polling: move the next scheduled cycle to the delay the landing history calls for."""
@@ -370,6 +439,14 @@ class Daemon:
         if job is not None:
             job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
         log.debug("next_poll", delay_s=round(delay, 1))
+
+    def _keep_lease(self) -> None:
+        every = min(self.cfg.state.leader_lease_seconds / 3, 10.0)
+        while not self.stop_event.wait(every):
+            try:
+                self.heartbeat()
+            except Exception:  # a bug here must not end the heartbeat for good
+                log.exception("heartbeat_crashed")
 
     def request_cycle(self) -> None:
         """Run a cycle now (pushed), and once more shortly after: PostHog may take a few seconds to make
@@ -426,11 +503,15 @@ class Daemon:
             self.prune_state, IntervalTrigger(seconds=PRUNE_EVERY.total_seconds(), timezone="UTC"), id="prune",
             max_instances=1, coalesce=True, next_run_time=datetime.now(UTC) + timedelta(minutes=1))
         self._scheduler.start()
+        # The idle leader's heartbeat, a few times per lease (and at least every 10 s, so a lost lock shows).
+        threading.Thread(target=self._keep_lease, name="lease", daemon=True).start()
+        systemd.notify("READY=1")
         log.info("daemon_started", project_id=self.cfg.posthog.project_id, host=self.cfg.posthog.host,
                  projects=len(self.projects),
                  interval_s=self.cfg.schedule.interval_seconds, cron=self.cfg.schedule.cron,
                  state=self.cfg.state.describe())
         self.stop_event.wait()
+        systemd.notify("STOPPING=1")
         self._scheduler.shutdown(wait=False)
         # Let a cycle in flight finish its current run; a run is one transaction, so stopping later is safe.
         finished = self._cycle_lock.acquire(timeout=shutdown_deadline)

@@ -349,7 +349,8 @@ class Monitor:
         blocked: set[str] = set()
         earliest_failed: datetime | None = None
         interrupted = False
-        for d in todo:
+        for i, d in enumerate(todo):
+            telemetry.CYCLE_RUNS_LEFT.set(len(todo) - i)
             if stop is not None and stop():
                 # Everything from here on is left for the next start; the cursor stays before it.
                 interrupted = True
@@ -374,6 +375,7 @@ class Monitor:
             if n is not None:
                 result.notifications += 1
                 result.notices.append(n)
+        telemetry.CYCLE_RUNS_LEFT.set(0)
         result.notifications += self.summarise_held(self.clock())
         if result.error is None:
             self._advance_cursor(todo, result, earliest_failed)

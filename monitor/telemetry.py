@@ -60,6 +60,14 @@ IS_LEADER = Gauge(
     "cluster_monitor_is_leader",
     "1 while this replica is the leader that runs cycles and delivers (always 1 on SQLite), 0 on a standby",
     registry=REGISTRY)
+LAST_PROGRESS = Gauge(
+    "cluster_monitor_last_progress_timestamp_seconds",
+    "Unix time the current cycle last moved on (a run done, a send, leadership proved); /healthz fails "
+    "when it is older than state.leader_lease_seconds during a cycle", registry=REGISTRY)
+CYCLE_RUNS_LEFT = Gauge(
+    "cluster_monitor_cycle_runs_left",
+    "Runs the cycle in flight has still to process (0 between cycles): a long backlog's progress",
+    registry=REGISTRY)
 
 # Read from the state store at the end of each cycle (monitor.status.publish), so they hold after a
 # restart and agree with `cluster-monitor status`.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -80,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif not self.path.startswith("/services/"):
             self._reply(404, b"no_service", "text/plain")
             return
-        ts = slack.record(self.path, payload)
+        ts = slack.record(self.path, payload, sender=_sender(self.headers.get("User-Agent") or ""))
         if is_api:
             self._api(200, {"ok": True, "channel": payload.get("channel"), "ts": ts,
                             "message": {"text": payload.get("text"), "ts": ts}})
@@ -89,6 +90,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _api(self, status: int, doc: dict[str, Any]) -> None:
         self._reply(status, json.dumps(doc).encode(), "application/json; charset=utf-8")
+
+
+def _sender(user_agent: str) -> str | None:
+    """The replica (host:pid) a cluster-monitor names at the end of its User-Agent, if any."""
+    last = user_agent.rsplit(" ", 1)[-1]
+    return last.removeprefix("cluster-monitor/") if last.startswith("cluster-monitor/") else None
 
 
 class _Server(ThreadingHTTPServer):
@@ -116,6 +123,11 @@ class LocalSlack:
         self.requests = 0
         self.block_errors: list[str] = []
         self._failures: list[_Failure] = []
+        # Asked as each message arrives, its answer kept with the message as "observed" (a test reads the
+        # world at that instant: which replica held the leader lock). `gate`, an Event, holds every
+        # message once recorded until the event is set (a send in flight, for a test to act in).
+        self.observe: Callable[[], Any] | None = None
+        self.gate: threading.Event | None = None
         self._cond = threading.Condition()
         self._httpd = _Server((host, port), self)
         # serve_forever notices shutdown() once per poll: 0.5 s by default, paid by every test's teardown.
@@ -166,7 +178,7 @@ class LocalSlack:
             self._failures[0].remaining -= 1
             return self._failures[0]
 
-    def record(self, path: str, payload: dict[str, Any]) -> str:
+    def record(self, path: str, payload: dict[str, Any], *, sender: str | None = None) -> str:
         for b in payload.get("blocks") or []:
             try:
                 block = Block.parse(b)
@@ -175,10 +187,17 @@ class LocalSlack:
                 block.validate_json()
             except SlackObjectFormationError as exc:
                 self.block_errors.append(str(exc))
+        observed = self.observe() if self.observe is not None else None
         with self._cond:
             ts = f"{time.time():.6f}"
-            self.messages.append({**payload, "path": path, "ts": ts})
+            extra: dict[str, Any] = {"sender": sender} if sender else {}
+            if self.observe is not None:
+                extra["observed"] = observed
+            self.messages.append({**payload, "path": path, "ts": ts, **extra})
             self._cond.notify_all()
+        gate = self.gate
+        if gate is not None:
+            gate.wait(60)
         return ts
 
     def wait_for(self, n: int, timeout: float = 10.0) -> bool:

@@ -50,15 +50,23 @@ class Deliverer:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         fence: Callable[[], bool] = lambda: True,
+        claim: Callable[[int], bool] | None = None,
+        record_for: float = 30.0,
         after_send: Callable[[], None] | None = None,
     ) -> None:
-        """`fence`: asked before a batch and before each send; False means this replica is no longer the
-        leader (PostgreSQL lock lost), so it must not send what another replica now owns.
+        """`fence`: asked before a batch; False means this replica is no longer the leader (PostgreSQL
+        lock lost), so it must not send what another replica now owns. `claim(entry id)`: the fence
+        asked immediately before each send, after pacing, so nothing that waits comes between the
+        proof of leadership and the send (default: `fence`). `record_for`: how long a send the channel
+        accepted is retried being marked sent when the store is away (a database restart), since an
+        unrecorded send is sent again.
         `after_send`: called after a channel accepted a message and before it is marked sent, the one
         moment where a crash repeats a message; the crash test (tests/support/crashing_daemon.py) kills
         the process there. None in production."""
         self.store = store
         self.fence = fence
+        self.claim = claim or (lambda _id: fence())
+        self.record_for = record_for
         self.notifiers = dict(notifiers)
         self.max_backoff = max_backoff
         self.max_attempts = max_attempts
@@ -94,15 +102,16 @@ class Deliverer:
             log.warning("delivery_fenced", reason="not the leader")
             return 0
         for entry in self.store.due_outbox(now):
-            if not self.fence():
+            sent = self._deliver(entry, now)
+            if sent is None:
                 log.warning("delivery_fenced", reason="leadership lost mid-batch", key=entry.key)
                 return delivered
-            if self._deliver(entry, now):
-                delivered += 1
+            delivered += sent
         telemetry.OUTBOX_PENDING.set(len(self.store.outbox("pending")))
         return delivered
 
-    def _deliver(self, entry: OutboxEntry, now: datetime) -> bool:
+    def _deliver(self, entry: OutboxEntry, now: datetime) -> bool | None:
+        """True when sent; None when this replica is no longer the leader (nothing sent)."""
         if entry.channel.startswith(HELD_PREFIX):
             return False  # waiting to be folded into a catch-up summary (pipeline), not sent on its own
         notifier = self.notifiers.get(entry.channel)
@@ -118,6 +127,9 @@ class Deliverer:
             return False
         self._pace(entry.channel)
         thread = self._thread_for(entry.channel, notification)
+        # Last, after every wait: prove leadership (and record the send under it) right before sending.
+        if not self.claim(entry.id):
+            return None
         try:
             result = notifier.send(notification, thread_ts=thread)
         except Exception as exc:  # a bug in rendering must not lose the message: park it for retry
@@ -126,7 +138,7 @@ class Deliverer:
         if result.ok:
             if self._after_send is not None:
                 self._after_send()
-            self.store.mark_sent(entry.id, now, thread_ts=result.ts)
+            self._record_sent(entry, now, result.ts)
             telemetry.NOTIFICATIONS.labels(channel=entry.channel, outcome="sent").inc()
             log.info("notification_sent", channel=entry.channel, key=entry.key, run_id=notification.run_id,
                      alerts=len(notification.alerts), attempts=entry.attempts + 1)
@@ -144,3 +156,22 @@ class Deliverer:
         log.warning("notification_retry", channel=entry.channel, key=entry.key, error=error,
                     attempts=entry.attempts + 1, retry_in_s=delay)
         return False
+
+    def _record_sent(self, entry: OutboxEntry, now: datetime, thread_ts: str | None) -> None:
+        """Mark a send that went out, retrying for `record_for` seconds while the store is unreachable: the
+        message cannot be taken back, and an entry left pending is sent again by whoever leads next.
+        Recorded even if leadership was lost meanwhile: it states a fact, and spares a duplicate."""
+        deadline = self._monotonic() + self.record_for
+        delay = 0.1
+        while True:
+            try:
+                self.store.mark_sent(entry.id, now, thread_ts=thread_ts)
+                return
+            except Exception as exc:  # the store's driver errors (a restart drops its session): retry
+                if self._monotonic() + delay > deadline:
+                    raise
+                log.warning("mark_sent_retry", key=entry.key, error=f"{type(exc).__name__}: {exc}",
+                            retry_in_s=delay)
+                self._sleep(delay)
+                delay = min(delay * 2, 2.0)
+

@@ -41,7 +41,8 @@ def open_leadership(state: StateConfig, project_id: int) -> Leadership:
         from monitor.store.leader import PostgresLeadership, lock_key
     except ImportError as exc:
         raise _no_driver(exc) from exc
-    return PostgresLeadership(state.url.get_secret_value(), lock_key(project_id))
+    return PostgresLeadership(state.url.get_secret_value(), lock_key(project_id),
+                              lease_seconds=state.leader_lease_seconds)
 
 
 __all__ = ["Leadership", "Store", "StoreError", "open_leadership", "open_store"]

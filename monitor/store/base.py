@@ -204,6 +204,11 @@ class Leadership(Protocol):
         """Fencing, asked before acting: True only while leadership is still certain."""
         ...
 
+    def claim(self, outbox_id: int) -> bool:
+        """The fence immediately before sending outbox entry `outbox_id`: True (and the send recorded
+        under this leadership) only while leadership is still certain."""
+        ...
+
     def release(self) -> None: ...
 
 
@@ -216,6 +221,9 @@ class AlwaysLeader:
         return True
 
     def verify(self) -> bool:
+        return True
+
+    def claim(self, outbox_id: int) -> bool:
         return True
 
     def release(self) -> None:

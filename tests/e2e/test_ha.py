@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -26,7 +28,8 @@ from monitor.local.posthog.faults import Fault
 from monitor.local.slack import LocalSlack
 from monitor.store.leader import lock_key
 from tests.conftest import API_KEY, PostHogEnv, make_config, monitor_for
-from tests.test_daemon import _metric
+from tests.integration.test_daemon import _metric
+from tests.support.postgres import PostgresServer
 
 DB_PASSWORD = "pg-Pa55word-never-logged"
 
@@ -54,6 +57,14 @@ def _write_config(path: Path, env: PostHogEnv, slack: LocalSlack, url: str, **ex
 ENV = {"TEST_POSTHOG_KEY": API_KEY, "TEST_PG_PASSWORD": DB_PASSWORD}
 
 
+@pytest.fixture
+def config_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The environment the configs' ${...} name, for daemons run in the test's own process."""
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    return monkeypatch
+
+
 def _lock_holders(url: str, project_id: int) -> list[str]:
     """application_name of the sessions holding the project's leader lock ("... host:pid")."""
     key = lock_key(project_id)
@@ -67,10 +78,8 @@ def _lock_holders(url: str, project_id: int) -> list[str]:
 
 def test_one_leader_a_ready_standby_and_fencing_when_the_leader_loses_its_lock(
         posthog_factory: Any, slack: LocalSlack, postgres_url: str, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        config_env: pytest.MonkeyPatch) -> None:
     env: PostHogEnv = posthog_factory("steady", scale=0.05, days=2)
-    for k, v in ENV.items():
-        monkeypatch.setenv(k, v)
     config = _write_config(tmp_path / "config.yaml", env, slack, postgres_url,
                            server={"host": "127.0.0.1", "port": 0})
     a, b = Daemon(config), Daemon(config)
@@ -322,3 +331,211 @@ def test_cli_commands_open_the_postgres_store_and_once_respects_the_leader(
     assert failed.returncode == 2
     assert "cannot connect to PostgreSQL at postgresql://monitor:***@127.0.0.1:1/" in failed.stderr
     assert DB_PASSWORD not in failed.stderr + failed.stdout
+
+
+# --- fencing at the moment of sending, leases, live readiness (issue 18) -----------------------------------
+
+def _until(cond: Any, timeout: float, what: str, logs: Any = None) -> Any:
+    """Poll a condition until it holds (its value), failing with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}" + (f"\n{logs()}" if logs is not None else ""))
+
+
+def _holder_pid(url: str, project_id: int) -> int | None:
+    """The pid (in its application_name) of the replica holding the leader lock now, None when nobody does
+    or PostgreSQL cannot be asked (then nobody can prove to lead)."""
+    try:
+        holders = _lock_holders(url, project_id)
+    except psycopg.Error:
+        return None
+    return int(holders[0].rsplit(":", 1)[1]) if holders else None
+
+
+def _sender_pid(message: dict[str, Any]) -> int:
+    return int(str(message["sender"]).rsplit(":", 1)[1])
+
+
+def _lease_config(tmp_path: Path, env: PostHogEnv, slack: LocalSlack, url: str, lease: float, **extra: Any) -> Path:
+    path = _write_config(tmp_path / "config.yaml", env, slack, url, **extra)
+    doc = json.loads(path.read_text())
+    doc["state"]["leader_lease_seconds"] = lease
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _check_fenced(slack: LocalSlack, url: str) -> tuple[int, int]:
+    """Every message reached Slack from the replica holding the lock at that instant, and every outbox entry
+    was sent; returns (messages, duplicates)."""
+    for m in slack.messages:
+        assert m.get("observed") == _sender_pid(m), \
+            f"replica {m['sender']} sent while {m.get('observed')} held the lock: {m['blocks'][0]}"
+    with psycopg.connect(url, autocommit=True) as db:
+        statuses: dict[str, int] = dict(db.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
+    assert set(statuses) <= {"sent"}, statuses
+    blocks = Counter(json.dumps(m["blocks"], sort_keys=True) for m in slack.messages)
+    assert len(blocks) == statuses.get("sent", 0), "a notification is missing from Slack"
+    return len(slack.messages), sum(n - 1 for n in blocks.values())
+
+
+def test_a_long_first_cycle_is_ready_and_leading_and_a_stuck_cycle_fails_healthz(
+        posthog_factory: Any, slack: LocalSlack, postgres_url: str, tmp_path: Path,
+        config_env: pytest.MonkeyPatch) -> None:
+    env: PostHogEnv = posthog_factory("drift", scale=0.1, days=8)
+    config = _lease_config(tmp_path, env, slack, postgres_url, lease=2.0, server={"host": "127.0.0.1", "port": 0})
+    # Every run takes a while to fetch: a first cycle over a backlog.
+    env.server.faults.add(Fault(kind="latency", seconds=0.25, name="get_run", count=None))
+    # systemd's notify socket: the daemon pings the watchdog only while it is alive.
+    watchdog = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    watchdog.bind(str(tmp_path / "notify.sock"))
+    watchdog.setblocking(False)
+    config_env.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
+
+    def pinged() -> bool:
+        try:
+            return watchdog.recv(100) == b"WATCHDOG=1"
+        except BlockingIOError:
+            return False
+
+    d = Daemon(config)
+    d.start_health_server()
+    d.monitor.deliverer.min_interval = 0.0  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{d._health_server.server_address[1]}"  # type: ignore[union-attr]
+    assert httpx.get(base + "/readyz").status_code == 503, "not ready before it knows its role"
+    results: list[Any] = []
+    cycle = threading.Thread(target=lambda: results.append(d.run_cycle()))
+    try:
+        cycle.start()
+        # Leading from the moment the lock is taken, not from the end of the cycle; progress in /metrics.
+        _until(lambda: httpx.get(base + "/readyz").text == "ready\n", 10, "a leading first cycle to be ready")
+        assert _metric(httpx.get(base + "/metrics").text, "cluster_monitor_is_leader") == 1
+        _until(lambda: _metric(httpx.get(base + "/metrics").text, "cluster_monitor_cycle_runs_left") > 0, 30,
+               "the backlog to show in /metrics")
+        assert httpx.get(base + "/readyz").text == "ready\n" and not results, "the first cycle is still running"
+        assert httpx.get(base + "/healthz").status_code == 200
+        d.heartbeat()
+        assert pinged()
+        # One run fetch now hangs for 6 s: no progress for more than the 2 s lease, the cycle is stuck.
+        env.server.faults.add(Fault(kind="latency", seconds=6, name="get_run", count=1))
+        _until(lambda: httpx.get(base + "/healthz").status_code == 503, 10, "/healthz to fail on a stuck cycle")
+        assert httpx.get(base + "/readyz").status_code == 503
+        d.heartbeat()
+        assert not pinged(), "a stuck daemon pinged systemd's watchdog"
+        cycle.join(60)
+        assert results and results[0] is not None and results[0].ok and not results[0].standby
+        assert httpx.get(base + "/healthz").text == "ok\n"
+        assert _metric(httpx.get(base + "/metrics").text, "cluster_monitor_cycle_runs_left") == 0
+        # Leadership lost between cycles: the gauge and /readyz say so at once, before any cycle runs.
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE application_name LIKE 'cluster-monitor leader-lock %%'")
+        d.heartbeat()
+        assert httpx.get(base + "/readyz").text == "ready standby\n"
+        assert _metric(httpx.get(base + "/metrics").text, "cluster_monitor_is_leader") == 0
+    finally:
+        cycle.join(60)
+        d._health_server.shutdown()  # type: ignore[union-attr]
+        d.close()
+        watchdog.close()
+
+
+def test_a_paused_leader_whose_lock_session_was_ended_sends_nothing_after_it_resumes(
+        posthog_factory: Any, slack: LocalSlack, postgres_url: str, tmp_path: Path) -> None:
+    env: PostHogEnv = posthog_factory("drift", scale=0.1, days=8)
+    # A long lease: here the session is ended from outside (as PostgreSQL does when keepalives fail).
+    config = _lease_config(tmp_path, env, slack, postgres_url, lease=60)
+    slack.observe = lambda: _holder_pid(postgres_url, env.project_id)
+    with _replicas(config, tmp_path) as replicas:
+        first, second = replicas.start(), replicas.start()
+        # Production pacing (one message a second per channel): the leader is paused between two sends.
+        msg = _until(lambda: slack.messages[:1], 120, "a first message", replicas.all_logs)[0]
+        leader = _sender_pid(msg)
+        other = second if leader == first else first
+        os.kill(leader, signal.SIGSTOP)
+        try:
+            paused_at = len(slack.messages)
+            with psycopg.connect(postgres_url, autocommit=True) as db:
+                db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                           (f"cluster-monitor leader-lock {msg['sender']}",))
+            _until(lambda: _holder_pid(postgres_url, env.project_id) == other, 30, "the standby to take over",
+                   replicas.all_logs)
+            _until(lambda: any(_sender_pid(m) == other for m in slack.messages), 30, "the new leader to send",
+                   replicas.all_logs)
+        finally:
+            os.kill(leader, signal.SIGCONT)
+        _until(lambda: '"event": "leader_lost"' in replicas.log(leader), 30, "the old leader to step down",
+               replicas.all_logs)
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            _until(lambda: db.execute("SELECT count(*) FROM outbox WHERE status <> 'sent'").fetchone() == (0,)
+                   and '"event": "cycle_done"' in replicas.log(other), 60, "the outbox to drain", replicas.all_logs)
+        after = [m for m in slack.messages[paused_at:] if _sender_pid(m) == leader]
+        messages, duplicates = _check_fenced(slack, postgres_url)
+    assert after == [], "the paused leader sent after it resumed"
+    # The stated bound: at most one repeated message per change of leader (a send in flight at the change).
+    assert duplicates <= 1, f"{duplicates} duplicates"
+    print(f"paused leader: {messages} messages, {duplicates} duplicates, 0 sent without the lock")
+
+
+def test_a_postgres_restart_during_a_send_repeats_nothing_and_nobody_sends_without_the_lock(
+        posthog_factory: Any, slack: LocalSlack, postgres_server: PostgresServer, postgres_url: str,
+        tmp_path: Path) -> None:
+    env: PostHogEnv = posthog_factory("drift", scale=0.1, days=8)
+    config = _lease_config(tmp_path, env, slack, postgres_url, lease=60)
+    slack.observe = lambda: _holder_pid(postgres_url, env.project_id)
+    slack.gate = threading.Event()  # the first message waits at Slack, its send in flight
+    with _replicas(config, tmp_path) as replicas:
+        replicas.start(), replicas.start()
+        msg = _until(lambda: slack.messages[:1], 120, "a first message", replicas.all_logs)[0]
+        postgres_server.restart()
+        slack.gate.set()  # the send completes after every session was cut
+        leader = _sender_pid(msg)
+        _until(lambda: '"event": "leader_lost"' in replicas.log(leader)
+               or '"event": "leader_check_failed"' in replicas.log(leader), 60, "the leader to notice",
+               replicas.all_logs)
+
+        def drained() -> bool:
+            try:
+                with psycopg.connect(postgres_url, autocommit=True) as db:
+                    return db.execute("SELECT count(*) FROM outbox WHERE status <> 'sent'").fetchone() == (0,)
+            except psycopg.Error:
+                return False
+
+        _until(drained, 120, "the outbox to drain after the restart", replicas.all_logs)
+        messages, duplicates = _check_fenced(slack, postgres_url)
+        logs = "".join(replicas.log(p) for p in replicas.procs)
+    assert duplicates == 0, f"{duplicates} duplicates"
+    assert '"event": "mark_sent_retry"' in logs, "the send in flight was not recorded after the restart"
+    print(f"restart during a send: {messages} messages, {duplicates} duplicates, 0 sent without the lock")
+
+
+def test_a_hung_leader_is_deposed_and_replaced_within_its_lease(
+        posthog_factory: Any, slack: LocalSlack, postgres_url: str, tmp_path: Path) -> None:
+    env: PostHogEnv = posthog_factory("steady", scale=0.05, days=2)
+    lease = 2.0
+    config = _lease_config(tmp_path, env, slack, postgres_url, lease=lease)
+    slack.observe = lambda: _holder_pid(postgres_url, env.project_id)
+    with _replicas(config, tmp_path) as replicas:
+        first, second = replicas.start(), replicas.start()
+        leader = _until(lambda: _holder_pid(postgres_url, env.project_id), 60, "a leader", replicas.all_logs)
+        other = second if leader == first else first
+        _until(lambda: '"event": "leader_standby"' in replicas.log(other), 60, "a standby", replicas.all_logs)
+        # Hung: the process stops, its TCP session (and the lock) stays alive.
+        os.kill(leader, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        try:
+            _until(lambda: _holder_pid(postgres_url, env.project_id) == other, 30, "the standby to depose it",
+                   replicas.all_logs)
+            took = time.monotonic() - stopped_at
+        finally:
+            os.kill(leader, signal.SIGCONT)
+        assert '"event": "leader_deposed"' in replicas.log(other)
+        _until(lambda: '"event": "leader_lost"' in replicas.log(leader), 30, "the old leader to step down",
+               replicas.all_logs)
+        _check_fenced(slack, postgres_url)
+    # The bound: the lease, then the standby's next try (the cycle interval, 1 s), give or take a loaded machine.
+    assert lease < took < lease + 1 + 2, f"took {took:.2f} s"
+    print(f"hung leader replaced {took:.2f} s after it stopped (lease {lease:g} s, interval 1 s)")

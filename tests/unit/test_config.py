@@ -9,7 +9,7 @@ import pytest
 
 from monitor.config import ConfigError, load_config, parse_config
 
-EXAMPLE = Path(__file__).parents[1] / "config" / "example.yaml"
+EXAMPLE = Path(__file__).parents[2] / "config" / "example.yaml"
 ENV = {"POSTHOG_API_KEY": "phx_test", "SLACK_WEBHOOK_URL": "https://hooks.example/x", "SMTP_PASSWORD": "pw"}
 
 

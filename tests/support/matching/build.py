@@ -15,8 +15,8 @@ case name):
   that was too thin to form a cluster the day before); otherwise its items are all new;
 - with `shared_items: false` (busy teams: each run samples 1,500 of many thousands) no id is shared.
 
-    python -m bench.matching.build [CASE ...]         # print each case's truth with titles, to review it
-    python -m bench.matching.build CASE --write DIR   # write <case>.prev.json / .new.json for `cluster-monitor diff`
+    python -m tests.support.matching.build [CASE ...] # print each case's truth with titles, to review it
+    python -m tests.support.matching.build CASE --write DIR # <case>.prev.json, .new.json for `cluster-monitor diff`
 """
 
 from __future__ import annotations

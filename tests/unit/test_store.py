@@ -1,4 +1,5 @@
-"""The store contract, on both backends: a run and everything it decided land together, or not at all."""
+"""The store contract on SQLite: a run and everything it decided land together, or not at all (the same tests
+run on PostgreSQL in tests/integration/test_store_postgres.py)."""
 
 from __future__ import annotations
 
@@ -12,20 +13,14 @@ import pytest
 from monitor.config import StateConfig
 from monitor.store import open_store
 from monitor.store.base import AlertState, ClusterSnapshot, ProcessedRun, Store
-from monitor.store.schema import MIGRATIONS
 
 T0 = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
 
 Opener = Callable[[], Store]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    """Opens the same store (again) on the backend of the parameter; every store it opened is closed after."""
-    if request.param == "sqlite":
-        state = StateConfig.model_validate({"path": tmp_path / "s.sqlite"})
-    else:
-        state = StateConfig.model_validate({"url": request.getfixturevalue("postgres_url")})
+def opening(state: StateConfig) -> Iterator[Opener]:
+    """Opens the same store (again) as often as asked; every store it opened is closed after."""
     opened: list[Store] = []
 
     def open_() -> Store:
@@ -35,6 +30,12 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     yield open_
     for s in opened:
         s.close()
+
+
+@pytest.fixture
+def opener(tmp_path: Path) -> Iterator[Opener]:
+    """SQLite here; tests/integration/test_store_postgres.py runs the same tests on PostgreSQL."""
+    yield from opening(StateConfig.model_validate({"path": tmp_path / "s.sqlite"}))
 
 
 def _run(run_id: str, day: int, *, outbox: int = 1) -> ProcessedRun:
@@ -124,65 +125,6 @@ def test_cursor_kv_and_silences(opener: Opener) -> None:
     sid = store.add_silence({"kinds": ["share_shift"]}, T0)
     assert store.silences() == [(sid, {"kinds": ["share_shift"]})]
     assert store.remove_silence(sid) and not store.remove_silence(sid)
-
-
-def test_each_extra_project_has_a_state_of_its_own(request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    """`projects:` keeps cursors, runs and alert states apart: a file beside the main one on SQLite, a
-    schema of its own on PostgreSQL, created on first use."""
-    for base in (StateConfig.model_validate({"path": tmp_path / "s.sqlite"}),
-                 StateConfig.model_validate({"url": request.getfixturevalue("postgres_url")})):
-        main, extra = open_store(base), open_store(base.for_project(202))
-        try:
-            main.set_cursor(T0)
-            main.commit_run(_run("r1", 1))
-            assert extra.cursor() is None and not extra.is_processed("r1")
-            extra.set_cursor(T0 + timedelta(days=3))
-            assert main.cursor() == T0 and extra.cursor() == T0 + timedelta(days=3)
-        finally:
-            main.close()
-            extra.close()
-        again = open_store(base.for_project(202))
-        assert again.cursor() == T0 + timedelta(days=3)
-        again.close()
-    assert (tmp_path / "s-202.sqlite").exists()
-
-
-def test_a_postgres_database_from_before_versioning_upgrades_in_place(postgres_url: str) -> None:
-    """The old PostgreSQL schema (tests/data/state_v1_postgres.sql), holding the rows of the old SQLite
-    state file as the old PostgresStore wrote them (run payloads zlib-compressed), opened by this store."""
-    import sqlite3
-    import zlib
-
-    import psycopg
-
-    from tests.store_reads import DATA, V1, every_read, expected_v1, what_to_ask
-
-    times = {"window_end", "emitted_at", "processed_at", "first_fired_at", "last_fired_at", "last_notified_at",
-             "next_attempt_at", "created_at", "sent_at"}
-    lite = sqlite3.connect(f"file:{V1}?mode=ro&immutable=1", uri=True)
-    with psycopg.connect(postgres_url, autocommit=True) as db:
-        db.execute((DATA / "state_v1_postgres.sql").read_text().encode())
-        for table in ("runs", "clusters", "alert_state", "outbox", "kv", "silences"):
-            cur = lite.execute(f"SELECT * FROM {table}")
-            cols = [c[0] for c in cur.description]
-            for row in cur.fetchall():
-                values: list[Any] = [datetime.fromisoformat(v) if c in times and v else v
-                                     for c, v in zip(cols, row, strict=True)]
-                if table == "runs":
-                    values[cols.index("payload")] = zlib.compress(row[cols.index("payload")], 1)
-                db.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",
-                           values)
-        for table in ("outbox", "silences"):  # as if the ids had come from the identity sequence
-            db.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
-    lite.close()
-
-    store = open_store(StateConfig.model_validate({"url": postgres_url}))
-    try:
-        assert store.schema_version() == len(MIGRATIONS)
-        assert every_read(store, what_to_ask(str(V1))) == expected_v1()
-        assert store.add_silence({"kinds": ["mix_shift"]}, T0) == 2, "ids go on from the old ones"
-    finally:
-        store.close()
 
 
 def test_run_metrics_commit_with_their_run_or_not_at_all(opener: Opener) -> None:

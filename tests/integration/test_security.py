@@ -16,7 +16,6 @@ import markupsafe
 import pytest
 import structlog
 
-from bench.long_titles import through_pipeline
 from monitor import logs
 from monitor.alerts import Alert, Notification
 from monitor.local.posthog.generator import make_run_event, run_event_row
@@ -26,7 +25,8 @@ from monitor.notify.email import EmailNotifier
 from monitor.notify.render import DISPLAY_LIMITS, one_line
 from monitor.notify.slack import SlackNotifier
 from tests.conftest import END, PostHogEnv, make_config, monitor_for
-from tests.test_notify import LINKS, _mrkdwn_texts
+from tests.integration.test_notify import LINKS, _mrkdwn_texts
+from tests.support.long_titles import through_pipeline
 
 EVIL = "x'); DROP TABLE events; -- {run_id} \\' \" `{{7*7}}` <!channel> <script>"
 

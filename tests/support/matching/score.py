@@ -26,9 +26,9 @@ import numpy as np
 from rapidfuzz import fuzz
 from scipy.optimize import linear_sum_assignment
 
-from bench.matching.build import CASE_SETS, STORED_ITEMS, Case, Truth, build_runs, load_cases
 from monitor.matching import match_runs
 from monitor.runs import Cluster, Run
+from tests.support.matching.build import CASE_SETS, STORED_ITEMS, Case, Truth, build_runs, load_cases
 
 Pair = tuple[int, int]
 
@@ -376,7 +376,7 @@ def corpus_stats(cases: Sequence[Case]) -> dict[str, Any]:
 
 def matcher_state() -> str:
     """Which matcher was measured: the commit, and whether monitor/matching has uncommitted edits."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True, timeout=10).stdout.strip()

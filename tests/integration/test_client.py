@@ -99,23 +99,6 @@ def test_clustering_jobs_follow_pagination(env: PostHogEnv, client: PostHogClien
     assert [j["id"] for j in jobs] == [j.id for j in env.dataset.jobs]
 
 
-def test_request_budget_waits_instead_of_exceeding_the_limit() -> None:
-    now = [0.0]
-    waited: list[float] = []
-
-    def sleep(s: float) -> None:
-        waited.append(s)
-        now[0] += s
-
-    budget = RequestBudget(((3, 60.0), (5, 3600.0)), clock=lambda: now[0], sleep=sleep)
-    for _ in range(3):
-        assert budget.acquire() == 0.0
-    assert budget.acquire() == pytest.approx(60.0)
-    now[0] += 1
-    budget.acquire()
-    assert budget.acquire() == pytest.approx(3600.0 - 61.0)
-
-
 # --- PostHog's own throttling and slow-query answers ---------------------------------------------------
 
 def test_throttled_error_without_retry_after_waits_the_time_drf_wrote(env: PostHogEnv, client: PostHogClient,

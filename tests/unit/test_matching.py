@@ -1,13 +1,10 @@
-"""Matching quality on the hand-written set in bench/matching, as a floor: a change to the matcher that
+"""Matching quality on the hand-written set in tests/support/matching, as a floor: a change to the matcher that
 loses links or invents new clusters fails here before anyone is paged by it."""
 
 from __future__ import annotations
 
-import pytest
-
-from bench.matching.build import HELDOUT_DIR, build_runs, load_cases
-from bench.matching.score import run
-from monitor.matching import semantic
+from tests.support.matching.build import HELDOUT_DIR, build_runs, load_cases
+from tests.support.matching.score import run
 
 
 def test_the_matcher_stays_above_its_measured_floor_and_far_above_the_baselines() -> None:
@@ -32,10 +29,3 @@ def test_the_held_out_cases_are_well_formed_and_disjoint_from_the_bench_set() ->
         assert len(prev.clusters) == len(case.prev) and len(new.clusters) == len(case.new)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(semantic.bundled_model_dir() is None, reason="the optional model is not installed (./dev semantic)")
-def test_the_semantic_signal_stays_above_its_measured_floor() -> None:
-    """~40 s: every cluster text of the 40 cases through the encoder."""
-    ours = next(r for r in run(load_cases(), threshold=None, semantic=True) if r.name == "monitor").summary()
-    assert ours["link_f1"] >= 0.99
-    assert ours["new_f1"] >= 0.95 and ours["disappeared_f1"] >= 0.98

@@ -18,7 +18,7 @@ import pytest
 from monitor.store.base import StoreError
 from monitor.store.schema import MIGRATIONS, TYPES, Migration
 from monitor.store.sqlite import SQLiteStore
-from tests.store_reads import DATA, V1, every_read, expected_v1, what_to_ask
+from tests.support.store_reads import DATA, V1, every_read, expected_v1, what_to_ask
 
 
 def _old_copy(tmp_path: Path) -> Path:

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import sqlite3
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,87 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.daemon import Daemon
 from monitor.local.posthog.faults import Fault
 from monitor.local.slack import LocalSlack
-from tests.conftest import API_KEY, PostHogEnv, make_config, monitor_for
-
-
-def _write_config(path: Path, env: PostHogEnv, slack: LocalSlack, state: Path, *, max_retries: int = 1,
-                  **extra: Any) -> Path:
-    doc: dict[str, Any] = {
-        "posthog": {"host": env.url, "project_id": env.project_id, "api_key": "${TEST_POSTHOG_KEY}",
-                    "lookback_days": 60, "max_retries": max_retries},
-        "schedule": {"interval_seconds": 1},
-        "alerting": {"stale_after_hours": 0, "catch_up_after_hours": 0},
-        "slack": {"webhook_url": slack.webhook_url},
-        "state": {"path": str(state)},
-        "delivery": {"max_backoff_seconds": 1},
-        **extra,
-    }
-    path.write_text(json.dumps(doc))  # JSON is YAML
-    return path
-
-
-def _start(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "monitor.cli", "run", "--config", str(config)],
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                            env={**os.environ, "TEST_POSTHOG_KEY": API_KEY})
-
-
-def _runs_in(state: Path) -> set[str]:
-    with sqlite3.connect(state) as db:
-        return {r[0] for r in db.execute("SELECT run_id FROM runs")}
-
-
-def test_sigterm_mid_cycle_exits_0_and_a_restart_skips_nothing_and_repeats_nothing(
-        posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
-    # Control: the same scenario in its own project, one uninterrupted in-process pass.
-    control_env = posthog_factory("drift", scale=0.1, days=8)
-    control_slack = LocalSlack.start()
-    try:
-        cfg = make_config(control_env, control_slack, None, tmp_path / "control.sqlite",
-                          alerting={"stale_after_hours": 0})
-        control = monitor_for(cfg)
-        assert control.cycle().ok
-        expected = sorted(json.dumps(m["blocks"], sort_keys=True) for m in control_slack.messages)
-        headers = sorted(m["blocks"][0]["text"]["text"] for m in control_slack.messages)
-        control.store.close()
-    finally:
-        control_slack.stop()
-    assert expected
-
-    env = posthog_factory("drift", scale=0.1, days=8)
-    all_runs = {r["run_id"] for r in env.dataset.runs}
-    state = tmp_path / "state.sqlite"
-    config = _write_config(tmp_path / "config.yaml", env, slack, state)
-    log = tmp_path / "daemon.log"
-    # Each run fetch takes a while, so the backlog is still being worked through when SIGTERM comes.
-    env.server.faults.add(Fault(kind="latency", seconds=0.25, name="get_run", count=None))
-    proc = _start(config, log)
-    try:
-        assert env.server.wait_for_requests(6, timeout=60, name="cluster-monitor:get_run"), log.read_text()[-3000:]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    done = _runs_in(state)
-    assert 0 < len(done) < len(all_runs), "SIGTERM should have come mid-backlog"
-    assert '"event": "cycle_interrupted"' in log.read_text()
-
-    env.server.faults.clear()
-    proc = _start(config, log)
-    try:
-        assert slack.wait_for(len(expected), timeout=120), log.read_text()[-3000:]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert _runs_in(state) == all_runs
-    got = sorted(json.dumps(m["blocks"], sort_keys=True) for m in slack.messages)
-    assert len(got) == len(set(got)), "a notification was sent twice"
-    # Projects differ (ids in links and traces), so compare what each message announces.
-    assert len(got) == len(expected)
-    assert sorted(m["blocks"][0]["text"]["text"] for m in slack.messages) == headers
+from tests.conftest import API_KEY, PostHogEnv, write_daemon_config
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -115,7 +31,7 @@ def test_metrics_parse_and_move_and_readyz_follows_posthog_reachability(
         posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
     env: PostHogEnv = posthog_factory("drift", scale=0.05, days=3)
     wall = [1_000_000.0]
-    config = _write_config(tmp_path / "config.yaml", env, slack, tmp_path / "s.sqlite", max_retries=0,
+    config = write_daemon_config(tmp_path / "config.yaml", env, slack, tmp_path / "s.sqlite", max_retries=0,
                            server={"host": "127.0.0.1", "port": 0, "ready_after_failure_seconds": 120})
     os.environ["TEST_POSTHOG_KEY"] = API_KEY
     d = Daemon(config, wall_clock=lambda: wall[0])
@@ -159,11 +75,11 @@ def test_a_push_from_a_posthog_webhook_processes_the_new_run_at_once(
         posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
     import threading
 
-    from bench.latency import NextRun
+    from tests.support.landing import NextRun
 
     env: PostHogEnv = posthog_factory("steady", scale=0.05, days=2)
     # Polling once an hour: only the push can explain a message within seconds.
-    config = _write_config(tmp_path / "config.yaml", env, slack, tmp_path / "s.sqlite",
+    config = write_daemon_config(tmp_path / "config.yaml", env, slack, tmp_path / "s.sqlite",
                            schedule={"interval_seconds": 3600},
                            server={"host": "127.0.0.1", "port": 0, "push_token": "s3cret-push"})
     os.environ["TEST_POSTHOG_KEY"] = API_KEY
@@ -203,7 +119,7 @@ def test_adaptive_polling_idles_away_from_the_landing_time_learned_from_processe
     from tests.conftest import END
 
     env: PostHogEnv = posthog_factory("steady", scale=0.05, days=4)  # runs land at ~03:18 UTC each day
-    config = _write_config(tmp_path / "config.yaml", env, slack, tmp_path / "s.sqlite",
+    config = write_daemon_config(tmp_path / "config.yaml", env, slack, tmp_path / "s.sqlite",
                            schedule={"interval_seconds": 1, "idle_interval_seconds": 3600,
                                      "landing_window_minutes": 30})
     os.environ["TEST_POSTHOG_KEY"] = API_KEY

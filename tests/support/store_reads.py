@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 FAR = datetime(2100, 1, 1, tzinfo=UTC)
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 V1 = DATA / "state_v1.sqlite"
 
 

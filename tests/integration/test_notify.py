@@ -573,27 +573,6 @@ def test_delivery_is_paced_per_channel_on_the_injected_clock(
     store.close()
 
 
-# --- 5: templates ---------------------------------------------------------------------------------------
-
-def test_check_templates_names_the_broken_file_and_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert render.check_templates() == []  # the packaged templates are fine
-    (tmp_path / "slack").mkdir()
-    (tmp_path / "email").mkdir()
-    broken = tmp_path / "slack" / "header.txt.j2"
-    broken.write_text("{{ icon }}\n{% if n_firing %}\n{{ n_firing }\n{% endif %}\n")
-    undefined = tmp_path / "email" / "subject.txt.j2"
-    undefined.write_text("[cluster-monitor]\n{{ notification.run_id }} {{ no_such_value }}\n")
-    # A user's template directory overrides the packaged templates by name.
-    monkeypatch.setenv("CLUSTER_MONITOR_TEMPLATES", str(tmp_path))
-    monkeypatch.setattr(render, "_ENV", render._env())
-    problems = render.check_templates()
-    assert len(problems) == 2, problems
-    syntax, runtime = problems
-    assert syntax.startswith("slack templates: TemplateSyntaxError")
-    assert f"{broken}, line 3" in syntax and "unexpected '}'" in syntax
-    assert runtime.startswith("email templates: UndefinedError")
-    assert f"{undefined}, line 2" in runtime and "no_such_value" in runtime
-
 
 # Titles in the scripts that came out as boxes in the old Pillow chart: accented, Cyrillic, Japanese.
 JA, RU, FR = "ログイン時のエラー対応", "Запросы на возврат средств", "Révision de CV — café crème"
@@ -763,50 +742,3 @@ def test_reminders_count_their_notices_and_resolved_notices_say_how_long_it_last
         for kind in ("plain", "html"):
             body = m.get_body(preferencelist=(kind,))
             assert isinstance(body, EmailMessage) and note in body.get_content()
-
-
-def _run(run_id: str, clusters: list[tuple[int, str, int]]) -> Any:
-    from monitor.runs import Cluster, Run
-
-    return Run(run_id=run_id, level="trace", job_id="j", job_name="job", window_start=NOW - timedelta(days=1),
-               window_end=NOW, total_items=sum(s for _, _, s in clusters),
-               clusters=tuple(Cluster(cluster_id=c, title=t, size=s) for c, t, s in clusters))
-
-
-def test_each_alert_is_charted_with_its_own_metric_and_a_disappeared_cluster_keeps_its_old_value() -> None:
-    from monitor.matching.model import Match, RunDiff
-    from monitor.metrics import ClusterMetrics
-    from monitor.notify.chart import alert_charts
-
-    prev = _run("p", [(0, "Refunds", 20), (1, "Code review", 60), (2, "Invoices", 20), (-1, "Noise", 5)])
-    new = _run("n", [(0, "Refund requests", 50), (1, "Code review", 40), (3, "Travel", 10)])
-    diff = RunDiff(prev_run_id="p", new_run_id="n", new=[3], disappeared=[2], matches=[
-        Match(prev=0, new=0, score=0.9, prev_size=20, new_size=50, prev_share=0.2, new_share=0.5, share_delta_pp=30),
-        Match(prev=1, new=1, score=0.9, prev_size=60, new_size=40, prev_share=0.6, new_share=0.4, share_delta_pp=-20)])
-    metrics = {0: ClusterMetrics(0, items=50, avg_cost=0.04), 1: ClusterMetrics(1, items=40, avg_cost=0.01),
-               3: ClusterMetrics(3, items=10, avg_cost=0.02)}
-    prev_metrics = {0: ClusterMetrics(0, items=20, avg_cost=0.01), 1: ClusterMetrics(1, items=60, avg_cost=0.01),
-                    2: ClusterMetrics(2, items=20, avg_cost=0.03)}
-
-    def alert(kind: str, metric: str, cluster_id: int | None, title: str) -> Alert:
-        return Alert(fingerprint=kind, rule=kind, kind=kind, severity="warning", summary="s", run_id="n",
-                     job_name="job", level="trace", cluster_id=cluster_id, cluster_title=title, metric=metric)
-
-    cost, share = alert_charts(new, prev, diff, metrics, prev_metrics, [
-        alert("cost_spike", "avg_cost", 0, "Refund requests"), alert("share_shift", "share", 1, "Code review"),
-        alert("disappeared", "share", None, "Invoices")])
-    assert (cost.metric, cost.label, cost.unit) == ("avg_cost", "Average cost per item", "usd")
-    # Alerted clusters first (the disappeared one too), then the rest by size; noise left out.
-    assert [(b.title, b.before, b.now, b.alert) for b in cost.bars] == [
-        ("Refund requests", 0.01, 0.04, True), ("Code review", 0.01, 0.01, True), ("Invoices", 0.03, None, True),
-        ("Travel", None, 0.02, False)]
-    assert (share.metric, share.unit) == ("share", "ratio")
-    # Shares of each run's clustered items (the previous run's noise counts in its total, as everywhere).
-    assert [(b.title, b.before, b.now) for b in share.bars] == [
-        ("Refund requests", 20 / 105, 0.5), ("Code review", 60 / 105, 0.4), ("Invoices", 20 / 105, None),
-        ("Travel", None, 0.1)]
-    # A split, merge or mix shift is about the shape of traffic: the share chart; a check of no run: none.
-    only_share = alert_charts(new, prev, diff, metrics, prev_metrics, [alert("mix_shift", "mix_shift", None, "")])
-    assert [c.metric for c in only_share] == ["share"]
-    stale = msgspec.structs.replace(alert("stale_source", "hours_since_last_run", None, ""), run_id="")
-    assert alert_charts(new, prev, diff, metrics, prev_metrics, [stale]) == ()
