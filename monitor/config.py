@@ -685,6 +685,8 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
         text = p.read_text()
     except OSError as exc:
         raise ConfigError(str(p), [f"{p}: cannot read: {exc.strerror}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(p), [f"{p}: not a text file (byte {exc.start} is not UTF-8)"]) from exc
     cfg = parse_config(text, str(p), env)
     _warn_world_readable(p, cfg)
     return cfg

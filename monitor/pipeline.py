@@ -47,6 +47,7 @@ from monitor.rules.staleness import (
     stale_sources,
 )
 from monitor.runs import Run, RunParseError, decode_stored_run, encode_digest, parse_clusters, parse_time
+from monitor.status import publish as publish_state
 from monitor.store.base import AlertState, ClusterSnapshot, OutboxEntry, ProcessedRun, Store
 
 log = structlog.get_logger()
@@ -383,6 +384,7 @@ class Monitor:
             result.notices.extend(stale)
         if self.deliverer is not None and not interrupted:
             result.delivered = self.deliverer.deliver_due(self.clock())
+        publish_state(self.cfg, self.store, self.clock())
         elapsed = time.monotonic() - started
         telemetry.CYCLE_SECONDS.observe(elapsed)
         telemetry.CYCLES.labels(outcome="ok" if result.ok else "failed").inc()

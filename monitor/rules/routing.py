@@ -19,6 +19,7 @@ from monitor.kinds import KIND, rule_name
 
 DEFAULT_ROUTE = ""
 
+
 def _glob(pattern: str, value: str | None) -> bool:
     return fnmatch.fnmatchcase((value or "").lower(), pattern.lower())
 
@@ -36,14 +37,24 @@ def matches(route: Route, a: Alert) -> bool:
     return all(_glob(pattern, a.labels.get(name)) for name, pattern in m.labels.items())
 
 
+def _rule_of(kind: str, rules: Sequence[Rule]) -> Rule | None:
+    name = rule_name(kind)
+    return next((r for r in rules if r.name == name), None) if name != kind else None
+
+
+def fired_severity(kind: str, rules: Sequence[Rule], default: str = "warning") -> str:
+    """The severity an alert of this kind fires with: its rule's, or the built-in one."""
+    rule = _rule_of(kind, rules)
+    builtin = KIND.get(kind)
+    return rule.severity if rule is not None else builtin.severity if builtin is not None else default
+
+
 def as_fired(a: Alert, rules: Sequence[Rule]) -> Alert:
     """A resolved notice with the severity and labels its alert fired with, so it is routed the same way."""
     if a.status != "resolved":
         return a
-    name = rule_name(a.kind)
-    rule = next((r for r in rules if r.name == name), None) if name != a.kind else None
-    builtin = KIND.get(a.kind)
-    severity = rule.severity if rule is not None else builtin.severity if builtin is not None else a.severity
+    rule = _rule_of(a.kind, rules)
+    severity = fired_severity(a.kind, rules, a.severity)
     labels = {"job": a.job_name, "level": a.level, **({"rule": rule.name, **rule.labels} if rule else {}),
               **a.labels}
     return msgspec.structs.replace(a, severity=severity, labels=labels)
