@@ -19,52 +19,19 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from monitor.daemon import Daemon
-from monitor.local.posthog.generator import generate, run_event_row
+from monitor.local.posthog.generator import generate
 from monitor.local.posthog.server import LocalPostHog
 from monitor.local.slack import LocalSlack
+from tests.support.landing import NextRun
 
 KEY = "phx_bench_key"
-# Each sample's new cluster must be unlike the previous sample's, or it would match it.
-WORKLOADS = ["Medical billing code lookup", "Legal contract clause extraction", "Recipe nutrition estimates",
-             "Satellite image captioning", "Chess move explanations", "Tax form field filling",
-             "Poetry meter analysis", "Warehouse robot path plans", "Wine pairing suggestions",
-             "Astronomy observation logs"]
 END = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-class NextRun:
-    """Makes the next run of one job: the job's last run one day later, plus a new cluster."""
-
-    def __init__(self, ds: Any, team_id: int) -> None:
-        last = max((r for r in ds.runs if r["level"] == "trace"), key=lambda r: r["emitted_at"])
-        row = next(e for e in ds.events if e[0] == last["event_uuid"])
-        self.props: dict[str, Any] = json.loads(row[3])
-        self.job_id = last["job_id"]
-        self.team_id = team_id
-        self.emitted = last["emitted_at"]
-        self.n = 0
-
-    def next_row(self) -> Any:
-        self.n += 1
-        p = json.loads(json.dumps(self.props))
-        end = datetime.fromisoformat(p["$ai_window_end"]) + timedelta(days=self.n)
-        p["$ai_window_start"] = (end - timedelta(days=7)).isoformat()
-        p["$ai_window_end"] = end.isoformat()
-        p["$ai_clustering_run_id"] = f"{self.team_id}_trace_{end:%Y%m%d_%H%M%S}_{self.job_id}"
-        size = max(50, sum(c["size"] for c in p["$ai_clusters"]) // 4)
-        p["$ai_clusters"].insert(0, {
-            "cluster_id": 900 + self.n, "size": size, "title": WORKLOADS[(self.n - 1) % len(WORKLOADS)],
-            "description": f"{WORKLOADS[(self.n - 1) % len(WORKLOADS)]}: a kind of traffic new to this job.",
-            "traces": {f"new-{self.n}-{i}": {"rank": i, "trace_id": f"new-{self.n}-{i}"} for i in range(size)},
-            "centroid_x": 0.0, "centroid_y": 0.0})
-        return run_event_row(p, team_id=self.team_id, emitted_at=self.emitted + timedelta(days=self.n))
 
 
 def main() -> int:

@@ -24,7 +24,6 @@ import argparse
 import functools
 import json
 import multiprocessing
-import random
 import sys
 import tempfile
 import time
@@ -36,67 +35,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from monitor.app.wiring import build_monitor
 from monitor.config import parse_config
-from monitor.local.posthog.generator import generate, make_run_event, run_event_row
+from monitor.local.posthog.generator import generate
 from monitor.local.posthog.server import LocalPostHog
 from monitor.logs import configure
 from monitor.notify.render import render_email, render_slack
 from monitor.pipeline import DiscoveredRun, Monitor
+from tests.support.landing import land_runs, trace_ids
 
 KEY = "phx_bench_key"
 END = datetime(2026, 11, 1, tzinfo=UTC)
-JOB = "00000000-0000-0000-0000-0000000000bb"
-TITLES = ["Customer support refund requests", "Python code generation", "Python code review",
-          "SQL query generation from questions", "Document summarisation", "Translation between languages",
-          "RAG search over product docs", "Agent tool calls for calendar", "Content moderation checks",
-          "Invoice data extraction"]
-
-
-def trace_ids(ds: Any) -> list[str]:
-    seen: dict[str, None] = {}
-    for row in ds.events:
-        if row[1] == "$ai_generation":
-            tid = msgspec.json.decode(row[3]).get("$ai_trace_id")
-            if tid:
-                seen.setdefault(tid, None)
-    return list(seen)
-
-
-def land_runs(server: LocalPostHog, team: int, n_items: int, real: list[str],
-              k: int) -> list[tuple[DiscoveredRun, int]]:
-    """Two runs of n_items; returns how to discover each, and the new run's payload size."""
-    rng = random.Random(n_items)
-    pool = real + [f"{rng.getrandbits(128):032x}" for _ in range(max(0, int(n_items * 1.5) - len(real)))]
-    rng.shuffle(pool)
-    n_clusters = 20 if n_items <= 1500 else 50
-    out = []
-    for day, items in enumerate((pool[:n_items], pool[n_items // 2: n_items // 2 + n_items])):
-        members: list[list[str]] = [[] for _ in range(n_clusters + 1)]
-        for it in items:
-            members[hash(it) % (n_clusters + 1)].append(it)
-        clusters: list[dict[str, Any]] = []
-        for c in range(n_clusters):
-            title = TITLES[c % len(TITLES)] + (f" ({c // len(TITLES) + 1})" if c >= len(TITLES) else "")
-            if day:
-                title = title.replace("generation", "writing").replace("requests", "questions")
-            clusters.append({"cluster_id": c, "items": members[c], "title": title, "description": title + "."})
-        clusters.append({"cluster_id": -1, "items": members[n_clusters]})
-        window_end = END - timedelta(days=1 - day, hours=-k)
-        props = make_run_event(team_id=team, level="trace", window_end=window_end, clusters=clusters,
-                               job_id=JOB, job_name=f"bench {n_items}", window_start=END - timedelta(days=15),
-                               max_samples=n_items)
-        emitted = window_end + timedelta(minutes=3)
-        row = run_event_row(props, team_id=team, emitted_at=emitted)
-        server.engine.insert([row])
-        out.append((DiscoveredRun(run_id=props["$ai_clustering_run_id"], level="trace", job_id=JOB,
-                                  job_name=f"bench {n_items}", event="$ai_trace_clusters", event_uuid=row[0],
-                                  emitted_at=emitted, window_end=window_end), len(row[3])))
-    return out
-
-
 def _monitor(url: str, team: int, tmp: Path, name: str) -> Monitor:
     cfg = parse_config(json.dumps({
         "posthog": {"host": url, "project_id": team, "api_key": KEY, "lookback_days": 60,

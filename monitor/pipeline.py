@@ -27,6 +27,7 @@ from monitor.metrics import ClusterMetrics, MetricsParseError
 from monitor.notify.catchup import summarise, summary_key
 from monitor.notify.outbox import Deliverer
 from monitor.posthog.client import PostHogClient, PostHogError
+from monitor.rules.engine import RuleContext
 from monitor.rules.staleness import KIND as STALE_KIND
 from monitor.rules.staleness import (
     SOURCE_ERRORS,
@@ -34,11 +35,11 @@ from monitor.rules.staleness import (
     source_errors_alert,
     stale_sources,
 )
-from monitor.rules.thresholds import RuleContext
 from monitor.runs import Run, RunParseError
 from monitor.stages import checks, cursor, decide, discover, enqueue, evaluate, load, measure, route
 from monitor.stages.diff import diff_run
 from monitor.stages.discover import INGESTION_GRACE, DiscoveredRun
+from monitor.status import publish as publish_state
 from monitor.store.base import AlertState, ClusterSnapshot, Store
 
 __all__ = ["INGESTION_GRACE", "CycleResult", "DiscoveredRun", "Monitor"]
@@ -223,6 +224,7 @@ class Monitor:
             result.notices.extend(stale)
         if self.deliverer is not None and not interrupted:
             result.delivered = self.deliverer.deliver_due(self.clock())
+        publish_state(self.cfg, self.store, self.clock())
         elapsed = time.monotonic() - started
         telemetry.CYCLE_SECONDS.observe(elapsed)
         telemetry.CYCLES.labels(outcome="ok" if result.ok else "failed").inc()

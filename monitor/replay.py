@@ -17,7 +17,7 @@ import msgspec
 
 from monitor.alerts import Notification
 from monitor.config import Config
-from monitor.notify.render import render_email
+from monitor.notify.render import Templates, render_email
 from monitor.pipeline import CycleResult
 
 
@@ -45,10 +45,11 @@ def replay(cfg: Config, *, days: int | None = None, clock: Callable[[], datetime
             monitor.store.close()
 
 
-def print_notices(notices: list[Notification], out: TextIO, *, as_json: bool = False) -> None:
+def print_notices(notices: list[Notification], out: TextIO, *, as_json: bool = False,
+                  templates: Templates | None = None) -> None:
     for n in notices:
         if as_json:
             out.write(msgspec.json.encode(n).decode() + "\n")
             continue
-        parts = render_email(n)
+        parts = render_email(n, templates=templates)
         out.write(f"=== {parts.subject}\n{parts.text.rstrip()}\n\n")

@@ -146,3 +146,33 @@ def monitor_for(cfg: Config, *, clock: Callable[[], datetime] | None = None) -> 
     assert m.deliverer is not None
     m.deliverer.min_interval = 0.0
     return m
+
+
+@pytest.fixture(scope="module")
+def world_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalPostHog, Path, list[str]]]:
+    """The local PostHog and the control pass of the reliability harness (tests/support/reliability.py),
+    shared by a module's fault cells and kill tests."""
+    from tests.support.reliability import KEY, control_headers
+
+    server = LocalPostHog(api_key=KEY)
+    server.start()
+    tmp = tmp_path_factory.mktemp("reliability")
+    yield server, tmp, control_headers(server, tmp)
+    server.stop()
+
+
+def write_daemon_config(path: Path, env: PostHogEnv, slack: LocalSlack, state: Path, *, max_retries: int = 1,
+                        **extra: Any) -> Path:
+    """A daemon's config file on the local servers, polling every second (its API key: TEST_POSTHOG_KEY)."""
+    doc: dict[str, Any] = {
+        "posthog": {"host": env.url, "project_id": env.project_id, "api_key": "${TEST_POSTHOG_KEY}",
+                    "lookback_days": 60, "max_retries": max_retries},
+        "schedule": {"interval_seconds": 1},
+        "alerting": {"stale_after_hours": 0, "catch_up_after_hours": 0},
+        "slack": {"webhook_url": slack.webhook_url},
+        "state": {"path": str(state)},
+        "delivery": {"max_backoff_seconds": 1},
+        **extra,
+    }
+    path.write_text(json.dumps(doc))  # JSON is YAML
+    return path

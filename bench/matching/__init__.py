@@ -7,8 +7,9 @@ from __future__ import annotations
 
 
 def main() -> int:
-    """bench.matching.score.main, imported on call so `python -m bench.matching.build` runs cleanly."""
-    from bench.matching.score import main as score_main
+    """The scorer and the corpus live in tests/support/matching (the tests check the matcher's floors with them;
+    tests never import bench), imported on call so `python -m tests.support.matching.build` runs cleanly."""
+    from tests.support.matching.score import main as score_main
 
     return score_main()
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from monitor.config import Config, SlackConfig
 from monitor.matching.semantic import Embedder, semantic_embedder
 from monitor.notify.email import EmailNotifier
 from monitor.notify.outbox import Deliverer, Notifier
+from monitor.notify.render import Templates, template_env
 from monitor.notify.slack import SlackNotifier
 from monitor.pipeline import Monitor
 from monitor.posthog.client import PostHogClient, RequestBudget
@@ -30,24 +32,37 @@ def budget_for(key: str) -> RequestBudget:
     return _BUDGETS.setdefault(key, RequestBudget())
 
 
-def build_notifiers(cfg: Config) -> dict[str, Notifier]:
+TEMPLATES_ENV = "CLUSTER_MONITOR_TEMPLATES"
+
+
+def load_templates(environ: Mapping[str, str] = os.environ) -> Templates:
+    """The templates notifications render with: a user's folder (CLUSTER_MONITOR_TEMPLATES) in front of
+    the shipped ones. Read here, by the wiring, and passed down: rendering itself reads no environment."""
+    user = environ.get(TEMPLATES_ENV)
+    return template_env(Path(user) if user else None)
+
+
+def build_notifiers(cfg: Config, templates: Templates | None = None) -> dict[str, Notifier]:
+    """`templates`: None reads CLUSTER_MONITOR_TEMPLATES once for all of this config's channels."""
+    templates = templates if templates is not None else load_templates()
     notifiers: dict[str, Notifier] = {}
     if cfg.slack is not None:
-        notifiers["slack"] = SlackNotifier.from_config(cfg.slack, timezone=cfg.timezone)
+        notifiers["slack"] = SlackNotifier.from_config(cfg.slack, timezone=cfg.timezone, templates=templates)
     if cfg.email is not None:
-        notifiers["email"] = EmailNotifier.from_config(cfg.email, timezone=cfg.timezone)
+        notifiers["email"] = EmailNotifier.from_config(cfg.email, timezone=cfg.timezone, templates=templates)
     # Each route's own destinations, as channels "slack@<route>" and "email@<route>".
     for r in cfg.routes:
         if r.slack is not None and cfg.slack is not None and r.slack.channel:
             notifiers[f"slack@{r.name}"] = SlackNotifier.from_config(
-                cfg.slack.model_copy(update={"channel": r.slack.channel, "webhook_url": None}), timezone=cfg.timezone)
+                cfg.slack.model_copy(update={"channel": r.slack.channel, "webhook_url": None}), timezone=cfg.timezone,
+                templates=templates)
         elif r.slack is not None and r.slack.webhook_url is not None:
             notifiers[f"slack@{r.name}"] = SlackNotifier.from_config(
                 SlackConfig(webhook_url=r.slack.webhook_url, base_url=cfg.slack.base_url if cfg.slack else None),
-                timezone=cfg.timezone)
+                timezone=cfg.timezone, templates=templates)
         if r.email is not None and cfg.email is not None:
             notifiers[f"email@{r.name}"] = EmailNotifier.from_config(
-                cfg.email.model_copy(update={"to": list(r.email.to)}), timezone=cfg.timezone)
+                cfg.email.model_copy(update={"to": list(r.email.to)}), timezone=cfg.timezone, templates=templates)
     return notifiers
 
 

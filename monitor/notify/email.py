@@ -17,11 +17,12 @@ from zoneinfo import ZoneInfo
 from monitor.alerts import Notification
 from monitor.config import EmailConfig
 from monitor.notify.outbox import SendResult
-from monitor.notify.render import header_safe, render_email
+from monitor.notify.render import Templates, header_safe, render_email
 
 
-def build_message(n: Notification, *, sender: str, recipients: list[str], tz: ZoneInfo) -> EmailMessage:
-    parts = render_email(n, tz=tz)
+def build_message(n: Notification, *, sender: str, recipients: list[str], tz: ZoneInfo,
+                  templates: Templates | None = None) -> EmailMessage:
+    parts = render_email(n, tz=tz, templates=templates)
     msg = EmailMessage()
     msg["Subject"] = parts.subject
     msg["From"] = sender
@@ -39,7 +40,7 @@ class EmailNotifier:
 
     def __init__(self, *, host: str, port: int, security: str, sender: str, recipients: list[str],
                  username: str | None = None, password: str | None = None, timeout: float = 30.0,
-                 timezone: str = "UTC") -> None:
+                 timezone: str = "UTC", templates: Templates | None = None) -> None:
         self.host = host
         self.port = port
         self.security = security
@@ -49,16 +50,19 @@ class EmailNotifier:
         self._password = password
         self.timeout = timeout
         self.tz = ZoneInfo(timezone)
+        self.templates = templates  # None: the shipped templates
         Address(addr_spec=sender.split("<")[-1].rstrip(">").strip())  # fail early on a malformed sender
 
     @classmethod
-    def from_config(cls, cfg: EmailConfig, *, timezone: str = "UTC") -> EmailNotifier:
+    def from_config(cls, cfg: EmailConfig, *, timezone: str = "UTC",
+                    templates: Templates | None = None) -> EmailNotifier:
         return cls(host=cfg.host, port=cfg.port, security=cfg.security, sender=cfg.sender, recipients=list(cfg.to),
                    username=cfg.username, password=cfg.password.get_secret_value() if cfg.password else None,
-                   timeout=cfg.timeout_seconds, timezone=timezone)
+                   timeout=cfg.timeout_seconds, timezone=timezone, templates=templates)
 
     def send(self, notification: Notification, *, thread_ts: str | None = None) -> SendResult:
-        msg = build_message(notification, sender=self.sender, recipients=self.recipients, tz=self.tz)
+        msg = build_message(notification, sender=self.sender, recipients=self.recipients, tz=self.tz,
+                            templates=self.templates)
         try:
             if self.security == "ssl":
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,

@@ -14,7 +14,6 @@ templates.
 
 from __future__ import annotations
 
-import os
 import re
 import traceback
 from dataclasses import dataclass
@@ -45,26 +44,23 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from monitor import kinds
 from monitor.alerts import Alert, Chart, Link, Notification
 
-PACKAGED_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
+def _shipped_templates() -> Path:
+    """Inside the package when installed from a wheel or sdist (setup.py copies the top-level templates/
+    there at build time); the checkout's templates/ when run from source or an editable install."""
+    here = Path(__file__).resolve().parents[1]
+    inside = here / "templates"
+    return inside if inside.is_dir() else here.parent / "templates"
+
+
+SHIPPED_TEMPLATES = _shipped_templates()
 ICONS = {"critical": "🔴", "warning": "🟠", "info": "🔵", "resolved": "✅"}
 COLORS = {"critical": "#dc2626", "warning": "#d97706", "info": "#2563eb"}
-KIND_LABELS = {
-    "cost_spike": "Cost spike", "cluster_cost": "Cluster cost", "cluster_avg_cost": "Average cost",
-    "error_rate": "Error rate", "error_spike": "Error spike", "p95_latency": "p95 latency",
-    "share_shift": "Traffic shift", "new_cluster": "New cluster", "disappeared": "Cluster disappeared",
-    "split": "Cluster split", "merge": "Clusters merged", "mix_shift": "Traffic mix shift",
-    "stale_source": "No new runs", "source_errors": "PostHog unreachable",
-}
-
-
-def kind_label(kind: str) -> str:
-    """What people read for an alert kind; rules show their configured name (letters, digits, `_.- `)."""
-    prefix, _, name = kind.partition(":")
-    if prefix in ("rule", "rule_change") and name:
-        return f"Rule {name}"
-    return KIND_LABELS.get(kind, kind.replace("_", " ").capitalize())
+# What people read for an alert kind (monitor/kinds.py): its label, or "Rule <name>".
+kind_label = kinds.label
 # Slack's documented limits for the blocks used here.
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -156,16 +152,6 @@ def for_display(n: Notification) -> Notification:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-def template_dirs() -> list[Path]:
-    """A user's directory (CLUSTER_MONITOR_TEMPLATES) first, so any template can be overridden by name."""
-    dirs = []
-    user = os.environ.get("CLUSTER_MONITOR_TEMPLATES")
-    if user:
-        dirs.append(Path(user))
-    dirs.append(PACKAGED_TEMPLATES)
-    return dirs
-
-
 # Bidirectional-override and isolate controls: a title holding U+202E reverses the text after it on
 # screen ("level · trace" shown as "level · ecart"), which is how spoofed text hides in plain sight.
 _BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
@@ -178,9 +164,17 @@ def strip_bidi(value: Any) -> Any:
     return _BIDI_CONTROLS.sub("", value)
 
 
-def _env() -> ImmutableSandboxedEnvironment:
+# What renders a notification: the shipped templates, or a user's folder in front of them.
+Templates = ImmutableSandboxedEnvironment
+
+
+def template_env(override: Path | None = None) -> Templates:
+    """The templates to render with: `override` (a user's folder, CLUSTER_MONITOR_TEMPLATES, read by the
+    wiring) first, falling back to the shipped ones template by template, so a user overrides one file
+    by giving a file of the same name and keeps the rest."""
+    dirs = [override] if override is not None else []
     env = ImmutableSandboxedEnvironment(
-        loader=ChoiceLoader([FileSystemLoader(str(d)) for d in template_dirs()]),
+        loader=ChoiceLoader([FileSystemLoader(str(d)) for d in [*dirs, SHIPPED_TEMPLATES]]),
         autoescape=select_autoescape(enabled_extensions=("html.j2", "html"), default=False),
         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
         finalize=strip_bidi)
@@ -189,23 +183,25 @@ def _env() -> ImmutableSandboxedEnvironment:
     return env
 
 
-_ENV = _env()
+_SHIPPED = template_env()
 
 
-def check_templates() -> list[str]:
+def check_templates(templates: Templates | None = None) -> list[str]:
     """Render every template with a sample notification: problems as 'template: error' lines."""
     from datetime import UTC, datetime, timedelta
 
     from monitor.alerts import Link
 
     now = datetime(2026, 1, 8, 3, 0, tzinfo=UTC)
-    a = Alert(fingerprint="f", rule="cost_spike", kind="cost_spike", severity="critical", summary="s", run_id="r",
+    spike = kinds.COST_SPIKE
+    a = Alert(fingerprint="f", rule=spike.name, kind=spike.name, severity=spike.severity, summary="s", run_id="r",
               job_name="j", level="trace", cluster_id=0, cluster_title="t", previous_title="p",
               top_trace_ids=("x",), links=(Link("Open run", "https://x"),))
     n = Notification(key="k", project_id=1, run_id="r", job_name="j", level="trace", window_start=now - timedelta(7),
                      window_end=now, alerts=(a,), run_url="https://x")
     problems = []
-    for name, fn in (("slack", lambda: render_slack(n)), ("email", lambda: render_email(n))):
+    for name, fn in (("slack", lambda: render_slack(n, templates=templates)),
+                     ("email", lambda: render_email(n, templates=templates))):
         try:
             fn()
         except (TemplateError, ValueError) as exc:
@@ -306,16 +302,18 @@ def _truncate(text: str, limit: int) -> str:
 _PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
 
 
-def render_slack(n: Notification, *, tz: ZoneInfo | None = None, max_alerts: int = 10) -> SlackMessage:
+def render_slack(n: Notification, *, tz: ZoneInfo | None = None, max_alerts: int = 10,
+                 templates: Templates | None = None) -> SlackMessage:
     tz = tz or ZoneInfo("UTC")
+    env = templates or _SHIPPED
     n = for_display(n)
     ctx = _common(n, tz)
-    header = _truncate(header_safe(_ENV.get_template("slack/header.txt.j2").render(**ctx)), MAX_HEADER)
+    header = _truncate(header_safe(env.get_template("slack/header.txt.j2").render(**ctx)), MAX_HEADER)
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=header, emoji=True))]
     shown = list(n.alerts[:max_alerts])
     for a in shown:
         icon = ICONS["resolved"] if a.status == "resolved" else ICONS.get(a.severity, "")
-        text = _ENV.get_template("slack/alert.md.j2").render(
+        text = env.get_template("slack/alert.md.j2").render(
             alert=a, icon=icon, note=ctx["notes"][a.fingerprint],
             kind_label=("Resolved · " if a.status == "resolved" else "") + kind_label(a.kind))
         fields = _fields(a)
@@ -334,7 +332,7 @@ def render_slack(n: Notification, *, tz: ZoneInfo | None = None, max_alerts: int
             text=f"…and {more} more alert{'s' if more != 1 else ''}: {where}", verbatim=True)))
     blocks.append(DividerBlock())
     blocks.append(ContextBlock(elements=[MarkdownTextObject(
-        text=_truncate(_ENV.get_template("slack/context.md.j2").render(**ctx), MAX_SECTION_TEXT), verbatim=True)]))
+        text=_truncate(env.get_template("slack/context.md.j2").render(**ctx), MAX_SECTION_TEXT), verbatim=True)]))
     if len(blocks) > MAX_BLOCKS:
         raise ValueError(f"{len(blocks)} blocks is over Slack's {MAX_BLOCKS}")
     # to_dict() validates every block against Slack's limits (SlackObjectFormationError otherwise).
@@ -357,13 +355,8 @@ def _fields(a: Alert) -> list[MarkdownTextObject]:
 def fmt_value(v: float | None, unit: str) -> str | None:
     if v is None:
         return None
-    if unit == "usd":
-        return f"${v:,.4f}" if abs(v) < 1 else f"${v:,.2f}"
-    if unit == "ratio":
-        return f"{v:.1%}"
-    if unit == "s":
-        return f"{v:.2f} s"
-    return f"{v:,.4g}"
+    text = kinds.in_unit(v, unit)
+    return text if text is not None else f"{v:,.4g}"
 
 
 def _chart_view(c: Chart) -> dict[str, Any]:
@@ -379,15 +372,17 @@ def _chart_view(c: Chart) -> dict[str, Any]:
     return {"label": c.label, "bars": bars}
 
 
-def render_email(n: Notification, *, tz: ZoneInfo | None = None, max_alerts: int = 25) -> EmailParts:
+def render_email(n: Notification, *, tz: ZoneInfo | None = None, max_alerts: int = 25,
+                 templates: Templates | None = None) -> EmailParts:
     tz = tz or ZoneInfo("UTC")
+    env = templates or _SHIPPED
     n = for_display(n)
     ctx = _common(n, tz)
     shown = list(n.alerts[:max_alerts])
     ctx.update(alerts=shown, more=len(n.alerts) - len(shown), colors=COLORS | {"resolved": "#059669"},
                charts=[_chart_view(c) for c in n.charts if c.bars])
-    subject = _truncate(header_safe(_ENV.get_template("email/subject.txt.j2").render(**ctx)), 200)
+    subject = _truncate(header_safe(env.get_template("email/subject.txt.j2").render(**ctx)), 200)
     ctx["subject"] = subject
-    text = _ENV.get_template("email/notification.txt.j2").render(**ctx)
-    html = _ENV.get_template("email/notification.html.j2").render(**ctx)
+    text = env.get_template("email/notification.txt.j2").render(**ctx)
+    html = env.get_template("email/notification.html.j2").render(**ctx)
     return EmailParts(subject=subject, text=text, html=html)

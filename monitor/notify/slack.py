@@ -26,7 +26,7 @@ from slack_sdk.webhook import WebhookClient
 from monitor.alerts import Notification
 from monitor.config import SlackConfig
 from monitor.notify.outbox import SendResult
-from monitor.notify.render import render_slack
+from monitor.notify.render import Templates, render_slack
 
 log = structlog.get_logger()
 
@@ -47,10 +47,12 @@ class SlackNotifier:
     name = "slack"
 
     def __init__(self, *, webhook_url: str | None = None, bot_token: str | None = None, channel: str | None = None,
-                 base_url: str | None = None, timezone: str = "UTC", timeout: int = 15) -> None:
+                 base_url: str | None = None, timezone: str = "UTC", timeout: int = 15,
+                 templates: Templates | None = None) -> None:
         if not webhook_url and not bot_token:
             raise ValueError("a Slack webhook URL or bot token is needed")
         self.tz = ZoneInfo(timezone)
+        self.templates = templates  # None: the shipped templates
         self.channel = channel
         # The User-Agent names the replica (host:pid, as its PostgreSQL sessions do): who sent a message.
         agent = f"cluster-monitor/{socket.gethostname()}:{os.getpid()}"
@@ -60,13 +62,14 @@ class SlackNotifier:
                               retry_handlers=_handlers(), user_agent_suffix=agent) if bot_token else None
 
     @classmethod
-    def from_config(cls, cfg: SlackConfig, *, timezone: str = "UTC") -> SlackNotifier:
+    def from_config(cls, cfg: SlackConfig, *, timezone: str = "UTC",
+                    templates: Templates | None = None) -> SlackNotifier:
         return cls(webhook_url=cfg.webhook_url.get_secret_value() if cfg.webhook_url else None,
                    bot_token=cfg.bot_token.get_secret_value() if cfg.bot_token else None,
-                   channel=cfg.channel, base_url=cfg.base_url, timezone=timezone)
+                   channel=cfg.channel, base_url=cfg.base_url, timezone=timezone, templates=templates)
 
     def send(self, notification: Notification, *, thread_ts: str | None = None) -> SendResult:
-        msg = render_slack(notification, tz=self.tz)
+        msg = render_slack(notification, tz=self.tz, templates=self.templates)
         if self._web is not None:
             try:
                 resp = self._web.chat_postMessage(channel=self.channel or "", text=msg.text, blocks=msg.blocks,

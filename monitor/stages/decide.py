@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from monitor import kinds
 from monitor.alerts import Alert
 from monitor.config import Inhibit, Silence
 from monitor.rules.inhibit import split_inhibited
@@ -19,14 +20,11 @@ from monitor.rules.silences import split_silenced
 from monitor.store.base import AlertState
 
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
-_KIND_ORDER = {"cost_spike": 0, "error_rate": 1, "error_spike": 2, "new_cluster": 3, "cluster_cost": 4,
-               "cluster_avg_cost": 5, "p95_latency": 6, "disappeared": 7, "split": 8, "merge": 9,
-               "share_shift": 10, "mix_shift": 2}
 
 
 def importance(a: Alert) -> tuple[int, int, float]:
     """The order alerts are told in: severity, then kind, then the larger value first."""
-    return (_SEVERITY_ORDER.get(a.severity, 3), _KIND_ORDER.get(a.kind, 99), -abs(a.value or 0.0))
+    return (_SEVERITY_ORDER.get(a.severity, 3), kinds.order(a.kind), -abs(a.value or 0.0))
 
 
 @dataclass(frozen=True)

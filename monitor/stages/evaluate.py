@@ -9,8 +9,8 @@ import msgspec
 
 from monitor.alerts import Alert
 from monitor.config import Rule
-from monitor.rules.language import evaluate_rules, run_metrics
-from monitor.rules.thresholds import RuleContext, evaluate
+from monitor.rules.engine import RuleContext, evaluate
+from monitor.rules.language import run_metrics
 from monitor.store.base import ClusterSnapshot
 
 
@@ -39,8 +39,5 @@ def evaluate_run(ctx: RuleContext, rules: Sequence[Rule], history: Sequence[Clus
                  run_history: Sequence[dict[str, float]] = ()) -> Evaluation:
     """Every alert the run fires, built-in kinds first. `history`/`run_history`: the job's earlier runs,
     read only when there are `rules`."""
-    alerts = evaluate(ctx)
     current = run_metrics(ctx, ctx.mix_shift)
-    if rules:
-        alerts += evaluate_rules(rules, ctx, history, run_history, current)
-    return Evaluation(alerts=alerts, run_metrics=current)
+    return Evaluation(alerts=evaluate(ctx, rules, history, run_history, current), run_metrics=current)

@@ -112,8 +112,19 @@ class Migration:
         return [s.strip() for s in text.split(";") if s.strip()]
 
 
+# Migration 2: who took a firing alert in hand (Slack's "Acknowledge" button, `cluster-monitor ack`).
+ACKNOWLEDGEMENTS = """
+CREATE TABLE IF NOT EXISTS acknowledgements (
+    fingerprint TEXT PRIMARY KEY,
+    acked_by TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    created_at {ts} NOT NULL
+)
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, clusters, alert states, outbox, key-values and silences", BASELINE),
+    Migration(2, "acknowledgements of firing alerts", ACKNOWLEDGEMENTS),
 )
 
 

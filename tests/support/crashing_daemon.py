@@ -1,6 +1,6 @@
 """Test-only entry point: `cluster-monitor run` that SIGKILLs itself between a send and its "sent" mark.
 
-The kill test (`kill_test`: tests/test_faults.py and `./dev bench reliability`) starts some daemons through this
+The kill test (`kill_test`: tests/e2e/test_kill.py, `./dev bench reliability`) starts some daemons through this
 script instead of `cluster-monitor run`: after its n-th message accepted by a channel, before the outbox
 records it as sent, the process dies as a power cut would, the one moment where a crash may repeat a
 message. The hook is injected into the Deliverer (`after_send`), so the package holds no crash point.

@@ -14,7 +14,7 @@ Where the lists were read (repository PostHog/posthog):
   conversion family was re-read name by name for current releases; other families (arrays, strings,
   datetime, aggregations...) are taken as the old list, which current releases still accept.
 
-The monitor must use only OLD_RELEASE names (tests/test_localposthog.py checks every query in
+The monitor must use only OLD_RELEASE names (tests/integration/test_localposthog.py checks every query in
 monitor/posthog/queries.py against the old release).
 """
 
