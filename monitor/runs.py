@@ -9,7 +9,7 @@ frozen values out, and a bad payload raises `RunParseError` naming the run and t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import msgspec
@@ -145,10 +145,18 @@ class Run(msgspec.Struct, frozen=True):
         return self.share(NOISE_CLUSTER_ID)
 
 
-def parse_time(run_id: str, field: str, value: Any) -> datetime:
-    """PostHog writes windows with isoformat() and timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff'."""
+def parse_time(run_id: str, field: str, value: Any, *, naive: tzinfo | None = UTC) -> datetime:
+    """An aware datetime from an ISO text ('Z', an offset, or none).
+
+    `naive` is the contract for text without an offset: UTC (the default) where the writer is Python in
+    UTC (PostHog's window ends, written with isoformat() of UTC datetimes, and run files); None where the
+    value must carry its zone, because HogQL renders a bare `timestamp` in the project's timezone: the
+    times the monitor's own queries return are converted to UTC and marked `Z` (queries._EMITTED_AT), and
+    a naive one there means a query that lost it, an error rather than a shift by the project's offset."""
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if value.tzinfo is None and naive is None:
+            raise RunParseError(run_id, field, f"no timezone offset in {value!r}")
+        return value if value.tzinfo else value.replace(tzinfo=naive)
     if value is None or value == "":
         raise RunParseError(run_id, field, "missing")
     if not isinstance(value, str):
@@ -158,7 +166,9 @@ def parse_time(run_id: str, field: str, value: Any) -> datetime:
         dt = datetime.fromisoformat(text)
     except ValueError as exc:
         raise RunParseError(run_id, field, f"not a timestamp: {value!r}") from exc
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    if dt.tzinfo is None and naive is None:
+        raise RunParseError(run_id, field, f"no timezone offset in {value!r}: expected UTC marked 'Z'")
+    return dt if dt.tzinfo else dt.replace(tzinfo=naive)
 
 
 def parse_clusters(run_id: str, raw: bytes | str | list[Any] | None) -> tuple[Cluster, ...]:
