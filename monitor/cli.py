@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -186,9 +186,15 @@ def replay(
     config: ConfigOpt,
     days: Annotated[int | None, typer.Option(
         min=1, help="look back this many days (default: posthog.lookback_days)")] = None,
-    at: Annotated[str | None, typer.Option(help="evaluate as of this ISO time (default: now, or --until)")] = None,
-    since: Annotated[str | None, typer.Option(help="only runs that landed at or after this ISO time")] = None,
-    until: Annotated[str | None, typer.Option(help="only runs that landed at or before this ISO time")] = None,
+    at: Annotated[str | None, typer.Option(
+        help="evaluate as of this ISO time (default: now, or --until); without an offset, in the project's "
+             "timezone")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="only runs that landed at or after this ISO time; without an offset, in the project's timezone "
+             "(PostHog's project setting, as PostHog shows times)")] = None,
+    until: Annotated[str | None, typer.Option(
+        help="only runs that landed at or before this ISO time; without an offset, in the project's "
+             "timezone")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one notification per line, as JSON")] = False,
     log_level: LogLevelOpt = LogLevel.warning,
 ) -> None:
@@ -197,12 +203,12 @@ def replay(
     from monitor.replay import print_notices
     from monitor.replay import replay as run_replay
 
-    def when(text: str | None) -> datetime | None:
-        return _iso_time(text) if text else None
-
     cfg = _load(config)
-    lo, hi = when(since), when(until)
-    now = when(at) or hi or datetime.now(UTC)
+    given = {opt: _iso_time(text, opt, naive=None) for opt, text in
+             (("--since", since), ("--until", until), ("--at", at)) if text}
+    given = _in_project_zone(cfg, given)
+    lo, hi, at_time = given.get("--since"), given.get("--until"), given.get("--at")
+    now = at_time or hi or datetime.now(UTC)
     if lo is not None and days is None:
         days = max(1, (now - lo).days + 1)
     result = run_replay(cfg, days=days, clock=lambda: now, since=lo, until=hi)
@@ -330,12 +336,37 @@ def _duration_seconds(text: str) -> float:
     return float(t[:-1]) * _DURATION[t[-1]]
 
 
-def _iso_time(text: str, option: str = "--until") -> datetime:
+def _iso_time(text: str, option: str = "--until", *, naive: tzinfo | None = UTC) -> datetime:
+    """`naive`: the zone of a time given without an offset (None: leave it naive for the caller)."""
     try:
         t = datetime.fromisoformat(text.strip())
     except ValueError as exc:
         raise typer.BadParameter(f"{text!r} is not a time: use {_TIME_FORMATS}", param_hint=f"'{option}'") from exc
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    return t if t.tzinfo or naive is None else t.replace(tzinfo=naive)
+
+
+def _in_project_zone(cfg: Config, given: dict[str, datetime]) -> dict[str, datetime]:
+    """Replay's bounds: as given when they have an offset; else on the project's wall clock, the zone
+    PostHog shows the project's times in (read from PostHog once; each reading said on stderr)."""
+    naive = [opt for opt, t in given.items() if t.tzinfo is None]
+    if not naive:
+        return given
+    from monitor.posthog.client import PostHogError
+    from monitor.replay import project_zone
+
+    try:
+        zone = project_zone(cfg)
+    except PostHogError as exc:
+        t = given[naive[0]]
+        typer.echo(f"cluster-monitor replay: {naive[0]} {t.isoformat()} has no offset and the project's timezone "
+                   f"could not be read from PostHog ({exc}): give the offset, e.g. {t.isoformat()}+00:00", err=True)
+        raise typer.Exit(2) from exc
+    out = dict(given)
+    for opt in naive:
+        out[opt] = given[opt].replace(tzinfo=zone)
+        typer.echo(f"replay: {opt} {given[opt].isoformat()} read in the project's timezone {zone.key}: "
+                   f"{out[opt].astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC", err=True)
+    return out
 
 
 @silence_app.command("add")

@@ -81,6 +81,15 @@ def process_embedder() -> Embedder | None:
     return semantic_embedder(None, os.environ)
 
 
+def build_client(cfg: Config, *, sleep: Callable[[float], None] = time.sleep,
+                 budget: RequestBudget | None = None) -> PostHogClient:
+    """The project's PostHog client, drawing on the process's budget for its key unless given one."""
+    key = cfg.posthog.resolved_api_key()
+    return PostHogClient(cfg.posthog.host, cfg.posthog.project_id, key,
+                         timeout=cfg.posthog.timeout_seconds, max_retries=cfg.posthog.max_retries,
+                         budget=budget or budget_for(key), sleep=sleep)
+
+
 def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
                   sleep: Callable[[float], None] = time.sleep, budget: RequestBudget | None = None,
                   fence: Callable[[], bool] = lambda: True, claim: Callable[[int], bool] | None = None,
@@ -91,10 +100,7 @@ def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
     this replica lost the leader lock.
     `after_send`: the Deliverer's hook between a send and its "sent" mark (the crash test's; None here).
     `embedder`: the matcher's semantic signal; by default the environment's, None for none."""
-    key = cfg.posthog.resolved_api_key()
-    client = PostHogClient(cfg.posthog.host, cfg.posthog.project_id, key,
-                           timeout=cfg.posthog.timeout_seconds, max_retries=cfg.posthog.max_retries,
-                           budget=budget or budget_for(key), sleep=sleep)
+    client = build_client(cfg, sleep=sleep, budget=budget)
     store = open_store(cfg.state)
     deliverer = Deliverer(store, build_notifiers(cfg), max_backoff=cfg.delivery.max_backoff_seconds,
                           max_attempts=cfg.delivery.max_attempts, sleep=sleep, fence=fence, claim=claim,
