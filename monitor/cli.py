@@ -249,8 +249,10 @@ def diff(
 
 
 @app.command("check-config")
-def check_config(config: ConfigOpt) -> None:
-    """Validate the config (and templates) without sending anything."""
+def check_config(config: ConfigOpt, offline: Annotated[bool, typer.Option(
+        "--offline", help="do not ask PostHog whether each watched level has a clustering job")] = False) -> None:
+    """Validate the config (and templates) without sending anything; with PostHog reachable, also check that
+    each watched level has an enabled clustering job."""
     cfg = _load(config)
     from monitor.app.wiring import load_templates
     from monitor.notify.render import check_templates
@@ -263,6 +265,35 @@ def check_config(config: ConfigOpt) -> None:
     typer.echo(f"{config}: ok (project {cfg.posthog.project_id} on {cfg.posthog.host}; "
                f"channels: {', '.join(c for c in ('slack', 'email') if getattr(cfg, c)) or 'none'})")
     typer.echo(f"state: {cfg.state.replicas()}")
+    if offline:
+        typer.echo("jobs: not checked (--offline)")
+    else:
+        _check_jobs(cfg)
+
+
+def _check_jobs(cfg: Config) -> None:
+    """Each project's watched levels against its clustering jobs on PostHog, when PostHog answers. A
+    warning, not a failure: jobs are made in PostHog, perhaps after the monitor is configured."""
+    from monitor.app.wiring import build_client
+    from monitor.posthog.client import PostHogError
+    from monitor.stages.discover import levels_without_job
+
+    for c in cfg.per_project():
+        pid, host = c.posthog.project_id, c.posthog.host
+        try:
+            with build_client(c, max_retries=0, timeout=min(c.posthog.timeout_seconds, 10.0)) as client:
+                jobs = client.clustering_jobs()
+        except (PostHogError, OSError) as exc:
+            typer.echo(f"jobs: could not check project {pid}'s clustering jobs on {host}: {exc}")
+            continue
+        missing = levels_without_job(c.watch, jobs)
+        for level in missing:
+            among = f" among the jobs watch.jobs names ({', '.join(c.watch.jobs)})" if c.watch.jobs else ""
+            typer.echo(f"warning: project {pid} watches level {level!r} but has no enabled {level}-level "
+                       f"clustering job{among}: no {level} run will come")
+        if not missing:
+            typer.echo(f"jobs: project {pid}: every watched level ({', '.join(c.watch.levels)}) has an "
+                       f"enabled clustering job")
 
 
 @app.command()

@@ -107,6 +107,7 @@ class Monitor:
         self.jobs = discover.JobIndex(client.clustering_jobs, clock)
         # `replay --since/--until`: only runs that landed in this window (None: open).
         self.replay_window: tuple[datetime | None, datetime | None] = (None, None)
+        self._watch_checked = False
 
     # --- discover ------------------------------------------------------------------------------------
     def discover(self, now: datetime) -> list[DiscoveredRun]:
@@ -114,6 +115,20 @@ class Monitor:
         found = discover.list_runs(self.client, since, after)
         return discover.select_runs(found.values(), lambda d: discover.is_watched(d, self.cfg.watch, self.jobs),
                                     self.replay_window, self.store.processed_ids)
+
+    def check_watch(self) -> list[str] | None:
+        """Warn of watched levels with no enabled job (see discover.levels_without_job); returns them, or
+        None when the jobs could not be read. Asked by the first cycle that reaches PostHog (so at start,
+        without holding the start up when PostHog is down), from the job list discovery keeps anyway."""
+        jobs = self.jobs.get()
+        if jobs is None:
+            return None
+        self._watch_checked = True
+        missing = discover.levels_without_job(self.cfg.watch, jobs.values())
+        for level in missing:
+            log.warning("watched_level_without_job", project_id=self.cfg.posthog.project_id, level=level,
+                        jobs=len(jobs), named=self.cfg.watch.jobs or None)
+        return missing
 
     def rewind_cursor(self) -> None:
         """Discovery looks back over the whole look-back window at the next cycle (then moves on as usual)."""
@@ -210,6 +225,8 @@ class Monitor:
         result.notices.extend(pushed)
         result.notifications += len(pushed)
         result.discovered = len(todo)
+        if result.error is None and not self._watch_checked:
+            self.check_watch()
         earliest_failed, interrupted = self._process_runs(todo, result, stop)
         result.notifications += self.summarise_held(self.clock())
         if result.error is None:

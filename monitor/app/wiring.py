@@ -82,11 +82,14 @@ def process_embedder() -> Embedder | None:
 
 
 def build_client(cfg: Config, *, sleep: Callable[[float], None] = time.sleep,
-                 budget: RequestBudget | None = None) -> PostHogClient:
-    """The project's PostHog client, drawing on the process's budget for its key unless given one."""
+                 budget: RequestBudget | None = None, max_retries: int | None = None,
+                 timeout: float | None = None) -> PostHogClient:
+    """The project's PostHog client, drawing on the process's budget for its key unless given one.
+    `max_retries`, `timeout`: the config's unless given (a one-off check need not wait out an outage)."""
     key = cfg.posthog.resolved_api_key()
     return PostHogClient(cfg.posthog.host, cfg.posthog.project_id, key,
-                         timeout=cfg.posthog.timeout_seconds, max_retries=cfg.posthog.max_retries,
+                         timeout=cfg.posthog.timeout_seconds if timeout is None else timeout,
+                         max_retries=cfg.posthog.max_retries if max_retries is None else max_retries,
                          budget=budget or budget_for(key), sleep=sleep)
 
 

@@ -121,6 +121,16 @@ class JobIndex:
         return self.jobs
 
 
+def levels_without_job(watch: WatchConfig, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The watched levels no enabled job of the project clusters (among the jobs `watch.jobs` names, when
+    it names some): their runs will never come, and nothing else would say so (`watch: [evaluation]`
+    with no evaluation job finds no run, silently). Jobs come from the clustering-jobs endpoint
+    (`analysis_level`, `enabled`)."""
+    active = {str(j.get("analysis_level") or "") for j in jobs if j.get("enabled", True) and (
+        not watch.jobs or str(j.get("id")) in watch.jobs or str(j.get("name")) in watch.jobs)}
+    return [level for level in watch.levels if level not in active]
+
+
 def is_watched(d: DiscoveredRun, watch: WatchConfig, jobs: JobIndex) -> bool:
     """`watch:` names jobs (by id or name) and levels; with no jobs named, every enabled job is watched."""
     if d.level not in watch.levels:

@@ -72,6 +72,19 @@ def test_discovery_parses_a_row_and_names_the_run_of_a_bad_one() -> None:
                                       "window_end": "2026-11-01T03:00:00+00:00"})
 
 
+def test_a_watched_level_without_an_enabled_job_is_named() -> None:
+    jobs = [{"id": "a", "name": "Default - traces", "analysis_level": "trace", "enabled": True},
+            {"id": "b", "name": "Default - generations", "analysis_level": "generation", "enabled": False},
+            {"id": "c", "name": "Coding", "analysis_level": "generation", "enabled": True}]
+    every = WatchConfig(levels=["trace", "generation", "evaluation"])
+    assert discover.levels_without_job(every, jobs) == ["evaluation"]
+    assert discover.levels_without_job(WatchConfig(levels=["trace", "generation"]), jobs) == []
+    # Named jobs: only those count (the disabled one does not).
+    assert discover.levels_without_job(WatchConfig(jobs=["Default - traces", "b"], levels=["trace", "generation"]),
+                                       jobs) == ["generation"]
+    assert discover.levels_without_job(WatchConfig(levels=["trace"]), []) == ["trace"]
+
+
 def test_discovery_looks_back_behind_the_cursor_but_not_past_the_horizon() -> None:
     assert discover.discovery_bounds(T0, 7, None) == (T0 - timedelta(days=7),) * 2
     since, after = discover.discovery_bounds(T0, 7, T0 - timedelta(hours=1))
