@@ -148,6 +148,8 @@ def test_replay_reads_naive_since_until_in_the_projects_timezone(
     naive = [(lo + ist).replace(tzinfo=None, microsecond=0).isoformat(),
              (hi + ist + timedelta(seconds=1)).replace(tzinfo=None, microsecond=0).isoformat()]
     runner = CliRunner()
+    project = f"/api/projects/{ds.team_id}/"
+    asked = sum(r.get("path") == project for r in server.requests)
     by_offset = runner.invoke(app, ["replay", "-c", str(cfg), "--json", "--since", lo.isoformat(),
                                     "--until", hi.isoformat(), "--at", (END + timedelta(hours=1)).isoformat()])
     by_local = runner.invoke(app, ["replay", "-c", str(cfg), "--json", "--since", naive[0],
@@ -156,4 +158,6 @@ def test_replay_reads_naive_since_until_in_the_projects_timezone(
     assert by_offset.exit_code == 0, by_offset.output
     assert by_local.exit_code == 0, by_local.output
     assert by_local.stdout == by_offset.stdout and by_local.stdout.strip()
-    assert "Asia/Kolkata" in by_local.stderr
+    assert "--since" in by_local.stderr and "read in the project's timezone Asia/Kolkata" in by_local.stderr
+    # Asked once for both bounds, and not at all when every bound had its offset.
+    assert sum(r.get("path") == project for r in server.requests) == asked + 1
