@@ -347,6 +347,8 @@ def silence_add(
     job: Annotated[str | None, typer.Option(help="glob on the job name")] = None,
     level: Annotated[Level | None, typer.Option(help="clustering level", case_sensitive=False)] = None,
     title: Annotated[str | None, typer.Option(help="glob on the cluster title")] = None,
+    lineage: Annotated[str | None, typer.Option(
+        help="one cluster lineage, across its renames (`history` shows the ids)")] = None,
     for_: Annotated[str | None, typer.Option(
         "--for", help=f"how long, e.g. 4h or 2d (default {DEFAULT_SILENCE})")] = None,
     until: Annotated[str | None, typer.Option(help="when it ends: " + _TIME_FORMATS)] = None,
@@ -371,14 +373,16 @@ def silence_add(
         if why is not None:
             raise typer.BadParameter(why, param_hint="'--kind'")
     spec = {"kinds": kind or [], "severities": [s.value for s in severity or []], "job": job,
-            "level": level.value if level else None, "title": title, "until": end.isoformat(), "comment": comment}
+            "level": level.value if level else None, "title": title, "lineage": lineage, "until": end.isoformat(),
+            "comment": comment}
     try:
         silence = Silence.model_validate(spec)
     except ValidationError as exc:
         typer.echo(f"cluster-monitor silence add: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", err=True)
         raise typer.Exit(2) from exc
-    if not any((silence.kinds, silence.severities, job, level, title)):
-        typer.echo("cluster-monitor silence add: say what to mute (--kind, --severity, --job, --level or --title)",
+    if not any((silence.kinds, silence.severities, job, level, title, lineage)):
+        typer.echo("cluster-monitor silence add: say what to mute (--kind, --severity, --job, --level, --title or "
+                   "--lineage)",
                    err=True)
         raise typer.Exit(2)
     store = _open_store(cfg)

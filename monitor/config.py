@@ -389,6 +389,9 @@ class Silence(_Strict):
     job: str | None = None
     level: str | None = None
     title: str | None = None
+    # One cluster lineage, exactly (`history` shows the ids): the same cluster across its renames. What a
+    # Slack "Silence 24h" click stores, as titles drift from run to run.
+    lineage: str | None = None
     until: datetime | None = None
     comment: str = ""
 

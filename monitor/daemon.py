@@ -227,7 +227,8 @@ class Daemon:
         return IntervalTrigger(seconds=sched.interval_seconds, timezone="UTC")
 
     def start_health_server(self) -> None:
-        actions = SlackActions(lambda: self.cfg, wall_clock=self.health.clock, clock=self._clock)
+        # Clicks are dated by the wall clock, as `silence add` and `ack` date theirs (not the demo's virtual one).
+        actions = SlackActions(lambda: self.cfg, wall_clock=self.health.clock)
         self._health_server = start_http_server(self.cfg.server, self.health, self.request_cycle,
                                                 slack_actions=actions.handle)
 

@@ -49,15 +49,13 @@ class _Clock(Clock):
 
 class SlackActions:
     """The handler behind POST /slack/actions. `config` is read per click, so a reload applies at once;
-    `wall_clock` checks Slack's timestamps, `clock` dates silences and acknowledgements (the monitor's
-    now); `respond` posts the confirmation (a thread calling slack-sdk by default)."""
+    `wall_clock` checks Slack's timestamps and dates silences and acknowledgements (as the CLI's `silence
+    add` and `ack` do); `respond` posts the confirmation (a thread calling slack-sdk by default)."""
 
     def __init__(self, config: Callable[[], Config], *, wall_clock: Callable[[], float] = time.time,
-                 clock: Callable[[], datetime] | None = None,
                  respond: Callable[[str, str], None] | None = None) -> None:
         self._config = config
         self._wall = wall_clock
-        self._clock = clock or (lambda: datetime.now(UTC))
         self._respond = respond or _respond_in_thread
         self._seen: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -112,7 +110,7 @@ class SlackActions:
         if pcfg is None:
             log.warning("slack_action_unknown_project", project_id=c.ref.project_id, **fields)
             return "This alert belongs to a project this monitor no longer watches."
-        now = self._clock()
+        now = datetime.fromtimestamp(self._wall(), UTC)
         try:
             store = open_store(pcfg.state)
         except StoreError as exc:

@@ -275,7 +275,7 @@ def _click(slack: LocalSlack, message: dict[str, Any], action_id: str, nth: int,
         n = slack._clicks
     who = user or {"id": "U0LOCAL", "username": "ana", "name": "ana", "team_id": "T0LOCAL"}
     channel = message.get("channel") or "C0LOCAL"
-    payload = {
+    payload: dict[str, Any] = {
         "type": "block_actions",
         "user": who,
         "api_app_id": "A0LOCAL",

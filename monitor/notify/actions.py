@@ -3,10 +3,11 @@ what a click asks for. Pure (data in, data out); the daemon's handler (monitor/a
 verifies the request's signature and acts on the store.
 
 A button's `value` carries what the action needs without a store lookup: the project, the alert's
-fingerprint, and what a silence of that alert matches (its rule or kind, job, level and cluster title),
-so a click on a message from months ago still means the same alert. Slack sends the value back
-unchanged, but it is parsed as untrusted input all the same: bounded, typed, and only ever stored
-through bound parameters.
+fingerprint, and what a silence of that alert matches (its rule or kind, job, level and cluster lineage:
+the lineage, not the title, as a cluster's title is rewritten from run to run while its lineage stays; a
+title glob only for an alert with no lineage), so a click on an old message still means the same alert.
+Slack sends the value back unchanged, but it is parsed as untrusted input all the same: bounded, typed,
+and only ever stored through bound parameters.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ SILENCE_FOR = timedelta(hours=24)
 MAX_VALUE = 2000
 TITLE_IN_VALUE = 300
 # Bounds for each field read back from a click: longer means it did not come from one of our buttons.
-_LIMITS = {"f": 64, "k": 200, "j": 400, "l": 40, "t": 4 * TITLE_IN_VALUE, "u": 200}
+_LIMITS = {"f": 64, "k": 200, "j": 400, "l": 40, "g": 200, "t": 4 * TITLE_IN_VALUE, "u": 200}
 
 
 class ActionError(ValueError):
@@ -45,7 +46,8 @@ class AlertRef:
     rule: str  # what a silence's `kinds` matches: the rule's name, or the built-in kind
     job: str
     level: str
-    title_glob: str | None  # the cluster title as a glob matching it literally; None: not about a cluster
+    lineage: str | None  # the cluster's lineage id; None: not about a tracked cluster
+    title_glob: str | None  # without a lineage: the cluster title as a glob matching it literally
 
 
 @dataclass(frozen=True)
@@ -75,11 +77,14 @@ def title_glob(title: str | None) -> str | None:
 
 def alert_ref(a: Alert, project_id: int) -> AlertRef:
     return AlertRef(project_id=project_id, fingerprint=a.fingerprint, rule=a.rule, job=a.job_name, level=a.level,
-                    title_glob=title_glob(a.cluster_title))
+                    lineage=a.lineage_id or None,
+                    title_glob=None if a.lineage_id else title_glob(a.cluster_title))
 
 
 def encode_value(ref: AlertRef) -> str:
     doc = {"p": ref.project_id, "f": ref.fingerprint, "k": ref.rule, "j": ref.job, "l": ref.level}
+    if ref.lineage is not None:
+        doc["g"] = ref.lineage
     if ref.title_glob is not None:
         doc["t"] = ref.title_glob
     text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
@@ -100,9 +105,9 @@ def decode_value(text: Any) -> AlertRef:
     pid = doc.get("p")
     if not isinstance(pid, int) or isinstance(pid, bool):
         raise ActionError("button value has no project")
-    title = doc.get("t")
     return AlertRef(project_id=pid, fingerprint=_field(doc, "f"), rule=_field(doc, "k"), job=_field(doc, "j"),
-                    level=_field(doc, "l"), title_glob=None if title is None else _field(doc, "t"))
+                    level=_field(doc, "l"), lineage=None if doc.get("g") is None else _field(doc, "g"),
+                    title_glob=None if doc.get("t") is None else _field(doc, "t"))
 
 
 def _field(doc: dict[str, Any], key: str) -> str:
@@ -167,8 +172,8 @@ def _text(v: Any) -> str:
 
 
 def silence_spec(c: Click, who: str, now: datetime) -> dict[str, Any]:
-    """What `cluster-monitor silence add --kind K --job J --level L --title T --for 24h` would store for the
-    clicked alert (`who`: the clicking user, made displayable by the caller)."""
+    """What `cluster-monitor silence add --kind K --job J --level L --lineage G --for 24h` would store for
+    the clicked alert (`who`: the clicking user, made displayable by the caller)."""
     return {"kinds": [c.ref.rule], "severities": [], "job": glob_literal(c.ref.job), "level": c.ref.level,
-            "title": c.ref.title_glob, "until": (now + SILENCE_FOR).isoformat(),
+            "lineage": c.ref.lineage, "title": c.ref.title_glob, "until": (now + SILENCE_FOR).isoformat(),
             "comment": f"Silence 24h from Slack by {who}"}
