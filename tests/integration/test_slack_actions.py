@@ -127,11 +127,15 @@ def test_a_signed_click_silences_the_alert_and_an_acknowledge_shows_in_status(
         d.close()
 
 
-@pytest.fixture
-def actions_server(slack: LocalSlack, tmp_path: Path) -> Iterator[tuple[Config, HealthServer, str]]:
-    """A config with slack.actions, a store with one firing alert, the message about it delivered to the
-    local Slack through slack-sdk, and the daemon's HTTP port with the actions handler: no PostHog needed."""
-    doc = {"posthog": {"project_id": 77, "api_key": "phx_x"}, "state": {"path": str(tmp_path / "s.sqlite")},
+@pytest.fixture(params=["sqlite", "postgres"])
+def actions_server(request: pytest.FixtureRequest, slack: LocalSlack,
+                   tmp_path: Path) -> Iterator[tuple[Config, HealthServer, str]]:
+    """A config with slack.actions, a store with one firing alert (SQLite, or PostgreSQL as replicas share
+    it), the message about it delivered to the local Slack through slack-sdk, and the daemon's HTTP port
+    with the actions handler: no PostHog needed."""
+    state = ({"path": str(tmp_path / "s.sqlite")} if request.param == "sqlite"
+             else {"url": request.getfixturevalue("postgres_url")})
+    doc = {"posthog": {"project_id": 77, "api_key": "phx_x"}, "state": state,
            "slack": {"webhook_url": slack.webhook_url, "actions": True, "signing_secret": "${SLACK_SIGNING_SECRET}"},
            "server": {"host": "127.0.0.1", "port": 0}}
     cfg = parse_config(json.dumps(doc), "c.yaml", env={"SLACK_SIGNING_SECRET": SECRET})
