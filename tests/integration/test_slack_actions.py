@@ -246,3 +246,21 @@ def test_without_slack_actions_the_message_has_link_buttons_only_and_the_route_i
     assert not _buttons(slack.messages[0], SILENCE_ACTION) and not _buttons(slack.messages[0], ACK_ACTION)
     handler = SlackActions(lambda: cfg)
     assert handler.handle(b"payload=x", {})[0] == 404
+
+
+def test_clicks_that_cannot_act_say_why_to_the_clicker_and_change_nothing(
+        actions_server: tuple[Config, HealthServer, str], slack: LocalSlack) -> None:
+    cfg, _server, url = actions_server
+    (message,) = slack.messages
+    original = json.loads(_buttons(message, ACK_ACTION)[0]["value"])
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        (ACK_ACTION, {"f": "ffffffffffffffff"}, "not firing any more"),
+        (SILENCE_ACTION, {"p": 999}, "no longer watches"),
+        (SILENCE_ACTION, {"k": "no-such-rule"}, "no longer configured")]
+    for i, (action, change, said) in enumerate(cases):
+        for e in _buttons(message, action):
+            e["value"] = json.dumps({**original, **change})
+        assert slack.click(message, action, request_url=url, signing_secret=SECRET).status == 200
+        assert slack.wait_for_responses(i + 1)
+        assert said in slack.responses[i]["text"]
+    assert _state(cfg) == ([], [])
