@@ -50,8 +50,11 @@ def _with_actions(path: Path, **extra: Any) -> Path:
     return path
 
 
+@pytest.mark.parametrize("state", ["sqlite", "postgres"])
 def test_a_signed_click_silences_the_alert_and_an_acknowledge_shows_in_status(
-        posthog_factory: Any, slack: LocalSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        state: str, posthog_factory: Any, slack: LocalSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        request: pytest.FixtureRequest) -> None:
+    """On PostgreSQL the clicks go to a standby replica: any replica takes them, the leader acts on them."""
     env: PostHogEnv = posthog_factory("drift", scale=0.05, days=14)
     monkeypatch.setenv("TEST_POSTHOG_KEY", API_KEY)
     monkeypatch.setenv("SLACK_SIGNING_SECRET", SECRET)
@@ -62,10 +65,18 @@ def test_a_signed_click_silences_the_alert_and_an_acknowledge_shows_in_status(
     config = _with_actions(write_daemon_config(
         tmp_path / "config.yaml", env, slack, tmp_path / "state.sqlite", server={"host": "127.0.0.1", "port": 0},
         alerting={"stale_after_hours": 0, "catch_up_after_hours": 0, "repeat_interval_hours": 1}))
+    if state == "postgres":
+        doc = json.loads(config.read_text())
+        config.write_text(json.dumps({**doc, "state": {"url": request.getfixturevalue("postgres_url")}}))
     d = Daemon(config, clock=lambda: env.server.clock.now() or END)
     d.start_health_server()
     assert d._health_server is not None
-    request_url = f"http://127.0.0.1:{d._health_server.server_address[1]}/slack/actions"
+    # The replica Slack's clicks reach: the leader itself on SQLite, a standby on PostgreSQL.
+    taker = Daemon(config, clock=lambda: env.server.clock.now() or END) if state == "postgres" else d
+    if taker is not d:
+        taker.start_health_server()
+    assert taker._health_server is not None
+    request_url = f"http://127.0.0.1:{taker._health_server.server_address[1]}/slack/actions"
     runner = CliRunner()
 
     def cli(*args: str) -> Any:
@@ -76,6 +87,8 @@ def test_a_signed_click_silences_the_alert_and_an_acknowledge_shows_in_status(
 
     try:
         assert (r := d.run_cycle()) is not None and r.ok
+        if taker is not d:
+            assert (r := taker.run_cycle()) is not None and r.standby
         assert not slack.block_errors
         firing = [m for m in slack.messages if _buttons(m, ACK_ACTION)]
         assert len(firing) >= 2, "the drift scenario fires error-rate levels in several jobs"
@@ -123,8 +136,10 @@ def test_a_signed_click_silences_the_alert_and_an_acknowledge_shows_in_status(
         assert silenced_fp not in reminded
         assert silenced_fp in {a["fingerprint"] for a in json.loads(cli("status", "--json"))["projects"][0]["firing"]}
     finally:
-        d._health_server.shutdown()
-        d.close()
+        for replica in {id(d): d, id(taker): taker}.values():
+            assert replica._health_server is not None
+            replica._health_server.shutdown()
+            replica.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
