@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlencode
 
 import msgspec
@@ -151,3 +152,19 @@ def test_config_turns_buttons_on_only_with_a_signing_secret_from_the_environment
         parse_config("posthog:\n  project_id: 1\n  api_key: phx_x\n" + SLACK
                      + "  actions: true\n  signing_secret: ${S}\n", "c.yaml", env={"S": "x"})
     assert "slack.actions needs server.port" in exc.value.problems[0]
+
+
+def test_silence_add_takes_a_lineage_as_a_click_does(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    path = tmp_path / "c.yaml"
+    path.write_text(f"posthog:\n  project_id: 1\n  api_key: ${{K}}\nstate:\n  path: {tmp_path / 's.sqlite'}\n")
+    runner = CliRunner()
+    added = runner.invoke(app, ["silence", "add", "--config", str(path), "--lineage", "lin-1"], env={"K": "phx_x"})
+    assert added.exit_code == 0, added.stderr
+    listed = runner.invoke(app, ["silence", "list", "--config", str(path), "--json"], env={"K": "phx_x"})
+    (s,) = json.loads(listed.stdout)
+    assert (s["lineage"], s["kinds"], s["active"]) == ("lin-1", [], True)
+    assert "lineage=lin-1" in runner.invoke(app, ["silence", "list", "--config", str(path)], env={"K": "phx_x"}).stdout
