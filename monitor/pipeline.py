@@ -23,6 +23,7 @@ from monitor import telemetry
 from monitor.alerts import Alert, Notification
 from monitor.config import Config, Silence
 from monitor.links import PostHogLinks
+from monitor.matching import embeddings as emb
 from monitor.matching import match_runs
 from monitor.matching.lineage import assign_lineages
 from monitor.matching.model import RunDiff
@@ -212,12 +213,37 @@ class Monitor:
         }, name=f"cluster_metrics_{run.level}")
         return metrics_from_rows(res.rows(), run.run_id)
 
+    def fetch_cluster_vectors(self, run: Run, d: DiscoveredRun) -> emb.ClusterVectors:
+        """The run's cluster means in PostHog's embedding space: one query, answered inside ClickHouse.
+        Never fails the run: without them (an older PostHog that does not know the table, a key not
+        allowed to read it, rows past retention) matching goes on with its lexical signals, said once
+        per run in the log and counted in /metrics."""
+        try:
+            res = self.client.query(queries.CLUSTER_EMBEDDINGS, queries.cluster_embeddings_values(
+                level=run.level, event=d.event, emitted_from=_q(d.emitted_at - timedelta(seconds=1)),
+                emitted_to=_q(d.emitted_at + timedelta(seconds=1)), run_id=run.run_id,
+                window_start=_q(run.window_start), window_end=_q(run.window_end)), name="cluster_embeddings")
+            vecs = emb.vectors_from_rows([[r.get("cluster_id"), r.get("items"), r.get("mean")] for r in res.rows()])
+        except PostHogError as exc:
+            telemetry.EMBEDDINGS_MISSING.labels(reason="unavailable").inc()
+            log.warning("cluster_embeddings_unavailable", run_id=run.run_id, status=exc.status, error=str(exc))
+            return {}
+        covered = emb.coverage(run, vecs)
+        if covered < 1.0:
+            telemetry.EMBEDDINGS_MISSING.labels(reason="empty" if not vecs else "partial").inc()
+            log.info("cluster_embeddings_partial", run_id=run.run_id, clusters=len(vecs),
+                     item_coverage=round(covered, 3))
+        return vecs
+
     def process(self, d: DiscoveredRun, now: datetime) -> Notification | None:
         # The new run first, the previous one after: the answer's buffers are gone before the previous
         # run is read, and its stored bytes go as soon as they are decoded.
         run = self.fetch_run(d)
         prev = self._previous(d.job_key, run)
-        diff: RunDiff | None = match_runs(prev, run, threshold=self.cfg.matching.threshold) if prev else None
+        vectors = self.fetch_cluster_vectors(run, d)
+        diff: RunDiff | None = match_runs(
+            prev, run, threshold=self.cfg.matching.threshold, prev_vectors=emb.decode(self.store.cluster_vectors(
+                prev.run_id)), new_vectors=vectors) if prev else None
         prev_lineages = self.store.lineages(prev.run_id) if prev else {}
         counter = iter(range(1_000_000))
         lineages = assign_lineages(
@@ -265,7 +291,8 @@ class Monitor:
         self.store.commit_run(ProcessedRun(
             run_id=run.run_id, job_key=d.job_key, level=run.level, window_end=run.window_end,
             emitted_at=d.emitted_at, event_uuid=d.event_uuid, payload=encode_digest(run), snapshots=snapshots,
-            alert_states=lc.states, outbox=outbox, processed_at=now, run_metrics=current))
+            alert_states=lc.states, outbox=outbox, processed_at=now, run_metrics=current,
+            cluster_vectors=emb.encode(vectors)))
         telemetry.RUNS_PROCESSED.labels(level=run.level).inc()
         log.info("run_processed", run_id=run.run_id, job=run.job_name, level=run.level,
                  clusters=len(run.clusters), items=run.clustered_size, prev_run_id=prev.run_id if prev else None,

@@ -112,8 +112,20 @@ class Migration:
         return [s.strip() for s in text.split(";") if s.strip()]
 
 
+# Migration 2 (issue 15): each run's cluster means in PostHog's embedding space (float32 bytes), so the
+# next run of the job compares against them without asking PostHog again. Pruned with their run.
+CLUSTER_VECTORS = """
+CREATE TABLE IF NOT EXISTS cluster_vectors (
+    run_id TEXT NOT NULL,
+    cluster_id INTEGER NOT NULL,
+    vector {blob} NOT NULL,
+    PRIMARY KEY (run_id, cluster_id)
+)
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, clusters, alert states, outbox, key-values and silences", BASELINE),
+    Migration(2, "cluster means in PostHog's embedding space, per run", CLUSTER_VECTORS),
 )
 
 

@@ -46,7 +46,10 @@ def test_a_state_file_from_before_versioning_upgrades_in_place_and_reads_back_th
         assert every_read(store, what_to_ask(str(V1))) == expected_v1()
     finally:
         store.close()
-    assert _objects(path) == before, "stamping the old tables changed none of them"
+    after = _objects(path)
+    assert {k: v for k, v in after.items() if k in before} == before, "stamping the old tables changed none of them"
+    assert set(after) - set(before) == {"cluster_vectors"}, \
+        "later migrations only added their tables"
     # Opened again: nothing to do, the same answers.
     again = SQLiteStore(path)
     try:
@@ -56,7 +59,7 @@ def test_a_state_file_from_before_versioning_upgrades_in_place_and_reads_back_th
 
 
 def test_a_new_state_has_exactly_the_tables_states_had_before_versioning(tmp_path: Path) -> None:
-    SQLiteStore(tmp_path / "new.sqlite").close()
+    SQLiteStore(tmp_path / "new.sqlite", migrations=MIGRATIONS[:1]).close()
     assert _objects(tmp_path / "new.sqlite") == _objects(V1)
     # PostgreSQL: the baseline, with its types, is the old PostgreSQL SCHEMA text word for word.
     old_pg = (DATA / "state_v1_postgres.sql").read_text()
@@ -67,7 +70,7 @@ def test_a_new_state_has_exactly_the_tables_states_had_before_versioning(tmp_pat
 
 def test_migrations_run_once_in_order_and_all_or_nothing(tmp_path: Path) -> None:
     path = _old_copy(tmp_path)
-    v2 = (*MIGRATIONS, Migration(2, "a note on key-values", "ALTER TABLE kv ADD COLUMN note TEXT"))
+    v2 = (*MIGRATIONS[:1], Migration(2, "a note on key-values", "ALTER TABLE kv ADD COLUMN note TEXT"))
     SQLiteStore(path, migrations=v2).close()
     # Applied once: a second run of the ALTER would fail on the duplicate column.
     store = SQLiteStore(path, migrations=v2)
@@ -92,8 +95,9 @@ def test_migrations_run_once_in_order_and_all_or_nothing(tmp_path: Path) -> None
 
 def test_a_state_written_by_a_newer_version_is_refused_not_guessed_at(tmp_path: Path) -> None:
     path = _old_copy(tmp_path)
-    SQLiteStore(path, migrations=(*MIGRATIONS, Migration(2, "newer", "CREATE TABLE newer (x INTEGER)"))).close()
-    with pytest.raises(StoreError, match=r"newer cluster-monitor \(schema version 2; this one knows up to 1\)"):
+    n = len(MIGRATIONS)
+    SQLiteStore(path, migrations=(*MIGRATIONS, Migration(n + 1, "newer", "CREATE TABLE newer (x INTEGER)"))).close()
+    with pytest.raises(StoreError, match=rf"newer cluster-monitor \(schema version {n + 1}; this one knows up to {n}\)"):
         SQLiteStore(path)
 
 
@@ -111,7 +115,27 @@ def test_run_metrics_are_part_of_the_run_transaction(tmp_path: Path) -> None:
 
     store.commit_run(run({"items": 10.0}))
     assert json.loads(store.kv_get("run_metrics:r1") or "") == {"items": 10.0}
+    assert store.cluster_vectors("r1") == {}
     with pytest.raises(sqlite3.IntegrityError):
         store.commit_run(run({"items": 99.0}))
     assert json.loads(store.kv_get("run_metrics:r1") or "") == {"items": 10.0}
+    store.close()
+
+
+def test_cluster_vectors_are_kept_with_their_run_and_pruned_with_it(tmp_path: Path) -> None:
+    """Migration 2 (issue 15): the next run of a job reads the previous run's cluster means from here."""
+    from datetime import timedelta
+
+    from monitor.store.base import ProcessedRun
+
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    t = datetime(2026, 11, 1, tzinfo=UTC)
+    for i in range(3):
+        store.commit_run(ProcessedRun(
+            run_id=f"r{i}", job_key="j", level="trace", window_end=t + timedelta(days=i), emitted_at=t,
+            event_uuid="u", payload=b"{}", snapshots=[], alert_states=[], outbox=[], processed_at=t,
+            cluster_vectors={0: b"\x00\x00\x80?" * 4, 3: bytes(8)}))
+    assert store.cluster_vectors("r2") == {0: b"\x00\x00\x80?" * 4, 3: bytes(8)}
+    store.prune(before=t + timedelta(days=5), keep_runs=1)
+    assert store.cluster_vectors("r0") == {} and store.cluster_vectors("r2")
     store.close()
