@@ -89,6 +89,36 @@ def vectors_from_items(run: Run, embeddings: Mapping[str, Sequence[float]],
     return _one_dimension(out)
 
 
+class EmbeddingRowsError(ValueError):
+    """A rows file that is not `{"document_id": ..., "embedding": [...]}` per line; names file and line."""
+
+
+def read_rows(data: bytes, source: str) -> dict[str, list[float]]:
+    """JSON lines `{"document_id": "...", "embedding": [floats]}`, as `raw_document_embeddings` returns
+    them; an item listed twice (summarised by two jobs) keeps its last row."""
+    import msgspec
+
+    out: dict[str, list[float]] = {}
+    for n, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = msgspec.json.decode(line)
+        except msgspec.DecodeError as exc:
+            raise EmbeddingRowsError(f"{source}:{n}: not JSON ({exc})") from exc
+        if not isinstance(row, dict):
+            raise EmbeddingRowsError(f"{source}:{n}: expected an object with document_id and embedding")
+        doc, vec = row.get("document_id"), row.get("embedding")
+        if not isinstance(doc, str) or not doc:
+            raise EmbeddingRowsError(f"{source}:{n}: document_id must be a non-empty string")
+        if not isinstance(vec, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                for x in vec):
+            raise EmbeddingRowsError(f"{source}:{n}: embedding must be a list of numbers")
+        if vec:
+            out[doc] = [float(x) for x in vec]
+    return out
+
+
 def cosine_matrix(prev: Sequence[Cluster], new: Sequence[Cluster], pv: ClusterVectors | None,
                   nv: ClusterVectors | None) -> npt.NDArray[np.float64] | None:
     """Cosine of every (prev, new) pair of cluster means; NaN where either side has no vector; None when
