@@ -97,7 +97,8 @@ def test_a_state_written_by_a_newer_version_is_refused_not_guessed_at(tmp_path: 
     path = _old_copy(tmp_path)
     n = len(MIGRATIONS)
     SQLiteStore(path, migrations=(*MIGRATIONS, Migration(n + 1, "newer", "CREATE TABLE newer (x INTEGER)"))).close()
-    with pytest.raises(StoreError, match=rf"newer cluster-monitor \(schema version {n + 1}; this one knows up to {n}\)"):
+    refusal = rf"newer cluster-monitor \(schema version {n + 1}; this one knows up to {n}\)"
+    with pytest.raises(StoreError, match=refusal):
         SQLiteStore(path)
 
 
