@@ -1,13 +1,23 @@
-"""Every command of `cluster-monitor`. Thin: parse arguments, call one function, map errors to exit codes."""
+"""Every command of `cluster-monitor`. Thin: parse arguments, call one function, map errors to exit codes.
+
+Exit codes: 0 done, 1 the work failed (retried later, or a health check failed), 2 bad input (arguments,
+config, unreachable state store). Bad input never shows a traceback: usage errors are one line naming the
+command and the option (see _OneLineErrors), and an unexpected exception is one line too, its traceback
+shown only with CLUSTER_MONITOR_DEBUG=1.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 import typer
+from typer.core import TyperGroup
 
 from monitor import logs
 from monitor.config import Config, ConfigError, load_config
@@ -16,13 +26,91 @@ if TYPE_CHECKING:
     from monitor.daemon import Daemon
     from monitor.store.base import Store
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# typer vendors click from 0.20 on: its exception class is reached through a public one, whichever it is.
+_ClickException: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors as one line (`cluster-monitor silence add: Invalid value for '--for': ...`), exit 2,
+    instead of click's usage block or rich's panel; any other exception as one line, exit 1."""
+
+    def main(self, *args: Any, **extra: Any) -> Any:
+        standalone = extra.pop("standalone_mode", True)
+        extra["standalone_mode"] = False
+        if not standalone:
+            return super().main(*args, **extra)
+        try:
+            rv = super().main(*args, **extra)
+        except _ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if ctx is not None else "cluster-monitor"
+            # typer words a bad choice "Value error, 'x' is not one of ...": the prefix says nothing to people.
+            message = " ".join(exc.format_message().replace("Value error, ", "").split())  # type: ignore[attr-defined]
+            typer.echo(f"{where}: {message} (--help for usage)", err=True)
+            sys.exit(getattr(exc, "exit_code", 2))
+        except typer.Abort:
+            typer.echo("cluster-monitor: aborted", err=True)
+            sys.exit(1)
+        except Exception as exc:
+            if os.environ.get("CLUSTER_MONITOR_DEBUG"):
+                raise
+            typer.echo(f"cluster-monitor: unexpected error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+                       "(CLUSTER_MONITOR_DEBUG=1 shows where)", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True,
+                  pretty_exceptions_enable=False,
                   help="Watch PostHog LLM clustering runs; alert on Slack and email when AI traffic changes.")
 
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config file")]
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="CLUSTER_MONITOR_CONFIG", show_envvar=True,
+                                         help="YAML config file")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output (shape in README.md)")]
 
 
-def _load(path: Path):  # type: ignore[no-untyped-def]
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+LogLevelOpt = Annotated[LogLevel, typer.Option(help="least severe log events shown", case_sensitive=False)]
+
+
+class OutboxStatus(StrEnum):
+    pending = "pending"
+    sent = "sent"
+    failed = "failed"
+
+
+class Severity(StrEnum):
+    critical = "critical"
+    warning = "warning"
+    info = "info"
+
+
+class Level(StrEnum):
+    trace = "trace"
+    generation = "generation"
+
+
+def _version(value: bool) -> None:
+    if value:
+        from monitor.telemetry import version
+
+        typer.echo(f"cluster-monitor {version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False) -> None:
+    """Watch PostHog LLM clustering runs; alert on Slack and email when AI traffic changes."""
+
+
+def _load(path: Path) -> Config:
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -43,33 +131,44 @@ def _daemon(config: Path) -> Daemon:
         raise typer.Exit(2) from exc
 
 
-def _open_store(cfg: Config) -> Store:
-    """The configured store, or exit 2 with why it cannot be opened (PostgreSQL down, driver missing)."""
+def _open_store(cfg: Config, *, existing: bool = False) -> Store:
+    """The configured store, or exit 2 with why it cannot be opened (PostgreSQL down, driver missing, a
+    path that cannot be a database). `existing`: a SQLite file that is not there yet is an error (a
+    command that only reads would otherwise report an empty state created by the typo in state.path)."""
+    import sqlite3
+
     from monitor.store import StoreError, open_store
 
+    if existing and cfg.state.url is None and cfg.state.path is not None and not cfg.state.path.exists():
+        typer.echo(f"cluster-monitor: no state at {cfg.state.path} yet: has the daemon run with this config?",
+                   err=True)
+        raise typer.Exit(2)
     try:
         return open_store(cfg.state)
-    except StoreError as exc:
+    except StoreError as exc:  # its message names the database (without the password)
         typer.echo(f"cluster-monitor: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except (sqlite3.Error, OSError) as exc:
+        typer.echo(f"cluster-monitor: cannot open the state file {cfg.state.describe()}: {exc}", err=True)
         raise typer.Exit(2) from exc
 
 
 @app.command()
-def run(config: ConfigOpt, log_level: str = "info") -> None:
+def run(config: ConfigOpt, log_level: LogLevelOpt = LogLevel.info) -> None:
     """Run the daemon: poll on the configured schedule until SIGTERM or SIGINT."""
-    logs.configure(log_level)
+    logs.configure(log_level.value)
     daemon = _daemon(config)
     daemon.install_signals()
     raise typer.Exit(daemon.serve())
 
 
 @app.command()
-def once(config: ConfigOpt, log_level: str = "info") -> None:
+def once(config: ConfigOpt, log_level: LogLevelOpt = LogLevel.info) -> None:
     """Run one cycle and exit: 0 when it succeeded, 1 when any part of it failed (it is retried next time).
 
     On PostgreSQL it takes the leader lock first, like a daemon replica: while another replica leads it does
     nothing and exits 0 (that replica does the work)."""
-    logs.configure(log_level)
+    logs.configure(log_level.value)
     daemon = _daemon(config)
     try:
         result = daemon.run_cycle()
@@ -85,28 +184,21 @@ def once(config: ConfigOpt, log_level: str = "info") -> None:
 @app.command()
 def replay(
     config: ConfigOpt,
-    days: Annotated[int | None, typer.Option(help="look back this many days (default: posthog.lookback_days)")] = None,
+    days: Annotated[int | None, typer.Option(
+        min=1, help="look back this many days (default: posthog.lookback_days)")] = None,
     at: Annotated[str | None, typer.Option(help="evaluate as of this ISO time (default: now, or --until)")] = None,
     since: Annotated[str | None, typer.Option(help="only runs that landed at or after this ISO time")] = None,
     until: Annotated[str | None, typer.Option(help="only runs that landed at or before this ISO time")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one notification per line, as JSON")] = False,
-    log_level: str = "warning",
+    log_level: LogLevelOpt = LogLevel.warning,
 ) -> None:
     """Dry run over history: print the notifications the config would have sent; send nothing, store nothing."""
-    logs.configure(log_level)
-    from datetime import UTC, datetime
-
+    logs.configure(log_level.value)
     from monitor.replay import print_notices
     from monitor.replay import replay as run_replay
 
     def when(text: str | None) -> datetime | None:
-        if not text:
-            return None
-        try:
-            t = datetime.fromisoformat(text)
-        except ValueError as exc:
-            raise typer.BadParameter(f"{text!r} is not an ISO time (2026-11-01 or 2026-11-01T03:00:00Z)") from exc
-        return t if t.tzinfo else t.replace(tzinfo=UTC)
+        return _iso_time(text) if text else None
 
     cfg = _load(config)
     lo, hi = when(since), when(until)
@@ -129,7 +221,7 @@ def diff(
     new: Annotated[Path, typer.Argument(help="new run: a run event's properties as JSON")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     explain: Annotated[bool, typer.Option("--explain", help="show the signal scores behind each match")] = False,
-    threshold: float = 0.5,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="least similarity of a match")] = 0.5,
     embeddings: Annotated[Path | None, typer.Option(
         "--embeddings", help="JSON lines {\"document_id\": ..., \"embedding\": [...]} from PostHog's "
         "raw_document_embeddings, for the items of either run: match in PostHog's embedding space too")] = None,
@@ -186,38 +278,49 @@ def history(
     config: ConfigOpt,
     lineage: Annotated[str | None, typer.Option(help="lineage id")] = None,
     title: Annotated[str | None, typer.Option(help="find lineages whose latest title contains this text")] = None,
-    limit: int = 30,
+    limit: Annotated[int, typer.Option(min=1, help="runs per lineage, newest")] = 30,
+    as_json: JsonOpt = False,
 ) -> None:
     """A cluster lineage's sizes, costs and titles over runs."""
     from monitor.reports import show_history
+    from monitor.status import lineage_history, to_json
 
     cfg = _load(config)
-    store = _open_store(cfg)
+    store = _open_store(cfg, existing=True)
     try:
-        typer.echo(show_history(store, lineage=lineage, title=title, limit=limit))
+        if as_json:
+            ids = [lineage] if lineage else store.find_lineages(title or "", limit=20)
+            sys.stdout.buffer.write(to_json([lineage_history(lid, store.history(lid, limit)) for lid in ids]))
+        else:
+            typer.echo(show_history(store, lineage=lineage, title=title, limit=limit))
     finally:
         store.close()
 
 
 @app.command()
-def outbox(config: ConfigOpt, status: Annotated[str | None, typer.Option(help="pending|sent|failed")] = None,
+def outbox(config: ConfigOpt,
+           status: Annotated[OutboxStatus | None, typer.Option(help="only these", case_sensitive=False)] = None,
            retry_failed: Annotated[bool, typer.Option("--retry-failed", help="put failed ones back in the queue "
                                                       "(after fixing the token, channel or mail account)")] = False,
+           as_json: JsonOpt = False,
            ) -> None:
     """Notifications waiting, delivered or failed."""
-    from datetime import UTC, datetime
+    from monitor.status import outbox_view, to_json
 
     cfg = _load(config)
-    store = _open_store(cfg)
+    store = _open_store(cfg, existing=True)
     try:
         if retry_failed:
             typer.echo(f"{store.requeue_failed(datetime.now(UTC))} failed notifications queued again; "
-                       "the daemon delivers them on its next cycle")
-        rows = store.outbox(status)
+                       "the daemon delivers them on its next cycle", err=as_json)
+        rows = store.outbox(status.value if status else None)
     finally:
         store.close()
+    if as_json:
+        sys.stdout.buffer.write(to_json([outbox_view(e) for e in rows]))
+        return
     if not rows:
-        typer.echo("outbox is empty" if status is None else f"no {status} notifications")
+        typer.echo("outbox is empty" if status is None else f"no {status.value} notifications")
         return
     for e in rows:
         err = f"  error: {e.last_error}" if e.last_error else ""
@@ -228,42 +331,61 @@ def outbox(config: ConfigOpt, status: Annotated[str | None, typer.Option(help="p
 silence_app = typer.Typer(no_args_is_help=True, help="Mute notifications of matching alerts for a while.")
 app.add_typer(silence_app, name="silence")
 _DURATION = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+DEFAULT_SILENCE = "24h"
+_TIME_FORMATS = "an ISO date or time, like 2026-12-05, 2026-12-05T18:00 or 2026-12-05T18:00:00+01:00 (UTC if no zone)"
 
 
 def _duration_seconds(text: str) -> float:
     """'90m', '4h', '2d', '1w'."""
-    text = text.strip().lower()
-    if len(text) < 2 or text[-1] not in _DURATION or not text[:-1].replace(".", "", 1).isdigit():
-        raise typer.BadParameter(f"{text!r}: use a number and a unit, like 90m, 4h, 2d or 1w")
-    return float(text[:-1]) * _DURATION[text[-1]]
+    t = text.strip().lower()
+    if len(t) < 2 or t[-1] not in _DURATION or not t[:-1].replace(".", "", 1).isdigit() or float(t[:-1]) <= 0:
+        raise typer.BadParameter(f"{text!r}: use a positive number and a unit (m, h, d, w), like 90m, 4h, 2d or 1w",
+                                 param_hint="'--for'")
+    return float(t[:-1]) * _DURATION[t[-1]]
+
+
+def _iso_time(text: str, option: str = "--until") -> datetime:
+    try:
+        t = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r} is not a time: use {_TIME_FORMATS}", param_hint=f"'{option}'") from exc
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 @silence_app.command("add")
 def silence_add(
     config: ConfigOpt,
-    kind: Annotated[list[str] | None, typer.Option(help="alert kind (repeatable), e.g. share_shift")] = None,
-    severity: Annotated[list[str] | None, typer.Option(help="critical, warning or info (repeatable)")] = None,
+    kind: Annotated[list[str] | None, typer.Option(
+        help="alert kind or rule name (repeatable), e.g. share_shift")] = None,
+    severity: Annotated[list[Severity] | None, typer.Option(help="repeatable", case_sensitive=False)] = None,
     job: Annotated[str | None, typer.Option(help="glob on the job name")] = None,
-    level: Annotated[str | None, typer.Option(help="trace or generation")] = None,
+    level: Annotated[Level | None, typer.Option(help="clustering level", case_sensitive=False)] = None,
     title: Annotated[str | None, typer.Option(help="glob on the cluster title")] = None,
-    for_: Annotated[str | None, typer.Option("--for", help="how long, e.g. 4h or 2d")] = None,
-    until: Annotated[str | None, typer.Option(help="ISO time it ends (UTC if no zone)")] = None,
+    for_: Annotated[str | None, typer.Option(
+        "--for", help=f"how long, e.g. 4h or 2d (default {DEFAULT_SILENCE})")] = None,
+    until: Annotated[str | None, typer.Option(help="when it ends: " + _TIME_FORMATS)] = None,
     comment: Annotated[str, typer.Option(help="why: shown in logs and `silence list`")] = "",
 ) -> None:
-    """Add a silence; the running daemon applies it from its next run."""
-    from datetime import UTC, datetime, timedelta
-
+    """Add a silence (for 24h unless --for or --until says otherwise); the running daemon applies it from its
+    next run."""
     from pydantic import ValidationError
 
     from monitor.config import Silence
     cfg = _load(config)
     now = datetime.now(UTC)
     if for_ and until:
-        raise typer.BadParameter("give --for or --until, not both")
-    end = now + timedelta(seconds=_duration_seconds(for_)) if for_ else (
-        datetime.fromisoformat(until) if until else None)
-    spec = {"kinds": kind or [], "severities": severity or [], "job": job, "level": level, "title": title,
-            "until": end.isoformat() if end else None, "comment": comment}
+        raise typer.BadParameter("give --for or --until, not both", param_hint="'--for' / '--until'")
+    end = _iso_time(until) if until else now + timedelta(seconds=_duration_seconds(for_ or DEFAULT_SILENCE))
+    if end <= now:
+        raise typer.BadParameter(f"{until!r} is in the past", param_hint="'--until'")
+    from monitor.kinds import unknown_kind
+
+    for k in kind or []:
+        why = unknown_kind(k, [r.name for r in cfg.rules])
+        if why is not None:
+            raise typer.BadParameter(why, param_hint="'--kind'")
+    spec = {"kinds": kind or [], "severities": [s.value for s in severity or []], "job": job,
+            "level": level.value if level else None, "title": title, "until": end.isoformat(), "comment": comment}
     try:
         silence = Silence.model_validate(spec)
     except ValidationError as exc:
@@ -278,37 +400,35 @@ def silence_add(
         sid = store.add_silence(silence.model_dump(mode="json"), now)
     finally:
         store.close()
-    typer.echo(f"silence #{sid} added" + (f", until {silence.until:%Y-%m-%d %H:%M} UTC" if silence.until else ""))
+    assert silence.until is not None
+    typer.echo(f"silence #{sid} added, until {silence.until.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+               + ("" if for_ or until else f" (the default {DEFAULT_SILENCE}; --for or --until to choose)"))
 
 
 @silence_app.command("list")
-def silence_list(config: ConfigOpt) -> None:
+def silence_list(config: ConfigOpt, as_json: JsonOpt = False) -> None:
     """Silences from the CLI (and those in the config file), with whether each is still active."""
-    from datetime import UTC, datetime
+    from monitor.status import silence_line, silence_views, to_json
 
-    from monitor.config import Silence
     cfg = _load(config)
     store = _open_store(cfg)
     try:
-        rows = [(f"#{sid}", Silence.model_validate(spec)) for sid, spec in store.silences()]
+        stored = store.silences()
     finally:
         store.close()
-    rows += [("config", s) for s in cfg.silences]
-    if not rows:
+    views = silence_views(stored, cfg.silences, datetime.now(UTC))
+    if as_json:
+        sys.stdout.buffer.write(to_json(views))
+    elif not views:
         typer.echo("no silences")
-        return
-    now = datetime.now(UTC)
-    for label, s in rows:
-        state = "expired" if s.until is not None and s.until <= now else "active"
-        what = ", ".join(f"{k}={v}" for k, v in (("kinds", ",".join(s.kinds)), ("severities", ",".join(s.severities)),
-                                                  ("job", s.job), ("level", s.level), ("title", s.title)) if v)
-        until = f"until {s.until:%Y-%m-%d %H:%M} UTC" if s.until else "until removed"
-        typer.echo(f"{label:<7} {state:<8} {what}  {until}  {s.comment}")
+    else:
+        for v in views:
+            typer.echo(silence_line(v))
 
 
 @silence_app.command("remove")
 def silence_remove(config: ConfigOpt,
-                   silence_id: Annotated[int, typer.Argument(help="the number `list` shows")]) -> None:
+                   silence_id: Annotated[int, typer.Argument(min=1, help="the number `list` shows")]) -> None:
     """Remove a silence added from the CLI (silences in the config file are removed by editing it)."""
     cfg = _load(config)
     store = _open_store(cfg)
@@ -320,6 +440,85 @@ def silence_remove(config: ConfigOpt,
         typer.echo(f"no silence #{silence_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"silence #{silence_id} removed")
+
+
+@app.command()
+def status(config: ConfigOpt, as_json: JsonOpt = False) -> None:
+    """What fires, what is silenced or acknowledged, each job's last run, the outbox: read from the state
+    store only, so it is safe beside a running daemon."""
+    from monitor.status import Status, collect, render, to_json
+    from monitor.telemetry import version
+
+    cfg = _load(config)
+    now = datetime.now(UTC)
+    projects = []
+    for pcfg in cfg.per_project():
+        store = _open_store(pcfg, existing=True)
+        try:
+            projects.append(collect(pcfg, store, now))
+        finally:
+            store.close()
+    result = Status(version=version(), generated_at=now, projects=projects)
+    if as_json:
+        sys.stdout.buffer.write(to_json(result))
+    else:
+        typer.echo(render(result))
+
+
+@app.command()
+def ack(
+    config: ConfigOpt,
+    fingerprint: Annotated[str, typer.Argument(help="the alert's id, as `status` shows it")],
+    by: Annotated[str, typer.Option(help="who takes it (default: $USER)")] = "",
+    comment: Annotated[str, typer.Option(help="shown in `status`")] = "",
+) -> None:
+    """Acknowledge a firing alert: someone is on it. `status` shows who, until the alert resolves."""
+    from monitor.status import firing_states
+
+    cfg = _load(config)
+    store = _open_store(cfg, existing=True)
+    try:
+        if fingerprint not in {st.fingerprint for st in firing_states(store)}:
+            typer.echo(f"cluster-monitor ack: no firing alert {fingerprint!r} (`status` lists them)", err=True)
+            raise typer.Exit(2)
+        who = by or os.environ.get("USER") or "cli"
+        store.acknowledge(fingerprint, who, datetime.now(UTC), comment)
+    finally:
+        store.close()
+    typer.echo(f"alert {fingerprint} acknowledged by {who}")
+
+
+@app.command()
+def healthcheck(
+    config: ConfigOpt,
+    ready: Annotated[bool, typer.Option("--ready", help="ask /readyz (a cycle succeeded lately) instead of "
+                                        "/healthz (the process answers)")] = False,
+    timeout: Annotated[float, typer.Option(min=0.1, help="seconds to wait for the answer")] = 4.0,
+) -> None:
+    """Exit 0 when the daemon of this config answers on server.host:server.port, 1 otherwise: the
+    container's HEALTHCHECK, so the port is the config's and never a second copy of it."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        cfg = _load(config)
+    except typer.Exit as exc:
+        raise typer.Exit(1) from exc  # Docker reserves exit code 2
+    srv = cfg.server
+    if srv.port is None:
+        typer.echo(f"{config}: server.port is not set, so the daemon serves no health endpoint; set it "
+                   "(e.g. 9464)", err=True)
+        raise typer.Exit(1)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(srv.host, srv.host)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{srv.port}/{'readyz' if ready else 'healthz'}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            body = resp.read(200).decode(errors="replace").strip()
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        typer.echo(f"{url}: {getattr(exc, 'code', '')} {reason}".replace(":  ", ": "), err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{url}: {body}")
 
 
 @app.command("test-notify")
@@ -359,14 +558,14 @@ def test_notify(
 @app.command("local-posthog")
 def local_posthog(
     host: str = "127.0.0.1",
-    port: int = 8010,
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8010,
     scenario: str = "drift",
     seed: int = 7,
-    days: int = 14,
+    days: Annotated[int, typer.Option(min=1)] = 14,
     api_key: Annotated[str, typer.Option(envvar="LOCAL_POSTHOG_API_KEY")] = "phx_local_key",
     query_log: Annotated[Path | None, typer.Option(help="one JSON line per request")] = None,
-    project_id: int = 1,
-    scale: float = 1.0,
+    project_id: Annotated[int, typer.Option(min=1)] = 1,
+    scale: Annotated[float, typer.Option(min=0.001)] = 1.0,
     timezone: Annotated[str, typer.Option(help="the project's timezone (IANA name): HogQL renders and reads "
                                                "datetimes in it, as PostHog does")] = "UTC",
     release: Annotated[str, typer.Option(help="'current', or 'old': only older self-hosted releases' "
@@ -382,15 +581,20 @@ def local_posthog(
 
     if release not in ("current", "old") or rate_limits not in ("off", "default", "legacy"):
         raise typer.BadParameter("--release is current|old; --rate-limits is off|default|legacy")
-    serve_forever(host=host, port=port, scenario=scenario, seed=seed, days=days, api_key=api_key,
-                  query_log=query_log, project_id=project_id, scale=scale, timezone=timezone,
-                  release=release, rate_limits=rate_limits, evaluations=evaluations)  # type: ignore[arg-type]
+    try:
+        serve_forever(host=host, port=port, scenario=scenario, seed=seed, days=days, api_key=api_key,
+                      query_log=query_log, project_id=project_id, scale=scale, timezone=timezone,
+                      release=release, rate_limits=rate_limits, evaluations=evaluations)  # type: ignore[arg-type]
+    except ValueError as exc:  # an unknown scenario or timezone, say: raised before anything is served
+        typer.echo(f"cluster-monitor local-posthog: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @app.command()
 def demo(
-    seconds: Annotated[float, typer.Option("--for", help="stop after this many seconds (0: until Ctrl-C)")] = 75.0,
-    step: Annotated[float, typer.Option(help="seconds of wall time per simulated day")] = 3.0,
+    seconds: Annotated[float, typer.Option(
+        "--for", min=0, help="stop after this many seconds (0: until Ctrl-C)")] = 75.0,
+    step: Annotated[float, typer.Option(min=0.01, help="seconds of wall time per simulated day")] = 3.0,
 ) -> None:
     """Everything local: PostHog-compatible server with drifting runs, Slack endpoint, SMTP server, daemon."""
     logs.configure("warning")

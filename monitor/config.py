@@ -17,6 +17,9 @@ import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from monitor import kinds
+from monitor.kinds import CLUSTER_METRICS, RUN_METRICS
+
 log = structlog.get_logger()
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -165,32 +168,6 @@ class ThresholdsConfig(_Strict):
     mix_shift: float | None = Field(default=0.15, ge=0, le=1)
 
 
-# Metrics a rule can watch. Per cluster (one alert per cluster that breaks the rule):
-CLUSTER_METRICS = {
-    "total_cost": "total cost of the cluster's items in the run window, USD",
-    "avg_cost": "average cost per item, USD",
-    "cost_share": "the cluster's share of the run's total cost (0..1)",
-    "error_rate": "share of items with at least one failed generation, span or embedding (0..1)",
-    "error_count": "items with at least one error",
-    "p50_latency": "median latency per item, seconds",
-    "p95_latency": "95th percentile latency per item, seconds",
-    "avg_latency": "average latency per item, seconds",
-    "avg_tokens": "average input + output tokens per item",
-    "size": "items in the cluster",
-    "share": "the cluster's share of the run's clustered items (0..1)",
-    "share_change_pp": "change of share since the lineage's previous run, percentage points",
-}
-# Per run (one alert per run):
-RUN_METRICS = {
-    "run_total_cost": "total cost of every clustered item, USD",
-    "run_items": "clustered items in the run",
-    "noise_share": "share of items in the noise cluster (-1) (0..1)",
-    "new_clusters": "clusters with no match in the previous run",
-    "disappeared_clusters": "clusters of the previous run with no match",
-    "mix_shift": "Jensen-Shannon distance between the previous and the new run's traffic mix (0..1)",
-}
-
-
 class RuleScope(_Strict):
     """Which clusters a rule looks at; every field given must match. Globs are case-insensitive."""
 
@@ -292,7 +269,7 @@ class Inhibit(_Strict):
 
 
 def _default_inhibit() -> list[Inhibit]:
-    return [Inhibit(when=["mix_shift"], suppress=["share_shift"])]
+    return [Inhibit(when=when, suppress=suppress) for when, suppress in kinds.default_inhibitions()]
 
 
 class SlackConfig(_Strict):
@@ -665,7 +642,7 @@ def parse_config(text: str, source: str = "<config>", env: dict[str, str] | None
     if not isinstance(data, dict):
         raise ConfigError(source, [f"{source}:1: the top level must be a mapping of sections"])
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
@@ -676,6 +653,30 @@ def parse_config(text: str, source: str = "<config>", env: dict[str, str] | None
                 msg = "unknown key (check the spelling against config/example.yaml)"
             problems.append(f"{source}:{line_no if line_no else '?'}: {dotted}: {msg}")
         raise ConfigError(source, problems) from None
+    for line_no, loc, msg in sorted((_line_for(loc, lines) or 0, loc, msg) for loc, msg in unknown_kinds(cfg)):
+        problems.append(f"{source}:{line_no or '?'}: {'.'.join(map(str, loc))}: {msg}")
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
+
+
+def unknown_kinds(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
+    """(key path, message) for every name in `silences:` and `inhibit:` that names no alert kind and no rule
+    of this config: such a name matches nothing, so a typo would quietly mute nothing (or, in `inhibit:`,
+    replace the default inhibition with one that never applies)."""
+    rule_names = [r.name for r in cfg.rules]
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    named: list[tuple[tuple[str | int, ...], list[str]]] = [
+        *((("silences", i, "kinds"), s.kinds) for i, s in enumerate(cfg.silences)),
+        *((("inhibit", i, key), names) for i, r in enumerate(cfg.inhibit)
+          for key, names in (("when", r.when), ("suppress", r.suppress))),
+    ]
+    for path, names in named:
+        for j, name in enumerate(names):
+            why = kinds.unknown_kind(name, rule_names)
+            if why is not None:
+                out.append(((*path, j), why))
+    return out
 
 
 def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
@@ -684,6 +685,8 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
         text = p.read_text()
     except OSError as exc:
         raise ConfigError(str(p), [f"{p}: cannot read: {exc.strerror}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(p), [f"{p}: not a text file (byte {exc.start} is not UTF-8)"]) from exc
     cfg = parse_config(text, str(p), env)
     _warn_world_readable(p, cfg)
     return cfg

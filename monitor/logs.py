@@ -2,6 +2,11 @@
 
 Every event is one name plus key-value fields. Secrets never reach a log: the config keeps them as
 pydantic SecretStr, and the redaction processor below masks anything that still looks like a key.
+
+`level` and `timestamp` belong to the log line (its severity, its time). The monitor's own code says
+`level=run.level` for the clustering level (trace or generation), which structlog's add_log_level would
+overwrite: a processor moves such fields to `clustering_level` (and `event_timestamp`) first, so no field
+a caller passes is ever lost.
 """
 
 from __future__ import annotations
@@ -28,6 +33,17 @@ def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutabl
     return event
 
 
+# Keys the processors below write, and where a caller's field of the same name goes instead.
+RESERVED_FIELDS = {"level": "clustering_level", "timestamp": "event_timestamp"}
+
+
+def _keep_caller_fields(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, moved in RESERVED_FIELDS.items():
+        if key in event:
+            event[moved] = event.pop(key)
+    return event
+
+
 def configure(level: str = "info", *, json: bool | None = None) -> None:
     use_json = (not sys.stderr.isatty()) if json is None else json
     renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(
@@ -35,6 +51,7 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _keep_caller_fields,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

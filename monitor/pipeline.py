@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from monitor import telemetry
+from monitor import kinds, telemetry
 from monitor.alerts import Alert, Notification
 from monitor.config import Config, Silence
 from monitor.links import PostHogLinks
@@ -33,8 +33,9 @@ from monitor.notify.chart import alert_charts
 from monitor.notify.outbox import Deliverer
 from monitor.posthog import queries
 from monitor.posthog.client import PostHogClient, PostHogError
+from monitor.rules.engine import RuleContext, evaluate
 from monitor.rules.inhibit import split_inhibited
-from monitor.rules.language import evaluate_rules, run_metrics
+from monitor.rules.language import run_metrics
 from monitor.rules.lifecycle import apply_lifecycle
 from monitor.rules.routing import DEFAULT_ROUTE, route_alerts
 from monitor.rules.silences import split_silenced
@@ -46,8 +47,8 @@ from monitor.rules.staleness import (
     source_errors_alert,
     stale_sources,
 )
-from monitor.rules.thresholds import RuleContext, evaluate
 from monitor.runs import Run, RunParseError, decode_stored_run, encode_digest, parse_clusters, parse_time
+from monitor.status import publish as publish_state
 from monitor.store.base import AlertState, ClusterSnapshot, OutboxEntry, ProcessedRun, Store
 
 log = structlog.get_logger()
@@ -58,9 +59,6 @@ INGESTION_GRACE = timedelta(hours=2)
 LANDINGS_KEY = "landings"
 LANDINGS_KEPT = 30
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
-_KIND_ORDER = {"cost_spike": 0, "error_rate": 1, "error_spike": 2, "new_cluster": 3, "cluster_cost": 4,
-               "cluster_avg_cost": 5, "p95_latency": 6, "disappeared": 7, "split": 8, "merge": 9,
-               "share_shift": 10, "mix_shift": 2}
 
 
 @dataclass(frozen=True)
@@ -255,11 +253,9 @@ class Monitor:
             project_id=self.cfg.posthog.project_id, run=run, prev_run=prev, diff=diff, metrics=metrics,
             prev_metrics=prev_metrics, lineages=lineages, prev_lineages=prev_lineages,
             thresholds=self.cfg.thresholds, links=self.links)
-        alerts = evaluate(ctx)
         current = run_metrics(ctx, ctx.mix_shift)
-        if self.cfg.rules:
-            history, run_history = self._rule_history(d.job_key, run)
-            alerts += evaluate_rules(self.cfg.rules, ctx, history, run_history, current)
+        history, run_history = self._rule_history(d.job_key, run) if self.cfg.rules else ([], [])
+        alerts = evaluate(ctx, self.cfg.rules, history, run_history, current)
         for a in alerts:
             telemetry.ALERTS_FIRED.labels(kind=a.kind, severity=a.severity).inc()
         present = {lineages[c.cluster_id]: c.title for c in run.clusters if c.cluster_id in lineages}
@@ -415,6 +411,7 @@ class Monitor:
             result.notices.extend(stale)
         if self.deliverer is not None and not interrupted:
             result.delivered = self.deliverer.deliver_due(self.clock())
+        publish_state(self.cfg, self.store, self.clock())
         elapsed = time.monotonic() - started
         telemetry.CYCLE_SECONDS.observe(elapsed)
         telemetry.CYCLES.labels(outcome="ok" if result.ok else "failed").inc()
@@ -609,7 +606,7 @@ def replace_alert_job(a: Alert, job_name: str, level: str) -> Alert:
 
 
 def _importance(a: Alert) -> tuple[int, int, float]:
-    return (_SEVERITY_ORDER.get(a.severity, 3), _KIND_ORDER.get(a.kind, 99), -abs(a.value or 0.0))
+    return (_SEVERITY_ORDER.get(a.severity, 3), kinds.order(a.kind), -abs(a.value or 0.0))
 
 
 def _q(dt: datetime) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from monitor.alerts import Alert, Chart, ChartBar
+from monitor.kinds import scope_of
 from monitor.matching.model import RunDiff
 from monitor.metrics import ClusterMetrics
 from monitor.runs import Cluster, Run
@@ -38,7 +39,7 @@ def chart_metric(a: Alert) -> str | None:
     of shape (new, disappeared, split, merge, mix shift), none for checks that belong to no run."""
     if a.metric in METRICS:
         return a.metric
-    if a.run_id == "" or a.kind in ("stale_source", "source_errors"):
+    if a.run_id == "" or scope_of(a.kind) == "source":
         return None
     return SHARE
 
@@ -52,7 +53,7 @@ def alert_charts(run: Run, prev: Run | None, diff: RunDiff | None, metrics: Mapp
     if not wanted:
         return ()
     alerted = {a.cluster_id for a in alerts if a.cluster_id is not None and a.status != "resolved"}
-    gone_titles = {a.cluster_title for a in alerts if a.kind == "disappeared" and a.cluster_title}
+    gone_titles = {a.cluster_title for a in alerts if scope_of(a.kind) == "gone" and a.cluster_title}
     matched = {m.new: m.prev for m in diff.matches} if diff else {}
     total = run.clustered_size or 1
     prev_total = (prev.clustered_size or 1) if prev else 1

@@ -44,6 +44,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from monitor import kinds
 from monitor.alerts import Alert, Chart, Link, Notification
 
 
@@ -58,21 +59,8 @@ def _shipped_templates() -> Path:
 SHIPPED_TEMPLATES = _shipped_templates()
 ICONS = {"critical": "🔴", "warning": "🟠", "info": "🔵", "resolved": "✅"}
 COLORS = {"critical": "#dc2626", "warning": "#d97706", "info": "#2563eb"}
-KIND_LABELS = {
-    "cost_spike": "Cost spike", "cluster_cost": "Cluster cost", "cluster_avg_cost": "Average cost",
-    "error_rate": "Error rate", "error_spike": "Error spike", "p95_latency": "p95 latency",
-    "share_shift": "Traffic shift", "new_cluster": "New cluster", "disappeared": "Cluster disappeared",
-    "split": "Cluster split", "merge": "Clusters merged", "mix_shift": "Traffic mix shift",
-    "stale_source": "No new runs", "source_errors": "PostHog unreachable",
-}
-
-
-def kind_label(kind: str) -> str:
-    """What people read for an alert kind; rules show their configured name (letters, digits, `_.- `)."""
-    prefix, _, name = kind.partition(":")
-    if prefix in ("rule", "rule_change") and name:
-        return f"Rule {name}"
-    return KIND_LABELS.get(kind, kind.replace("_", " ").capitalize())
+# What people read for an alert kind (monitor/kinds.py): its label, or "Rule <name>".
+kind_label = kinds.label
 # Slack's documented limits for the blocks used here.
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -205,7 +193,8 @@ def check_templates(templates: Templates | None = None) -> list[str]:
     from monitor.alerts import Link
 
     now = datetime(2026, 1, 8, 3, 0, tzinfo=UTC)
-    a = Alert(fingerprint="f", rule="cost_spike", kind="cost_spike", severity="critical", summary="s", run_id="r",
+    spike = kinds.COST_SPIKE
+    a = Alert(fingerprint="f", rule=spike.name, kind=spike.name, severity=spike.severity, summary="s", run_id="r",
               job_name="j", level="trace", cluster_id=0, cluster_title="t", previous_title="p",
               top_trace_ids=("x",), links=(Link("Open run", "https://x"),))
     n = Notification(key="k", project_id=1, run_id="r", job_name="j", level="trace", window_start=now - timedelta(7),
@@ -366,13 +355,8 @@ def _fields(a: Alert) -> list[MarkdownTextObject]:
 def fmt_value(v: float | None, unit: str) -> str | None:
     if v is None:
         return None
-    if unit == "usd":
-        return f"${v:,.4f}" if abs(v) < 1 else f"${v:,.2f}"
-    if unit == "ratio":
-        return f"{v:.1%}"
-    if unit == "s":
-        return f"{v:.2f} s"
-    return f"{v:,.4g}"
+    text = kinds.in_unit(v, unit)
+    return text if text is not None else f"{v:,.4g}"
 
 
 def _chart_view(c: Chart) -> dict[str, Any]:

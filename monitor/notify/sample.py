@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from monitor.alerts import Alert, Chart, ChartBar, Link, Notification
 from monitor.config import Config
+from monitor.kinds import COST_SPIKE
 from monitor.links import PostHogLinks
 from monitor.notify.chart import METRICS
 
@@ -15,7 +16,7 @@ def sample_notification(cfg: Config, now: datetime | None = None) -> Notificatio
     links = PostHogLinks(cfg.posthog.links_host, cfg.posthog.project_id, cfg.posthog.ui_path)
     run_id = f"{cfg.posthog.project_id}_trace_{now:%Y%m%d_%H%M%S}_test-notify"
     alert = Alert(
-        fingerprint="test-notify", rule="cost_spike", kind="cost_spike", severity="info",
+        fingerprint="test-notify", rule=COST_SPIKE.name, kind=COST_SPIKE.name, severity="info",
         summary="Test notification from cluster-monitor: if you can read this, delivery works.",
         run_id=run_id, job_name="Default - traces", level="trace", cluster_id=0,
         cluster_title="Sample cluster", metric="avg_cost", value=0.042, threshold=0.02, previous_value=0.01,

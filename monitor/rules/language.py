@@ -8,6 +8,9 @@ so a restart changes nothing and `replay` evaluates exactly what the daemon woul
 
 `for: "N of M"` asks the same question of the lineage's last M runs (the current one included) and
 fires on a run that breaks the rule when at least N of them did, as PostHog's insight alerts do.
+
+This module says where a rule fires (`verdicts`) and in which words (`describe`); the rule engine
+(monitor/rules/engine.py) turns that into alerts exactly as it does for the built-in kinds.
 """
 
 from __future__ import annotations
@@ -15,25 +18,18 @@ from __future__ import annotations
 import fnmatch
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from monitor.alerts import Alert, Link, fingerprint
-from monitor.config import CLUSTER_METRICS, RUN_METRICS, Rule
-from monitor.rules.thresholds import RuleContext
+from monitor.config import Rule
+from monitor.kinds import CLUSTER_METRICS, MIX_SHIFT_METRIC, fmt
+from monitor.runs import Cluster
 from monitor.store.base import ClusterSnapshot
 
-# Alert kinds of rules carry the rule's name ("rule:cost-vs-week"), so the alert state alone says which
-# rule a resolved notice belongs to. `rule:` is a level (fires, stays quiet while it holds, resolves once);
-# `rule_change:` a change since the previous run (told once).
-RULE_KIND = "rule"
-RULE_CHANGE_KIND = "rule_change"
+if TYPE_CHECKING:
+    from monitor.rules.engine import RuleContext
 
-# Units, for the text of alerts.
-_USD = {"total_cost", "avg_cost", "run_total_cost"}
-_RATIO = {"cost_share", "error_rate", "share", "noise_share", "mix_shift"}
-_SECONDS = {"p50_latency", "p95_latency", "avg_latency"}
 # A history steadier than this fraction of its centre counts as this wide: aggregates of thousands of
 # items barely move from run to run, and a 3% wobble must not read as "20 standard deviations".
 SPREAD_FLOOR = 0.05
@@ -168,47 +164,35 @@ def run_metrics(ctx: RuleContext, mix_shift: float | None) -> dict[str, float]:
         out["new_clusters"] = float(len(ctx.diff.new))
         out["disappeared_clusters"] = float(len(ctx.diff.disappeared))
     if mix_shift is not None:
-        out["mix_shift"] = mix_shift
+        out[MIX_SHIFT_METRIC] = mix_shift
     return out
 
 
-def evaluate_rules(
-    rules: Sequence[Rule],
-    ctx: RuleContext,
-    history: Sequence[ClusterSnapshot],
-    run_history: Sequence[Mapping[str, float]],
-    current_run: Mapping[str, float],
-) -> list[Alert]:
-    """Alerts of the configured rules for one run.
+def verdicts(rule: Rule, ctx: RuleContext, series: Mapping[str, Sequence[Point]],
+             run_history: Sequence[Mapping[str, float]],
+             current_run: Mapping[str, float]) -> Iterator[tuple[Cluster | None, Verdict]]:
+    """Where `rule` fires in this run: (the cluster, or None for a run rule, and the verdict).
 
-    `history`: the cluster snapshots of the job's earlier runs (oldest first), `run_history`: their run
-    metrics in the same order, `current_run`: this run's.
+    `series`: the earlier points of each lineage (`lineage_series`), `run_history`: the run metrics of
+    the job's earlier runs (oldest first), `current_run`: this run's.
     """
-    active = [r for r in rules if r.enabled and in_scope(r, ctx.run.job_name, ctx.run.job_id, ctx.run.level,
-                                                          None, None)]
-    if not active:
-        return []
-    alerts: list[Alert] = []
-    series = _lineage_series(ctx, history)
-    for rule in active:
-        if rule.is_run_rule:
-            values = [h.get(rule.metric) for h in run_history] + [current_run.get(rule.metric)]
-            v = breaks(rule, values, [0] * len(values))
-            if v is not None:
-                alerts.append(_alert(ctx, rule, v, None, None))
+    if rule.is_run_rule:
+        values = [h.get(rule.metric) for h in run_history] + [current_run.get(rule.metric)]
+        v = breaks(rule, values, [0] * len(values))
+        if v is not None:
+            yield None, v
+        return
+    for c in ctx.run.clusters:
+        if c.is_noise:
             continue
-        for c in ctx.run.clusters:
-            if c.is_noise:
-                continue
-            lineage = ctx.lineages.get(c.cluster_id)
-            if not in_scope(rule, ctx.run.job_name, ctx.run.job_id, ctx.run.level, c.title, lineage):
-                continue
-            points = [*series.get(lineage or "", []), _current_point(ctx, c.cluster_id, c.size)]
-            values = [cluster_value(rule.metric, p, points[k - 1] if k else None) for k, p in enumerate(points)]
-            v = breaks(rule, values, [p.items for p in points])
-            if v is not None:
-                alerts.append(_alert(ctx, rule, v, c.cluster_id, lineage))
-    return alerts
+        lineage = ctx.lineages.get(c.cluster_id)
+        if not in_scope(rule, ctx.run.job_name, ctx.run.job_id, ctx.run.level, c.title, lineage):
+            continue
+        points = [*series.get(lineage or "", []), _current_point(ctx, c.cluster_id, c.size)]
+        values = [cluster_value(rule.metric, p, points[k - 1] if k else None) for k, p in enumerate(points)]
+        v = breaks(rule, values, [p.items for p in points])
+        if v is not None:
+            yield c, v
 
 
 def _current_point(ctx: RuleContext, cluster_id: int, size: int) -> Point:
@@ -218,7 +202,8 @@ def _current_point(ctx: RuleContext, cluster_id: int, size: int) -> Point:
                  run_cost=sum(x.total_cost for x in ctx.metrics.values()))
 
 
-def _lineage_series(ctx: RuleContext, history: Sequence[ClusterSnapshot]) -> dict[str, list[Point]]:
+def lineage_series(ctx: RuleContext, history: Sequence[ClusterSnapshot]) -> dict[str, list[Point]]:
+    """Each lineage's points in the job's earlier runs, oldest first."""
     run_cost: dict[str, float] = {}
     for s in history:
         run_cost[s.run_id] = run_cost.get(s.run_id, 0.0) + (_num(s.metrics.get("total_cost")) or 0.0)
@@ -229,20 +214,6 @@ def _lineage_series(ctx: RuleContext, history: Sequence[ClusterSnapshot]) -> dic
         out.setdefault(s.lineage_id, []).append(
             Point(run_id=s.run_id, size=s.size, share=s.share, metrics=s.metrics, run_cost=run_cost[s.run_id]))
     return out
-
-
-def fmt(metric: str, v: float | None) -> str:
-    if v is None:
-        return "n/a"
-    if metric in _USD:
-        return f"${v:,.4f}" if abs(v) < 1 else f"${v:,.2f}"
-    if metric in _RATIO:
-        return f"{v:.1%}" if metric != "mix_shift" else f"{v:.2f}"
-    if metric in _SECONDS:
-        return f"{v:.2f} s"
-    if metric == "share_change_pp":
-        return f"{v:+.1f} pp"
-    return f"{v:,.1f}" if v != int(v) else f"{int(v):,}"
 
 
 def _bounds(rule: Rule, f: Any) -> str:
@@ -281,30 +252,4 @@ def describe(rule: Rule, v: Verdict) -> str:
     return f"{rule.name}: {text[0].upper()}{text[1:]}"
 
 
-def _alert(ctx: RuleContext, rule: Rule, v: Verdict, cluster_id: int | None, lineage: str | None) -> Alert:
-    run = ctx.run
-    kind = f"{RULE_KIND if rule.stateful else RULE_CHANGE_KIND}:{rule.name}"
-    c = run.cluster(cluster_id) if cluster_id is not None else None
-    subject = lineage or (f"{c.cluster_id}:{c.title}" if c is not None else "run")
-    links = [Link("Open run", ctx.links.run(run.run_id))]
-    top: tuple[str, ...] = ()
-    if c is not None:
-        links.append(Link("Open cluster", ctx.links.cluster(run.run_id, c.cluster_id)))
-        top = tuple(c.top_trace_ids(3))
-        if top:
-            links.append(Link("Top trace", ctx.links.trace(top[0])))
-    unit = ("usd" if rule.metric in _USD else "ratio" if rule.metric in _RATIO
-            else "s" if rule.metric in _SECONDS else "")
-    return Alert(
-        fingerprint=fingerprint(ctx.project_id, ctx.job_key, kind, rule.name, subject,
-                                "" if rule.stateful else run.run_id),
-        rule=rule.name, kind=kind, severity=rule.severity, summary=describe(rule, v), run_id=run.run_id,
-        job_name=run.job_name or run.job_id, level=run.level, cluster_id=cluster_id,
-        cluster_title=c.title if c is not None else None, lineage_id=lineage, metric=rule.metric, value=v.value,
-        threshold=rule.above if rule.above is not None else rule.below, previous_value=v.reference, unit=unit,
-        top_trace_ids=top, links=tuple(links),
-        labels={"job": run.job_name, "level": run.level, "rule": rule.name, **rule.labels},
-    )
-
-
-__all__ = ["RULE_CHANGE_KIND", "RULE_KIND", "RUN_METRICS", "evaluate_rules", "run_metrics"]
+__all__ = ["breaks", "describe", "judge", "lineage_series", "run_metrics", "verdicts"]

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from msgspec.structs import replace as replace_struct
 
 from monitor.alerts import Alert
-from monitor.rules.thresholds import is_stateful, rule_name
+from monitor.kinds import is_stateful, rule_name
 from monitor.store.base import AlertState
 
 

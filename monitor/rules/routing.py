@@ -3,7 +3,7 @@
 As Alertmanager's routing tree, flattened: routes are tried in file order, the first that matches takes
 the alert (unless it says `continue`), and what no route takes goes to the default route, the top-level
 `slack` and `email`. Resolved notices follow the route their alert fired on: their severity and labels
-are restored from the kind (built-ins have a fixed severity) or from the rule's config.
+are restored from the kind (built-ins have a fixed severity, in monitor/kinds.py) or from the rule's config.
 """
 
 from __future__ import annotations
@@ -15,17 +15,9 @@ import msgspec
 
 from monitor.alerts import Alert
 from monitor.config import Route, Rule
-from monitor.rules.thresholds import rule_name
+from monitor.kinds import KIND, rule_name
 
 DEFAULT_ROUTE = ""
-
-# The severity each built-in kind fires with (monitor/rules/thresholds.py, staleness.py).
-BUILTIN_SEVERITY = {
-    "cost_spike": "critical", "error_rate": "critical", "source_errors": "critical",
-    "cluster_cost": "warning", "cluster_avg_cost": "warning", "error_spike": "warning", "p95_latency": "warning",
-    "new_cluster": "warning", "disappeared": "warning", "mix_shift": "warning", "stale_source": "warning",
-    "share_shift": "info", "split": "info", "merge": "info",
-}
 
 
 def _glob(pattern: str, value: str | None) -> bool:
@@ -45,13 +37,24 @@ def matches(route: Route, a: Alert) -> bool:
     return all(_glob(pattern, a.labels.get(name)) for name, pattern in m.labels.items())
 
 
+def _rule_of(kind: str, rules: Sequence[Rule]) -> Rule | None:
+    name = rule_name(kind)
+    return next((r for r in rules if r.name == name), None) if name != kind else None
+
+
+def fired_severity(kind: str, rules: Sequence[Rule], default: str = "warning") -> str:
+    """The severity an alert of this kind fires with: its rule's, or the built-in one."""
+    rule = _rule_of(kind, rules)
+    builtin = KIND.get(kind)
+    return rule.severity if rule is not None else builtin.severity if builtin is not None else default
+
+
 def as_fired(a: Alert, rules: Sequence[Rule]) -> Alert:
     """A resolved notice with the severity and labels its alert fired with, so it is routed the same way."""
     if a.status != "resolved":
         return a
-    name = rule_name(a.kind)
-    rule = next((r for r in rules if r.name == name), None) if name != a.kind else None
-    severity = rule.severity if rule is not None else BUILTIN_SEVERITY.get(a.kind, a.severity)
+    rule = _rule_of(a.kind, rules)
+    severity = fired_severity(a.kind, rules, a.severity)
     labels = {"job": a.job_name, "level": a.level, **({"rule": rule.name, **rule.labels} if rule else {}),
               **a.labels}
     return msgspec.structs.replace(a, severity=severity, labels=labels)

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from monitor.alerts import Alert, Link, fingerprint
+from monitor.kinds import SOURCE_ERRORS as SOURCE_ERRORS_KIND
+from monitor.kinds import STALE_SOURCE
 from monitor.links import PostHogLinks
 
-KIND = "stale_source"
+# Built-in kinds judged from PostHog itself rather than from a run (entries in monitor/kinds.py).
+KIND = STALE_SOURCE.name
 
 
 @dataclass(frozen=True)
@@ -61,17 +64,18 @@ def stale_sources(seen: Iterable[JobSeen], *, now: datetime, stale_after: timede
             continue
         hours = quiet.total_seconds() / 3600
         alerts.append(Alert(
-            fingerprint=stale_alert_fingerprint(project_id, j.job_key), rule=KIND, kind=KIND, severity="warning",
+            fingerprint=stale_alert_fingerprint(project_id, j.job_key), rule=KIND, kind=KIND,
+            severity=STALE_SOURCE.severity,
             summary=(f"No clustering run for {hours:.0f} h (expected at least every "
                      f"{stale_after.total_seconds() / 3600:.0f} h); the last was {j.last_run_id}"),
-            run_id=j.last_run_id, job_name=j.job_name, level=j.level, metric="hours_since_last_run",
-            value=round(hours, 1), threshold=stale_after.total_seconds() / 3600, unit="h",
+            run_id=j.last_run_id, job_name=j.job_name, level=j.level, metric=STALE_SOURCE.metric,
+            value=round(hours, 1), threshold=stale_after.total_seconds() / 3600, unit=STALE_SOURCE.unit,
             links=(Link("Open last run", links.run(j.last_run_id)), Link("Clustering runs", links.clusters())),
             labels={"job": j.job_name, "level": j.level}))
     return alerts
 
 
-SOURCE_ERRORS = "source_errors"
+SOURCE_ERRORS = SOURCE_ERRORS_KIND.name
 
 
 def source_errors_alert(*, project_id: int, failing_since: datetime, now: datetime, bound: timedelta,
@@ -82,6 +86,8 @@ def source_errors_alert(*, project_id: int, failing_since: datetime, now: dateti
     minutes = (now - failing_since).total_seconds() / 60
     return Alert(
         fingerprint=fingerprint(project_id, SOURCE_ERRORS), rule=SOURCE_ERRORS, kind=SOURCE_ERRORS,
-        severity="critical", summary=f"PostHog has answered only errors for {minutes:.0f} min: {error[:300]}",
-        run_id="", job_name="PostHog", level="project", metric="minutes_failing", value=round(minutes, 1),
-        threshold=bound.total_seconds() / 60, unit="min", links=(Link("Clustering runs", links.clusters()),))
+        severity=SOURCE_ERRORS_KIND.severity,
+        summary=f"PostHog has answered only errors for {minutes:.0f} min: {error[:300]}",
+        run_id="", job_name="PostHog", level="project", metric=SOURCE_ERRORS_KIND.metric, value=round(minutes, 1),
+        threshold=bound.total_seconds() / 60, unit=SOURCE_ERRORS_KIND.unit,
+        links=(Link("Clustering runs", links.clusters()),))

@@ -62,6 +62,17 @@ class OutboxEntry:
 
 
 @dataclass(frozen=True)
+class Acknowledgement:
+    """Someone took a firing alert in hand (Slack's "Acknowledge" button, or `cluster-monitor ack`). It
+    covers the episode it was given in: `status` shows it while `at` is after the alert's first_fired_at."""
+
+    fingerprint: str
+    by: str
+    at: datetime
+    comment: str = ""
+
+
+@dataclass(frozen=True)
 class ProcessedRun:
     """Everything one processed run changes, committed at once."""
 
@@ -147,6 +158,25 @@ class Store(Protocol):
     def silences(self) -> list[tuple[int, dict[str, Any]]]: ...
 
     def remove_silence(self, silence_id: int) -> bool: ...
+
+    def acknowledge(self, fingerprint: str, by: str, now: datetime, comment: str = "") -> None:
+        """Record (or replace) the acknowledgement of an alert."""
+        ...
+
+    def acknowledgements(self) -> list[Acknowledgement]: ...
+
+    # --- what `status` and the state gauges read (SELECTs only) ------------------------------------
+    def firing_alerts(self) -> list[AlertState]:
+        """Every alert state whose status is firing, of every job."""
+        ...
+
+    def outbox_summary(self) -> dict[str, tuple[int, datetime | None]]:
+        """Outbox status -> (how many entries, when the oldest was queued)."""
+        ...
+
+    def notices_sent(self, fingerprint: str) -> int:
+        """How many notifications carrying the alert were delivered (one per message, not per channel)."""
+        ...
 
     def kv_get(self, key: str) -> str | None: ...
 

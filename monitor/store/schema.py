@@ -112,7 +112,17 @@ class Migration:
         return [s.strip() for s in text.split(";") if s.strip()]
 
 
-# Migration 2 (issue 15): each run's cluster means in PostHog's embedding space (float32 bytes), so the
+# Migration 2: who took a firing alert in hand (Slack's "Acknowledge" button, `cluster-monitor ack`).
+ACKNOWLEDGEMENTS = """
+CREATE TABLE IF NOT EXISTS acknowledgements (
+    fingerprint TEXT PRIMARY KEY,
+    acked_by TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    created_at {ts} NOT NULL
+)
+"""
+
+# Migration 3 (issue 15): each run's cluster means in PostHog's embedding space (float32 bytes), so the
 # next run of the job compares against them without asking PostHog again. Pruned with their run.
 CLUSTER_VECTORS = """
 CREATE TABLE IF NOT EXISTS cluster_vectors (
@@ -125,7 +135,8 @@ CREATE TABLE IF NOT EXISTS cluster_vectors (
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, clusters, alert states, outbox, key-values and silences", BASELINE),
-    Migration(2, "cluster means in PostHog's embedding space, per run", CLUSTER_VECTORS),
+    Migration(2, "acknowledgements of firing alerts", ACKNOWLEDGEMENTS),
+    Migration(3, "cluster means in PostHog's embedding space, per run", CLUSTER_VECTORS),
 )
 
 

@@ -19,7 +19,15 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from monitor.store.base import AlertState, ClusterSnapshot, OutboxEntry, ProcessedRun, PruneResult, StoreError
+from monitor.store.base import (
+    Acknowledgement,
+    AlertState,
+    ClusterSnapshot,
+    OutboxEntry,
+    ProcessedRun,
+    PruneResult,
+    StoreError,
+)
 from monitor.store.schema import MIGRATIONS, TYPES, VERSION_TABLE, Migration, check_order
 
 RUN_METRICS_PREFIX = "run_metrics:"
@@ -196,18 +204,23 @@ class SQLStore:
         )
         return self._snapshots(rows)
 
-    def alert_states(self, job_key: str) -> dict[str, AlertState]:
-        rows = self._all(
-            "SELECT fingerprint, status, kind, first_fired_at, last_fired_at, last_notified_at, last_run_id, "
-            "job_key, lineage_id, summary, streak FROM alert_state WHERE job_key = ?",
-            (job_key,),
-        )
+    _STATE_COLS = ("fingerprint, status, kind, first_fired_at, last_fired_at, last_notified_at, last_run_id, "
+                   "job_key, lineage_id, summary, streak")
+
+    def _states(self, rows: list[tuple[Any, ...]]) -> dict[str, AlertState]:
         return {
             r[0]: AlertState(fingerprint=r[0], status=r[1], kind=r[2], first_fired_at=self._from_db(r[3]),
                              last_fired_at=self._from_db(r[4]), last_notified_at=self._opt_from_db(r[5]),
                              last_run_id=r[6], job_key=r[7], lineage_id=r[8], summary=r[9], streak=r[10])
             for r in rows
         }
+
+    def alert_states(self, job_key: str) -> dict[str, AlertState]:
+        return self._states(self._all(f"SELECT {self._STATE_COLS} FROM alert_state WHERE job_key = ?", (job_key,)))
+
+    def firing_alerts(self) -> list[AlertState]:
+        return list(self._states(self._all(
+            f"SELECT {self._STATE_COLS} FROM alert_state WHERE status = 'firing' ORDER BY first_fired_at")).values())
 
     def commit_run(self, run: ProcessedRun) -> None:
         with self._tx() as cur:
@@ -308,6 +321,18 @@ class SQLStore:
         with self._tx() as cur:
             return bool(self._exec(cur, "DELETE FROM silences WHERE id = ?", (silence_id,)).rowcount > 0)
 
+    # --- acknowledgements (Slack's "Acknowledge" button, `cluster-monitor ack`) --------------------------
+    def acknowledge(self, fingerprint: str, by: str, now: datetime, comment: str = "") -> None:
+        with self._tx() as cur:
+            self._exec(cur, "INSERT INTO acknowledgements (fingerprint, acked_by, comment, created_at) "
+                            "VALUES (?, ?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE SET acked_by = excluded.acked_by, "
+                            "comment = excluded.comment, created_at = excluded.created_at",
+                       (fingerprint, by, comment, self._to_db(now)))
+
+    def acknowledgements(self) -> list[Acknowledgement]:
+        return [Acknowledgement(fingerprint=r[0], by=r[1], at=self._from_db(r[3]), comment=r[2]) for r in self._all(
+            "SELECT fingerprint, acked_by, comment, created_at FROM acknowledgements ORDER BY created_at")]
+
     # --- outbox ------------------------------------------------------------------------------------------
     _OUT_COLS = ("id, key, channel, payload, status, attempts, next_attempt_at, last_error, created_at, sent_at, "
                  "thread_ts")
@@ -330,6 +355,15 @@ class SQLStore:
             return self._entries(self._all(f"SELECT {self._OUT_COLS} FROM outbox ORDER BY id"))
         return self._entries(self._all(
             f"SELECT {self._OUT_COLS} FROM outbox WHERE status = ? ORDER BY id", (status,)))
+
+    def outbox_summary(self) -> dict[str, tuple[int, datetime | None]]:
+        return {str(r[0]): (int(r[1]), self._opt_from_db(r[2])) for r in self._all(
+            "SELECT status, COUNT(*), MIN(created_at) FROM outbox GROUP BY status")}
+
+    def notices_sent(self, fingerprint: str) -> int:
+        rows = self._all(f"SELECT COUNT(DISTINCT key) FROM outbox WHERE status = 'sent' AND {self.contains_bytes}",
+                         (f'"fingerprint":"{fingerprint}"'.encode(),))
+        return int(rows[0][0])
 
     def mark_sent(self, entry_id: int, now: datetime, thread_ts: str | None = None) -> None:
         with self._tx() as cur:
@@ -368,7 +402,8 @@ class SQLStore:
         waits for one batch at most. Never pruned: the newest `keep_runs` runs of each job (with their
         clusters and run metrics: what diffs, rules and stale-bound learning read), alert states still
         firing, notifications not sent yet (pending or failed), and a sent notification that carries the
-        fingerprint of a remaining alert state (its resolution replies in that message's thread)."""
+        fingerprint of a remaining alert state (its resolution replies in that message's thread), and the
+        acknowledgements of remaining alert states."""
         if keep_runs < 1:
             raise ValueError("keep_runs must be at least 1: the next run of a job diffs against the last one")
         cutoff = self._to_db(before)
@@ -392,6 +427,9 @@ class SQLStore:
         with self._tx() as cur:
             alerts = int(self._exec(cur, "DELETE FROM alert_state WHERE status = 'resolved' AND last_fired_at < ?",
                                     (cutoff,)).rowcount)
+            # An acknowledgement covers its alert's episode: gone with the alert's state.
+            self._exec(cur, "DELETE FROM acknowledgements "
+                            "WHERE fingerprint NOT IN (SELECT fingerprint FROM alert_state)")
         kept = {r[0].encode() for r in self._all("SELECT fingerprint FROM alert_state")}
         after = 0
         while True:

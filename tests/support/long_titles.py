@@ -21,8 +21,8 @@ from monitor.metrics import ClusterMetrics
 from monitor.notify.chart import alert_charts
 from monitor.notify.email import EmailNotifier
 from monitor.notify.slack import SlackNotifier
+from monitor.rules.engine import RuleContext, evaluate
 from monitor.rules.lifecycle import apply_lifecycle
-from monitor.rules.thresholds import RuleContext, evaluate
 from monitor.runs import run_from_properties
 
 END = datetime(2026, 11, 20, 3, tzinfo=UTC)

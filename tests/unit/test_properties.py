@@ -15,7 +15,7 @@ from monitor.links import PostHogLinks
 from monitor.matching import match_runs
 from monitor.matching.lineage import assign_lineages
 from monitor.metrics import ClusterMetrics
-from monitor.rules.thresholds import RuleContext, evaluate
+from monitor.rules.engine import RuleContext, evaluate
 from monitor.runs import Cluster, Item, Run, RunParseError, load_run_file, run_from_properties
 
 END = datetime(2026, 11, 1, tzinfo=UTC)

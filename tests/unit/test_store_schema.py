@@ -37,6 +37,15 @@ def _objects(path: Path) -> dict[str, str]:
         conn.close()
 
 
+def _added_later() -> set[str]:
+    """Tables the migrations after the baseline create (an old state gains them, and nothing else changes)."""
+    return {n for m in MIGRATIONS[1:] for n in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", m.sql)}
+
+
+def _without_later(objects: dict[str, str]) -> dict[str, str]:
+    return {n: sql for n, sql in objects.items() if n not in _added_later()}
+
+
 def test_a_state_file_from_before_versioning_upgrades_in_place_and_reads_back_the_same(tmp_path: Path) -> None:
     path = _old_copy(tmp_path)
     before = _objects(path)
@@ -47,9 +56,8 @@ def test_a_state_file_from_before_versioning_upgrades_in_place_and_reads_back_th
     finally:
         store.close()
     after = _objects(path)
-    assert {k: v for k, v in after.items() if k in before} == before, "stamping the old tables changed none of them"
-    assert set(after) - set(before) == {"cluster_vectors"}, \
-        "later migrations only added their tables"
+    assert _without_later(after) == before, "stamping the old tables changed none of them"
+    assert set(after) - set(before) == _added_later()
     # Opened again: nothing to do, the same answers.
     again = SQLiteStore(path)
     try:
@@ -59,8 +67,9 @@ def test_a_state_file_from_before_versioning_upgrades_in_place_and_reads_back_th
 
 
 def test_a_new_state_has_exactly_the_tables_states_had_before_versioning(tmp_path: Path) -> None:
-    SQLiteStore(tmp_path / "new.sqlite", migrations=MIGRATIONS[:1]).close()
-    assert _objects(tmp_path / "new.sqlite") == _objects(V1)
+    SQLiteStore(tmp_path / "new.sqlite").close()
+    fresh = _objects(tmp_path / "new.sqlite")
+    assert _without_later(fresh) == _objects(V1) and set(fresh) - set(_objects(V1)) == _added_later()
     # PostgreSQL: the baseline, with its types, is the old PostgreSQL SCHEMA text word for word.
     old_pg = (DATA / "state_v1_postgres.sql").read_text()
     assert [" ".join(s.split()) for s in MIGRATIONS[0].statements("postgres")] == \
@@ -70,15 +79,17 @@ def test_a_new_state_has_exactly_the_tables_states_had_before_versioning(tmp_pat
 
 def test_migrations_run_once_in_order_and_all_or_nothing(tmp_path: Path) -> None:
     path = _old_copy(tmp_path)
-    v2 = (*MIGRATIONS[:1], Migration(2, "a note on key-values", "ALTER TABLE kv ADD COLUMN note TEXT"))
+    n = len(MIGRATIONS)
+    v2 = (*MIGRATIONS, Migration(n + 1, "a note on key-values", "ALTER TABLE kv ADD COLUMN note TEXT"))
     SQLiteStore(path, migrations=v2).close()
     # Applied once: a second run of the ALTER would fail on the duplicate column.
     store = SQLiteStore(path, migrations=v2)
-    assert store.schema_version() == 2
+    assert store.schema_version() == n + 1
     assert store.kv_get("discovery_cursor") == expected_v1()["kv"]["discovery_cursor"]
     store.close()
 
-    broken = (*v2, Migration(3, "half a change", "CREATE TABLE extra (x INTEGER); ALTER TABLE nope ADD COLUMN y TEXT"))
+    broken = (*v2, Migration(n + 2, "half a change",
+                             "CREATE TABLE extra (x INTEGER); ALTER TABLE nope ADD COLUMN y TEXT"))
     with pytest.raises(sqlite3.OperationalError, match="nope"):
         SQLiteStore(path, migrations=broken)
     conn = sqlite3.connect(path)
@@ -87,18 +98,18 @@ def test_migrations_run_once_in_order_and_all_or_nothing(tmp_path: Path) -> None
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
     finally:
         conn.close()
-    assert "extra" not in tables and versions == [1, 2], "the failed migration left nothing behind"
+    assert "extra" not in tables and versions == list(range(1, n + 2)), "the failed migration left nothing behind"
 
     with pytest.raises(ValueError, match="numbered"):
-        SQLiteStore(path, migrations=(*v2, Migration(4, "a gap", "SELECT 1")))
+        SQLiteStore(path, migrations=(*v2, Migration(n + 3, "a gap", "SELECT 1")))
 
 
 def test_a_state_written_by_a_newer_version_is_refused_not_guessed_at(tmp_path: Path) -> None:
     path = _old_copy(tmp_path)
     n = len(MIGRATIONS)
     SQLiteStore(path, migrations=(*MIGRATIONS, Migration(n + 1, "newer", "CREATE TABLE newer (x INTEGER)"))).close()
-    refusal = rf"newer cluster-monitor \(schema version {n + 1}; this one knows up to {n}\)"
-    with pytest.raises(StoreError, match=refusal):
+    with pytest.raises(StoreError,
+                       match=rf"newer cluster-monitor \(schema version {n + 1}; this one knows up to {n}\)"):
         SQLiteStore(path)
 
 
@@ -124,7 +135,7 @@ def test_run_metrics_are_part_of_the_run_transaction(tmp_path: Path) -> None:
 
 
 def test_cluster_vectors_are_kept_with_their_run_and_pruned_with_it(tmp_path: Path) -> None:
-    """Migration 2 (issue 15): the next run of a job reads the previous run's cluster means from here."""
+    """Migration 3 (issue 15): the next run of a job reads the previous run's cluster means from here."""
     from datetime import timedelta
 
     from monitor.store.base import ProcessedRun
