@@ -40,7 +40,7 @@ def _f1(tp: int, fp: int, fn: int) -> float:
 
 
 def _pred(prev: Run, new: Run, vectors: tuple[emb.ClusterVectors, emb.ClusterVectors] | None) -> Prediction:
-    d = match_runs(prev, new, semantic=False, prev_vectors=vectors[0] if vectors else None,
+    d = match_runs(prev, new, prev_vectors=vectors[0] if vectors else None,
                    new_vectors=vectors[1] if vectors else None)
     return Prediction(links=frozenset((m.prev, m.new) for m in d.matches), new=frozenset(d.new),
                       disappeared=frozenset(d.disappeared),

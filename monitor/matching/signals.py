@@ -4,7 +4,8 @@
   normalised, Snowball-stemmed words (no synonym list: one written for the cases at hand does not hold
   for the next team's vocabulary), weighted by how rare a word is among the clusters of the two runs: a
   shared "refund" says more than a shared "requests". rapidfuzz's token-set ratio catches reorderings
-  and near-identical titles. Synonyms with no shared stem are the optional semantic signal's job.
+  and near-identical titles. Synonyms with no shared stem are the embedding signal's job
+  (monitor/matching/embeddings.py: PostHog's own summary embeddings).
 - items: when the two runs sampled some of the same items, where those items went is the strongest
   evidence there is. It is judged against what sampling allows: the fraction of a new cluster's shared
   items that came from a previous cluster, and only when enough items are shared to say anything.

@@ -32,7 +32,7 @@ def test_a_heavy_rewording_with_no_shared_item_is_linked_by_its_embedding_alone(
     case = next(c for c in load_cases() if c.name == "heavy_paraphrase_travel_text_only")
     prev, new = build_runs(case)
     pv, nv = case_vectors(case, prev, new)
-    with_vectors = match_runs(prev, new, semantic=False, prev_vectors=pv, new_vectors=nv, explain=True)
+    with_vectors = match_runs(prev, new, prev_vectors=pv, new_vectors=nv, explain=True)
     assert {(m.prev, m.new) for m in with_vectors.matches} == set(case.truth.links)
     assert not with_vectors.new and not with_vectors.disappeared
     assert all("embedding" in m.signals for m in with_vectors.matches)
@@ -41,15 +41,15 @@ def test_a_heavy_rewording_with_no_shared_item_is_linked_by_its_embedding_alone(
 def test_missing_or_partial_vectors_leave_the_lexical_matcher_in_charge() -> None:
     case = next(c for c in load_cases() if c.name == "namesake_python_shared")
     prev, new = build_runs(case)
-    lexical = match_runs(prev, new, semantic=False)
-    assert match_runs(prev, new, semantic=False, prev_vectors={}, new_vectors=None) == lexical
+    lexical = match_runs(prev, new)
+    assert match_runs(prev, new, prev_vectors={}, new_vectors=None) == lexical
     pv, nv = case_vectors(case, prev, new)
     # Vectors of another dimension (another embedding model) are no evidence either.
     other = {k: np.ones(8) / np.sqrt(8) for k in nv}
-    assert match_runs(prev, new, semantic=False, prev_vectors=pv, new_vectors=other) == lexical
+    assert match_runs(prev, new, prev_vectors=pv, new_vectors=other) == lexical
     # Partial coverage: the clusters with vectors use them, the others are matched as before.
     some = dict(list(nv.items())[:1])
-    partial = match_runs(prev, new, semantic=False, prev_vectors=pv, new_vectors=some, explain=True)
+    partial = match_runs(prev, new, prev_vectors=pv, new_vectors=some, explain=True)
     assert sum("embedding" in m.signals for m in partial.matches) <= 1
 
 
@@ -88,6 +88,6 @@ def test_a_generation_level_split_whose_whole_shares_two_items_is_a_split_not_tw
     splits = [t for t in ds.truth["transitions"] if t["level"] == "generation" and t["splits"]]
     assert splits
     for t in splits:
-        d = match_runs(runs[t["prev_run_id"]], runs[t["new_run_id"]], semantic=False)
+        d = match_runs(runs[t["prev_run_id"]], runs[t["new_run_id"]])
         assert [(s.prev, s.new) for s in d.splits] == [(x["prev"], x["new"]) for x in t["splits"]]
         assert d.new == t["new"] and d.disappeared == t["disappeared"]
