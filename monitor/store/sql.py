@@ -245,6 +245,10 @@ class SQLStore:
                     cur, "INSERT INTO cluster_vectors (run_id, cluster_id, vector) VALUES (?, ?, ?) "
                     "ON CONFLICT (run_id, cluster_id) DO UPDATE SET vector = excluded.vector",
                     [(run.run_id, cid, blob) for cid, blob in sorted(run.cluster_vectors.items())])
+            # Only the next run of the job reads them: earlier runs' vectors go (50 clusters of 3,072
+            # floats are 0.6 MB a run; a year of them per job would dwarf the rest of the state).
+            self._exec(cur, "DELETE FROM cluster_vectors WHERE run_id IN (SELECT run_id FROM runs WHERE job_key = ? "
+                            "AND window_end < ?)", (run.job_key, self._to_db(run.window_end)))
             if run.run_metrics is not None:
                 # The history of run-level rules, read back with kv_get(f"run_metrics:{run_id}").
                 self._kv_write(cur, RUN_METRICS_PREFIX + run.run_id, msgspec.json.encode(run.run_metrics).decode())
