@@ -21,12 +21,12 @@ import argparse
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 
+from bench.matching_generator import runs_of
 from monitor.local.posthog.generator import generate
 from monitor.matching import embeddings as emb
 from monitor.matching import match_runs
-from monitor.runs import Run, parse_clusters
+from monitor.runs import Run
 from tests.support.matching.build import CASE_SETS, build_runs, load_cases
 from tests.support.matching.embed import case_vectors
 from tests.support.matching.score import Prediction, score_case
@@ -65,17 +65,7 @@ def _generator_pairs(scenario: str, seed: int, days: int, overlap: float | None
     ds = generate(scenario, seed=seed, days=days, item_overlap=overlap)
     assert ds.embeddings is not None
     vec = {d: v for d, v in zip(ds.embeddings.document_id, ds.embeddings.vectors, strict=True)}
-    now = datetime.now(UTC)
-    runs: dict[str, Run] = {}
-    import json
-    for e in ds.events:
-        if e[1] not in ("$ai_trace_clusters", "$ai_generation_clusters"):
-            continue
-        p = json.loads(e[3])
-        rid = p["$ai_clustering_run_id"]
-        runs[rid] = Run(run_id=rid, level=p["$ai_clustering_level"], job_id="", job_name="", window_start=now,
-                        window_end=now, total_items=p["$ai_total_items_analyzed"],
-                        clusters=parse_clusters(rid, p["$ai_clusters"]), params={}, timestamp=now)
+    runs = runs_of(ds)
     means = {rid: emb.vectors_from_items(r, vec, per_cluster=200) for rid, r in runs.items()}  # type: ignore[arg-type]
     for t in ds.truth["transitions"]:
         a, b = str(t["prev_run_id"]), str(t["new_run_id"])

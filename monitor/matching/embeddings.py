@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from monitor.matching.signals import products
 from monitor.runs import Cluster, Run
 
 Vector = npt.NDArray[np.float64]
@@ -134,7 +135,7 @@ def cosine_matrix(prev: Sequence[Cluster], new: Sequence[Cluster], pv: ClusterVe
     if a.shape[1] != b.shape[1]:
         return None
     out = np.full((len(prev), len(new)), np.nan)
-    out[np.ix_(pi, nj)] = a @ b.T
+    out[np.ix_(pi, nj)] = products(a, b)
     return out
 
 

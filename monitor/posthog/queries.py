@@ -111,11 +111,8 @@ ORDER BY timestamp DESC
 LIMIT 1
 """
 
-# Item -> cluster mapping of one run, unpacked inside the database so no id list is ever shipped.
-_RUN_ITEMS = """
-    SELECT
-        JSONExtractInt(c, 'cluster_id') AS cluster_id,
-        arrayJoin(JSONExtractKeys(c, 'traces')) AS item_key
+# One run's clusters, one row each (`c`, a cluster's JSON), found as GET_RUN finds the run.
+_RUN_CLUSTERS = """
     FROM events
     ARRAY JOIN JSONExtractArrayRaw(properties, '$ai_clusters') AS c
     WHERE event = {event}
@@ -123,6 +120,12 @@ _RUN_ITEMS = """
         AND timestamp < parseDateTimeBestEffort({emitted_to})
         AND JSONExtractString(properties, '$ai_clustering_run_id') = {run_id}
 """
+
+# Item -> cluster mapping of one run, unpacked inside the database so no id list is ever shipped.
+_RUN_ITEMS = """
+    SELECT
+        JSONExtractInt(c, 'cluster_id') AS cluster_id,
+        arrayJoin(JSONExtractKeys(c, 'traces')) AS item_key""" + _RUN_CLUSTERS
 
 # Per-cluster aggregates as PostHog defines them (aggregates.py in its clustering workflow): an item's
 # cost and tokens sum its $ai_generation and $ai_embedding events, its latency sums its generations'
@@ -263,13 +266,7 @@ _RANKED_ITEMS = """
     FROM (
         SELECT
             JSONExtractInt(c, 'cluster_id') AS cluster_id,
-            arrayJoin(JSONExtractKeysAndValuesRaw(c, 'traces')) AS kv
-        FROM events
-        ARRAY JOIN JSONExtractArrayRaw(properties, '$ai_clusters') AS c
-        WHERE event = {event}
-            AND timestamp >= parseDateTimeBestEffort({emitted_from})
-            AND timestamp < parseDateTimeBestEffort({emitted_to})
-            AND JSONExtractString(properties, '$ai_clustering_run_id') = {run_id}
+            arrayJoin(JSONExtractKeysAndValuesRaw(c, 'traces')) AS kv""" + _RUN_CLUSTERS + """
     )
     WHERE cluster_id >= 0 AND JSONExtractInt(tupleElement(kv, 2), 'rank') < {max_rank}
 """
