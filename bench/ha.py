@@ -43,8 +43,8 @@ from typing import Any
 import psycopg
 
 from monitor import logs
+from monitor.app.wiring import build_monitor
 from monitor.config import parse_config
-from monitor.daemon import build_monitor
 from monitor.local.posthog.generator import generate
 from monitor.local.posthog.server import LocalPostHog
 from monitor.local.slack import LocalSlack

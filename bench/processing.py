@@ -35,8 +35,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from monitor.app.wiring import build_monitor
 from monitor.config import parse_config
-from monitor.daemon import build_monitor
 from monitor.local.posthog.generator import generate
 from monitor.local.posthog.server import LocalPostHog
 from monitor.logs import configure

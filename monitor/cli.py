@@ -206,7 +206,7 @@ def replay(
     if lo is not None and days is None:
         days = max(1, (now - lo).days + 1)
     result = run_replay(cfg, days=days, clock=lambda: now, since=lo, until=hi)
-    from monitor.daemon import load_templates
+    from monitor.app.wiring import load_templates
 
     print_notices(result.notices, sys.stdout, as_json=as_json, templates=load_templates())
     if not as_json:
@@ -260,7 +260,7 @@ def diff(
 def check_config(config: ConfigOpt) -> None:
     """Validate the config (and templates) without sending anything."""
     cfg = _load(config)
-    from monitor.daemon import load_templates
+    from monitor.app.wiring import load_templates
     from monitor.notify.render import check_templates
 
     problems = check_templates(load_templates())
@@ -529,7 +529,7 @@ def test_notify(
 ) -> None:
     """Send a sample notification to every configured channel."""
     logs.configure("info")
-    from monitor.daemon import build_notifiers, load_templates
+    from monitor.app.wiring import build_notifiers, load_templates
     from monitor.notify.sample import sample_notification
 
     cfg = _load(config)

@@ -1,25 +1,20 @@
-"""The long-lived process: scheduler, signals, config reload, and the health and metrics port.
+"""The long-lived process: scheduler, signals and the serve loop.
 
 One cycle at a time (APScheduler: max one instance, coalesced, with a misfire grace), so a slow cycle
 delays the next instead of stacking. SIGTERM/SIGINT stop it: a cycle in flight finishes (every run is
 committed in one transaction, so abandoning one at the deadline corrupts nothing). SIGHUP, or an edit
-of the config file, reloads the config at the next cycle; an invalid edit is reported and the last good
-config stays in force.
+of the config file, reloads the config at the next cycle (monitor/app/reload.py). Wiring is in
+monitor/app/wiring.py, the HTTP port in monitor/app/http.py, adaptive polling in monitor/pacing.py.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
-import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,228 +22,22 @@ import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from monitor import systemd, telemetry
-from monitor.config import Config, ConfigError, SlackConfig, load_config
-from monitor.notify.email import EmailNotifier
-from monitor.notify.outbox import Deliverer, Notifier
-from monitor.notify.render import Templates, template_env
-from monitor.notify.slack import SlackNotifier
+from monitor.app.http import Health, HealthServer, start_http_server
+from monitor.app.reload import ConfigWatch, reconcile_projects
+from monitor.app.wiring import Project, open_project
+from monitor.config import Config, load_config
 from monitor.pacing import Pacing, next_poll_delay
 from monitor.pipeline import CycleResult, Monitor
-from monitor.posthog.client import PostHogClient, RequestBudget
-from monitor.store import Leadership, StoreError, open_leadership, open_store
+from monitor.store import Leadership, StoreError
 from monitor.store.retention import PRUNE_EVERY, prune_state
 
 log = structlog.get_logger()
 # APScheduler reports every coalesced or skipped slot at WARNING: with one cycle at a time that is normal.
 logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
-# One budget per API key for the whole process, whatever the number of projects that share it.
-_BUDGETS: dict[str, RequestBudget] = {}
-
-
-def budget_for(key: str) -> RequestBudget:
-    return _BUDGETS.setdefault(key, RequestBudget())
-
-
-TEMPLATES_ENV = "CLUSTER_MONITOR_TEMPLATES"
-
-
-def load_templates(environ: Mapping[str, str] = os.environ) -> Templates:
-    """The templates notifications render with: a user's folder (CLUSTER_MONITOR_TEMPLATES) in front of
-    the shipped ones. Read here, by the wiring, and passed down: rendering itself reads no environment."""
-    user = environ.get(TEMPLATES_ENV)
-    return template_env(Path(user) if user else None)
-
-
-def build_notifiers(cfg: Config, templates: Templates | None = None) -> dict[str, Notifier]:
-    """`templates`: None reads CLUSTER_MONITOR_TEMPLATES once for all of this config's channels."""
-    templates = templates if templates is not None else load_templates()
-    notifiers: dict[str, Notifier] = {}
-    if cfg.slack is not None:
-        notifiers["slack"] = SlackNotifier.from_config(cfg.slack, timezone=cfg.timezone, templates=templates)
-    if cfg.email is not None:
-        notifiers["email"] = EmailNotifier.from_config(cfg.email, timezone=cfg.timezone, templates=templates)
-    # Each route's own destinations, as channels "slack@<route>" and "email@<route>".
-    for r in cfg.routes:
-        if r.slack is not None and cfg.slack is not None and r.slack.channel:
-            notifiers[f"slack@{r.name}"] = SlackNotifier.from_config(
-                cfg.slack.model_copy(update={"channel": r.slack.channel, "webhook_url": None}), timezone=cfg.timezone,
-                templates=templates)
-        elif r.slack is not None and r.slack.webhook_url is not None:
-            notifiers[f"slack@{r.name}"] = SlackNotifier.from_config(
-                SlackConfig(webhook_url=r.slack.webhook_url, base_url=cfg.slack.base_url if cfg.slack else None),
-                timezone=cfg.timezone, templates=templates)
-        if r.email is not None and cfg.email is not None:
-            notifiers[f"email@{r.name}"] = EmailNotifier.from_config(
-                cfg.email.model_copy(update={"to": list(r.email.to)}), timezone=cfg.timezone, templates=templates)
-    return notifiers
-
-
-def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
-                  sleep: Callable[[float], None] = time.sleep, budget: RequestBudget | None = None,
-                  fence: Callable[[], bool] = lambda: True, claim: Callable[[int], bool] | None = None,
-                  after_send: Callable[[], None] | None = None) -> Monitor:
-    """`budget`: the request budget to draw from; by default the one this process shares per API key.
-    `fence`: asked before delivering; `claim`: asked right before each send (see Deliverer); False when
-    this replica lost the leader lock.
-    `after_send`: the Deliverer's hook between a send and its "sent" mark (the crash test's; None here)."""
-    key = cfg.posthog.resolved_api_key()
-    client = PostHogClient(cfg.posthog.host, cfg.posthog.project_id, key,
-                           timeout=cfg.posthog.timeout_seconds, max_retries=cfg.posthog.max_retries,
-                           budget=budget or budget_for(key), sleep=sleep)
-    store = open_store(cfg.state)
-    deliverer = Deliverer(store, build_notifiers(cfg), max_backoff=cfg.delivery.max_backoff_seconds,
-                          max_attempts=cfg.delivery.max_attempts, sleep=sleep, fence=fence, claim=claim,
-                          after_send=after_send)
-    return Monitor(cfg, client, store, deliverer, clock=clock or (lambda: datetime.now(UTC)))
-
-
 PUSH_RECHECK_SECONDS = 10.0
-
-
-@dataclass
-class Health:
-    started_at: float
-    last_success: float | None = None
-    last_failure: float | None = None
-    ready_after_failure: float = 900.0
-    clock: Callable[[], float] = time.time
-    # Whether this replica leads, read live (the lock's state, not the last cycle's): a standby is healthy
-    # and ready to take over, and says so on /readyz.
-    leading: Callable[[], bool] = lambda: True
-    # A cycle with no progress for this long is stuck (state.leader_lease_seconds): /healthz fails.
-    stuck_after: float = 300.0
-    cycle_started: float | None = None
-    last_progress: float | None = None
-
-    @property
-    def standby(self) -> bool:
-        return not self.leading()
-
-    def progress(self) -> None:
-        """The cycle moved on (a run done, a send, leadership proved): it is not stuck."""
-        self.last_progress = self.clock()
-        telemetry.LAST_PROGRESS.set(self.last_progress)
-
-    def alive(self, now: float) -> bool:
-        """False while a cycle has made no progress for `stuck_after` seconds: only a restart helps then."""
-        if self.cycle_started is None:
-            return True
-        return now - max(self.cycle_started, self.last_progress or 0.0) <= self.stuck_after
-
-    def ready(self, now: float) -> bool:
-        """Ready once a cycle has succeeded and failures have not lasted longer than the bound; before
-        that, ready while leading a first cycle that makes progress (a long backlog is work, not trouble)."""
-        if not self.alive(now):
-            return False
-        if self.last_success is None:
-            return self.last_failure is None and self.cycle_started is not None and self.leading()
-        if self.last_failure is not None and self.last_failure > self.last_success:
-            return now - self.last_success <= self.ready_after_failure
-        return True
-
-
-class _HealthHandler(BaseHTTPRequestHandler):
-    server: _HealthServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    def do_GET(self) -> None:
-        health = self.server.health
-        if self.path == "/healthz":
-            alive = health.alive(health.clock())
-            self._reply(200 if alive else 503, b"ok\n" if alive else b"stuck\n", "text/plain")
-        elif self.path == "/readyz":
-            # A standby is ready (it can take over at its next cycle): marking it unready would stall
-            # rolling updates and count it against PodDisruptionBudgets. Its role is in the body and in
-            # the cluster_monitor_is_leader gauge.
-            ok = health.ready(health.clock())
-            body = (b"ready standby\n" if health.standby else b"ready\n") if ok else b"not ready\n"
-            self._reply(200 if ok else 503, body, "text/plain")
-        elif self.path == "/metrics":
-            telemetry.IS_LEADER.set(0 if health.standby else 1)  # the lock's state now, not at the last cycle
-            self._reply(200, generate_latest(telemetry.REGISTRY), CONTENT_TYPE_LATEST)
-        else:
-            self._reply(404, b"not found\n", "text/plain")
-
-    def do_POST(self) -> None:
-        """The push path: a PostHog webhook says a run landed; the body is only a hint, never trusted."""
-        if self.path.split("?", 1)[0] != "/hooks/posthog" or self.server.on_push is None:
-            self._reply(404, b"not found\n", "text/plain")
-            return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_PUSH_BYTES:
-            self._reply(413, b"too large\n", "text/plain")
-            return
-        body = self.rfile.read(length)
-        token = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
-        if not self.server.push_token or not hmac.compare_digest(token, self.server.push_token):
-            log.warning("push_rejected", reason="bad token", client=self.client_address[0])
-            self._reply(401, b"unauthorized\n", "text/plain")
-            return
-        event = _push_event(body)
-        if event is not None and event not in PUSH_EVENTS:
-            self._reply(202, b"ignored\n", "text/plain")
-            return
-        telemetry.PUSHES.inc()
-        self.server.on_push()
-        self._reply(202, b"accepted\n", "text/plain")
-
-    def _reply(self, status: int, body: bytes, ctype: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-MAX_PUSH_BYTES = 1_000_000
-PUSH_EVENTS = frozenset({"$ai_trace_clusters", "$ai_generation_clusters"})
-
-
-def _push_event(body: bytes) -> str | None:
-    """The event name of a PostHog webhook body ({"event": {"event": ...}} or {"event": ...}), if any."""
-    try:
-        doc = json.loads(body or b"{}")
-    except ValueError:
-        return None
-    ev = doc.get("event") if isinstance(doc, dict) else None
-    if isinstance(ev, dict):
-        ev = ev.get("event")
-    return ev if isinstance(ev, str) else None
-
-
-class _HealthServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, addr: tuple[str, int], health: Health, *, push_token: str | None = None,
-                 on_push: Callable[[], None] | None = None) -> None:
-        self.health = health
-        self.push_token = push_token
-        self.on_push = on_push
-        super().__init__(addr, _HealthHandler)
-
-
-@dataclass
-class _Project:
-    """One watched PostHog project: its config, its leader lock and its monitor (own client and state)."""
-
-    cfg: Config
-    leader: Leadership
-    monitor: Monitor
-    standby_logged: bool = False
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return self.cfg.posthog.host, self.cfg.posthog.project_id
-
-    def close(self) -> None:
-        self.monitor.client.close()
-        self.monitor.store.close()
 
 
 class Daemon:
@@ -262,7 +51,7 @@ class Daemon:
         # (tests/support/crashing_daemon.py kills the process there; None in production).
         self.config_path = Path(config_path)
         self.cfg = cfg or load_config(self.config_path)
-        self._mtime = self._config_mtime()
+        self._watch = ConfigWatch(self.config_path)
         self._clock = clock
         self._after_send = after_send
         # The top-level project first, then those of `projects:`, polled in turn in every cycle.
@@ -271,11 +60,10 @@ class Daemon:
                              ready_after_failure=self.cfg.server.ready_after_failure_seconds,
                              leading=self._leading, stuck_after=self.cfg.state.leader_lease_seconds)
         self.stop_event = threading.Event()
-        self._reload_requested = threading.Event()
         self._cycle_lock = threading.Lock()
         self._on_cycle = on_cycle
         self._scheduler = BackgroundScheduler(timezone="UTC")
-        self._health_server: _HealthServer | None = None
+        self._health_server: HealthServer | None = None
 
     def close(self) -> None:
         for p in self.projects:
@@ -283,11 +71,11 @@ class Daemon:
             # Closing the lock's session hands leadership over at the standby's next cycle.
             p.leader.release()
 
-    def _open(self, cfg: Config, leader: Leadership | None = None) -> _Project:
-        lead = leader or open_leadership(cfg.state, cfg.posthog.project_id)
-        return _Project(cfg=cfg, leader=lead, monitor=build_monitor(
-            cfg, clock=self._clock, fence=lambda: self._proved(lead.verify()),
-            claim=lambda entry_id: self._proved(lead.claim(entry_id)), after_send=self._after_send))
+    def _open(self, cfg: Config, leader: Leadership | None = None) -> Project:
+        def fenced(lead: Leadership) -> tuple[Callable[[], bool], Callable[[int], bool]]:
+            return (lambda: self._proved(lead.verify())), (lambda entry_id: self._proved(lead.claim(entry_id)))
+
+        return open_project(cfg, leader, clock=self._clock, fences=fenced, after_send=self._after_send)
 
     def _leading(self) -> bool:
         return any(p.leader.held for p in self.projects)
@@ -321,46 +109,17 @@ class Daemon:
     def leader(self) -> Leadership:
         return self.projects[0].leader
 
-    def _config_mtime(self) -> float | None:
-        try:
-            return self.config_path.stat().st_mtime
-        except OSError:
-            return None
+    def request_reload(self) -> None:
+        """Reload the config at the next cycle (SIGHUP), even if the file's mtime did not move."""
+        self._watch.requested.set()
 
     def maybe_reload(self) -> None:
-        mtime = self._config_mtime()
-        if not self._reload_requested.is_set() and mtime == self._mtime:
+        cfg = self._watch.changed_config(self.cfg)
+        if cfg is None:
             return
-        self._reload_requested.clear()
-        self._mtime = mtime
-        try:
-            cfg = load_config(self.config_path)
-        except ConfigError as exc:
-            log.error("config_reload_rejected", path=str(self.config_path), problems=exc.problems)
-            return
-        if cfg == self.cfg:
-            return
-        old = {p.key: p for p in self.projects}
-        fresh: list[_Project] = []
-        for c in cfg.per_project():
-            prev = old.pop((c.posthog.host, c.posthog.project_id), None)
-            keep_lock = prev is not None and prev.cfg.state.same_place(c.state)
-            if prev is not None:
-                prev.close()
-                if not keep_lock:
-                    prev.leader.release()
-            project = self._open(c, prev.leader if prev is not None and keep_lock else None)
-            if prev is not None and c.watch != prev.cfg.watch:
-                # Newly watched jobs or levels have runs behind the cursor: look back over the whole window
-                # once (runs already processed are skipped by id), so nothing of theirs is skipped.
-                project.monitor.rewind_cursor()
-            fresh.append(project)
-        for gone in old.values():  # projects removed from the config
-            gone.close()
-            gone.leader.release()
-        self.projects = fresh
+        self.projects = reconcile_projects(self.projects, cfg, self._open)
         self.cfg = cfg
-        log.info("config_reloaded", path=str(self.config_path), projects=len(fresh))
+        log.info("config_reloaded", path=str(self.config_path), projects=len(self.projects))
 
     def run_cycle(self) -> CycleResult | None:
         if not self._cycle_lock.acquire(blocking=False):
@@ -369,7 +128,7 @@ class Daemon:
             self.health.cycle_started = self.health.clock()
             self.maybe_reload()
             results = [self._project_cycle(p) for p in self.projects]
-            result = results[0] if len(results) == 1 else _combine(results)
+            result = results[0] if len(results) == 1 else CycleResult.combine(results)
             telemetry.IS_LEADER.set(1 if self._leading() else 0)
             self._pace()
             now = self.health.clock()
@@ -384,7 +143,7 @@ class Daemon:
             self.health.cycle_started = None
             self._cycle_lock.release()
 
-    def _project_cycle(self, p: _Project) -> CycleResult:
+    def _project_cycle(self, p: Project) -> CycleResult:
         if self.stop_event.is_set():
             return CycleResult()
         result = self._lead(p)
@@ -396,7 +155,7 @@ class Daemon:
             log.exception("cycle_crashed", project_id=p.cfg.posthog.project_id)
             return CycleResult(error=f"{type(exc).__name__}: {exc}")
 
-    def _lead(self, p: _Project) -> CycleResult | None:
+    def _lead(self, p: Project) -> CycleResult | None:
         """None when this replica is the project's leader and should run its cycle; otherwise the cycle's
         result: standby (another replica leads) or an error (PostgreSQL unreachable: nobody can be sure
         to lead)."""
@@ -421,17 +180,15 @@ class Daemon:
             if p.leader.held:
                 prune_state(p.monitor.store, p.cfg, p.monitor.clock())
 
-    def _should_stop(self, p: _Project) -> bool:
+    def _should_stop(self, p: Project) -> bool:
         """Asked between runs: stop on shutdown, and stop acting at once if the leader lock was lost."""
         return self.stop_event.is_set() or not self._proved(p.leader.verify())
 
     def _pace(self) -> None:
         """Adaptive polling: move the next scheduled cycle to the delay the landing history calls for."""
-        sched = self.cfg.schedule
-        if sched.idle_interval_seconds is None or sched.cron or not self._scheduler.running:
+        pacing = Pacing.from_schedule(self.cfg.schedule)
+        if pacing is None or not self._scheduler.running:
             return
-        pacing = Pacing(interval=sched.interval_seconds, idle_interval=sched.idle_interval_seconds,
-                        window=sched.landing_window_minutes * 60.0)
         landings = {f"{p.cfg.posthog.project_id}:{job}": times for p in self.projects
                     for job, times in p.monitor.landings().items()}
         delay = next_poll_delay(landings, self.monitor.clock(), pacing)
@@ -469,14 +226,7 @@ class Daemon:
         return IntervalTrigger(seconds=sched.interval_seconds, timezone="UTC")
 
     def start_health_server(self) -> None:
-        srv = self.cfg.server
-        if srv.port is None:
-            return
-        token = srv.push_token.get_secret_value() if srv.push_token else None
-        self._health_server = _HealthServer((srv.host, srv.port), self.health, push_token=token,
-                                            on_push=self.request_cycle if token else None)
-        threading.Thread(target=self._health_server.serve_forever, name="health", daemon=True).start()
-        log.info("health_server_started", host=srv.host, port=self._health_server.server_address[1])
+        self._health_server = start_http_server(self.cfg.server, self.health, self.request_cycle)
 
     def install_signals(self) -> None:
         def stop(signum: int, _frame: Any) -> None:
@@ -484,7 +234,7 @@ class Daemon:
             self.stop_event.set()
 
         def reload(_signum: int, _frame: Any) -> None:
-            self._reload_requested.set()
+            self.request_reload()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
@@ -525,18 +275,3 @@ class Daemon:
             self.close()
         log.info("daemon_stopped", clean=finished)
         return 0
-
-
-def _combine(results: list[CycleResult]) -> CycleResult:
-    """One cycle's outcome over every project: ok only when every project's was."""
-    out = CycleResult(standby=all(r.standby for r in results))
-    errors = [r.error for r in results if r.error]
-    out.error = "; ".join(errors) if errors else None
-    for r in results:
-        out.discovered += r.discovered
-        out.processed.extend(r.processed)
-        out.failed.update(r.failed)
-        out.notifications += r.notifications
-        out.notices.extend(r.notices)
-        out.delivered += r.delivered
-    return out

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from monitor.config import ScheduleConfig
+
 DAY = 86_400.0
 # A job whose landings wander more than this around their mean is no daily job (several runs a day,
 # or none at a fixed time): it keeps the fast interval.
@@ -31,6 +33,14 @@ class Pacing:
     idle_interval: float  # seconds between polls outside every window: the longest delay there is
     window: float  # seconds either side of a job's expected landing, beyond how much its landings wander
     min_landings: int = 3  # below this many landings a job is still being learned: fast interval
+
+    @classmethod
+    def from_schedule(cls, sched: ScheduleConfig) -> Pacing | None:
+        """The pacing a `schedule:` asks for; None when polling is not adaptive (no idle interval, or cron)."""
+        if sched.idle_interval_seconds is None or sched.cron:
+            return None
+        return cls(interval=sched.interval_seconds, idle_interval=sched.idle_interval_seconds,
+                   window=sched.landing_window_minutes * 60.0)
 
 
 @dataclass(frozen=True)

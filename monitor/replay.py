@@ -25,7 +25,7 @@ def replay(cfg: Config, *, days: int | None = None, clock: Callable[[], datetime
            since: datetime | None = None, until: datetime | None = None) -> CycleResult:
     """`since`/`until` bound when the runs landed; the first run of each job in the window has no
     previous run to compare with, so it raises no change alerts (as on a first start)."""
-    from monitor.daemon import build_monitor
+    from monitor.app.wiring import build_monitor
 
     with tempfile.TemporaryDirectory(prefix="cluster-monitor-replay-") as tmp:
         posthog = cfg.posthog.model_copy(update={"lookback_days": days}) if days else cfg.posthog

@@ -205,6 +205,8 @@ def _int(run_id: str, field: str, value: Any, default: int | None = None) -> int
         if default is not None:
             return default
         raise RunParseError(run_id, field, "missing")
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise RunParseError(run_id, field, f"expected an integer, got {value!r}")
     try:
         return int(value)
     except (TypeError, ValueError) as exc:
@@ -219,13 +221,17 @@ def _params(run_id: str, value: Any) -> dict[str, Any]:
             value = msgspec.json.decode(value)
         except msgspec.DecodeError as exc:
             raise RunParseError(run_id, "$ai_clustering_params", str(exc)) from exc
+    if value is None:  # JSON null: no parameters recorded
+        return {}
     if not isinstance(value, dict):
         raise RunParseError(run_id, "$ai_clustering_params", f"expected an object, got {type(value).__name__}")
     return value
 
 
 def run_from_properties(props: Mapping[str, Any], timestamp: Any = None) -> Run:
-    """Build a Run from a run event's properties as PostHog stores them."""
+    """Build a Run from a run event's properties as PostHog stores them: the one parser of a run event
+    (the daemon's run query, `diff` and `replay` files and the local server's tests all come through
+    here). Bad input raises `RunParseError` naming the run id and the field; nothing is guessed."""
     run_id = props.get("$ai_clustering_run_id")
     if not isinstance(run_id, str) or not run_id:
         raise RunParseError(str(run_id), "$ai_clustering_run_id", "missing or not a string")

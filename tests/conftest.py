@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from monitor.app.wiring import build_monitor
 from monitor.config import Config, parse_config
-from monitor.daemon import build_monitor
 from monitor.local.posthog.generator import Dataset, generate
 from monitor.local.posthog.server import LocalPostHog
 from monitor.local.slack import LocalSlack

@@ -17,8 +17,8 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
+from monitor.app.wiring import build_monitor
 from monitor.config import parse_config
-from monitor.daemon import build_monitor
 from monitor.local.posthog.generator import generate
 from monitor.local.posthog.server import LocalPostHog
 from tests.conftest import API_KEY, END

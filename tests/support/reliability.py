@@ -41,9 +41,9 @@ from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from monitor import telemetry
+from monitor.app.wiring import build_monitor
 from monitor.cli import app as cli_app
 from monitor.config import Config, parse_config
-from monitor.daemon import build_monitor
 from monitor.local.posthog.faults import Fault
 from monitor.local.posthog.generator import Dataset, generate, legacy_run_properties, run_event_row
 from monitor.local.posthog.server import LocalPostHog

@@ -65,7 +65,7 @@ def test_a_reload_that_changes_only_retention_keeps_the_state_and_its_lock(tmp_p
     try:
         leader = d.leader
         config.write_text(json.dumps(_doc(tmp_path, state={"retention_days": 30})))
-        d._reload_requested.set()
+        d.request_reload()
         d.maybe_reload()
         assert d.cfg.state.retention_days == 30
         assert d.leader is leader and leader.held, "the file lock was kept, not dropped and taken again"

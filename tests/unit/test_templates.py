@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from monitor.alerts import Alert, Notification
-from monitor.daemon import load_templates
+from monitor.app.wiring import load_templates
 from monitor.notify import render
 
 NOW = datetime(2026, 11, 1, 4, tzinfo=UTC)

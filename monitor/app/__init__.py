@@ -1,0 +1,1 @@
+"""The application shell around the cycle: wiring from config, the HTTP endpoints, config reload."""
