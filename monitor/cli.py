@@ -110,9 +110,9 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
     """Watch PostHog LLM clustering runs; alert on Slack and email when AI traffic changes."""
 
 
-def _load(path: Path) -> Config:
+def _load(path: Path, warnings: list[str] | None = None) -> Config:
     try:
-        return load_config(path)
+        return load_config(path, warnings=warnings)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
@@ -245,7 +245,10 @@ def diff(
 @app.command("check-config")
 def check_config(config: ConfigOpt) -> None:
     """Validate the config (and templates) without sending anything."""
-    cfg = _load(config)
+    warnings: list[str] = []
+    cfg = _load(config, warnings)
+    for w in warnings:
+        typer.echo(f"warning: {w}", err=True)
     from monitor.app.wiring import load_templates
     from monitor.notify.render import check_templates
 
