@@ -227,7 +227,7 @@ class Daemon:
         """Retention (monitor/store/retention.py) for each project this replica leads."""
         for p in list(self.projects):
             if p.leader.held:
-                prune_state(p.monitor.store, p.cfg, p.monitor.clock())
+                prune_state(p.monitor.store, p.cfg, p.monitor.clock(), p.leader)
 
     def _should_stop(self, p: Project) -> bool:
         """Asked between runs: stop on shutdown, and stop acting at once if the leader lock was lost."""
