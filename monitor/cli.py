@@ -378,7 +378,10 @@ def silence_add(
     try:
         silence = Silence.model_validate(spec)
     except ValidationError as exc:
-        typer.echo(f"cluster-monitor silence add: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", err=True)
+        from monitor.config import plain_message
+
+        err = exc.errors()[0]
+        typer.echo(f"cluster-monitor silence add: {'.'.join(map(str, err['loc']))}: {plain_message(err)}", err=True)
         raise typer.Exit(2) from exc
     if not any((silence.kinds, silence.severities, job, level, title)):
         typer.echo("cluster-monitor silence add: say what to mute (--kind, --severity, --job, --level or --title)",

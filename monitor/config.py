@@ -437,7 +437,7 @@ class Silence(_Strict):
     kinds: list[str] = Field(default_factory=list)
     severities: list[Literal["critical", "warning", "info"]] = Field(default_factory=list)
     job: str | None = None
-    level: str | None = None
+    level: Level | None = None
     title: str | None = None
     until: datetime | None = None
     comment: str = ""
@@ -536,7 +536,8 @@ class ServerConfig(_Strict):
     """The daemon's own HTTP port: /healthz, /readyz, /metrics. Off when port is null."""
 
     host: str = "127.0.0.1"
-    port: int | None = None
+    # 0 takes any free port (tests).
+    port: int | None = Field(default=None, ge=0, lt=65536)
     # /readyz turns unready when no cycle has succeeded for this long.
     ready_after_failure_seconds: float = Field(default=900.0, gt=0)
     # POST /hooks/posthog with `Authorization: Bearer <push_token>` starts a cycle at once: point a
@@ -656,6 +657,15 @@ def _build(
 # Keys whose values are never echoed back in an error message.
 _SECRET_KEYS = ("api_key", "webhook_url", "bot_token", "password", "push_token", "url")
 
+_PATTERN_WORDS = {
+    Route.model_fields["name"].metadata[-1].pattern:
+        "letters, digits, '_', '.' and '-', starting with a letter or digit",
+    Rule.model_fields["name"].metadata[-1].pattern:
+        "letters, digits, spaces, '_', '.' and '-', starting with a letter or digit",
+    StateConfig.model_fields["pg_schema"].metadata[-1].pattern:
+        "lower-case letters, digits and '_' (up to 63), not starting with a digit",
+}
+
 _KIND_WORDS = {
     "int": "a whole number", "float": "a number", "bool": "true or false", "string": "text",
     "list": "a list (e.g. [a, b])", "dict": "a section of keys (a mapping)", "model": "a section of keys (a mapping)",
@@ -690,11 +700,12 @@ def plain_message(err: Mapping[str, Any]) -> str:
             bound = int(bound)
         return f"must be {words} {bound}{given}"
     if kind == "string_pattern_mismatch":
-        return f"has characters that are not allowed here (expected the form {ctx.get('pattern')}){given}"
+        pattern = str(ctx.get("pattern"))
+        return f"may hold only {_PATTERN_WORDS.get(pattern, f'text of the form {pattern}')}{given}"
     if kind in ("too_short", "too_long"):
         n = ctx.get("min_length" if kind == "too_short" else "max_length")
-        what = "characters" if isinstance(value, str) else "items"
-        return f"needs {'at least' if kind == 'too_short' else 'at most'} {n} {what}"
+        what = "character" if isinstance(value, str) else "item"
+        return f"needs {'at least' if kind == 'too_short' else 'at most'} {n} {what}{'' if n == 1 else 's'}"
     base = kind.split("_")[0] if not kind.startswith("model_attributes") else "model_attributes"
     if kind.startswith(("dict", "model")):
         base = "dict"
@@ -775,6 +786,8 @@ def _project_problems(cfg: Config) -> list[Problem]:
                                                    for i, p in enumerate(cfg.projects))]:
         if ph.api_key is not None and not ph.api_key.get_secret_value().strip():
             out.append(((*loc, "api_key"), "is empty (is its environment variable set to an empty value?)"))
+        if ph.api_key is None and ph.api_key_file is not None and not os.access(ph.api_key_file, os.R_OK):
+            out.append(((*loc, "api_key_file"), f"{ph.api_key_file} cannot be read (missing, or no permission)"))
     return out
 
 
@@ -798,9 +811,17 @@ def config_warnings(cfg: Config, now: datetime) -> list[Problem]:
     """Mistakes that do no harm but do nothing. A silence whose `until` has passed is a warning, not an
     error: silences expire by design, so a config valid yesterday must not stop the daemon (a restart
     loop in a container) today merely because time went by; the warning says it no longer applies."""
-    return [(("silences", i, "until"), f"{s.until.isoformat()} is in the past: this silence never applies "
-                                       "(remove it, or move `until` forward)")
-            for i, s in enumerate(cfg.silences) if s.until is not None and s.until <= now]
+    out: list[Problem] = [(("silences", i, "until"), f"{s.until.isoformat()} is in the past: this silence never "
+                                                     "applies (remove it, or move `until` forward)")
+                          for i, s in enumerate(cfg.silences) if s.until is not None and s.until <= now]
+    # Implicit TLS on the STARTTLS port (or the reverse) hangs or fails at the first send, not before.
+    mail = cfg.email
+    if mail is not None and (mail.security, mail.port) in (("ssl", 587), ("ssl", 25), ("starttls", 465)):
+        usual = 465 if mail.security == "ssl" else 587
+        out.append((("email", "security"), f"{mail.security} with port {mail.port}: {mail.security} is usually "
+                                           f"served on port {usual} (use security: "
+                                           f"{'starttls' if mail.security == 'ssl' else 'ssl'} for port {mail.port})"))
+    return out
 
 
 def unknown_kinds(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:

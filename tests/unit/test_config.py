@@ -239,3 +239,34 @@ def test_a_silence_until_in_the_past_is_a_warning_that_says_it_never_applies() -
     assert len(cfg.silences) == 2  # still valid: silences expire by design, the daemon must not refuse to start
     assert warnings == [f"cfg.yaml:{line + 2}: silences.0.until: 2026-01-31T00:00:00+00:00 is in the past: this "
                         "silence never applies (remove it, or move `until` forward)"]
+
+
+def test_more_mistakes_people_make() -> None:
+    text, line = _edit("silences: []", "silences:\n  - {kinds: [cost_spike], level: traces}\n")
+    assert _problems(text) == [f"cfg.yaml:{line + 1}: silences.0.level: must be one of 'trace', 'generation' or "
+                               "'evaluation', not 'traces'"]
+    text, line = _edit("routes: []", "routes:\n  - {name: 'on call', slack: {webhook_url: https://hooks.example/a}}\n")
+    assert _problems(text) == [f"cfg.yaml:{line + 1}: routes.0.name: may hold only letters, digits, '_', '.' and "
+                               "'-', starting with a letter or digit, not 'on call'"]
+    text, line = _edit("to: [ai-team@example.com]", "to: []")
+    assert _problems(text) == [f"cfg.yaml:{line}: email.to: needs at least 1 item"]
+    text, line = _edit("  api_key: ${POSTHOG_API_KEY}", "  api_key_file: /nonexistent/posthog_key")
+    assert _problems(text) == [f"cfg.yaml:{line}: posthog.api_key_file: /nonexistent/posthog_key cannot be read "
+                               "(missing, or no permission)"]
+    [problem] = _problems("posthog: {project_id: 1, api_key: k}\nserver:\n  port: 80000\n")
+    assert problem == "cfg.yaml:3: server.port: must be less than 65536, not 80000"
+    [problem] = _problems("posthog: {project_id: 1, api_key: k}\nroutes:\n  - name: r\n"
+                          "    email: {to: [c@example.com]}\n")
+    assert problem == ("cfg.yaml:4: routes.0.email: route 'r' sends email, which needs the top-level `email` "
+                       "section (server, sender)")
+
+
+def test_implicit_tls_on_the_starttls_port_is_a_warning() -> None:
+    text, line = _edit("security: starttls", "security: ssl")
+    warnings: list[str] = []
+    parse_config(text, "cfg.yaml", env=ENV, warnings=warnings)
+    assert warnings == [f"cfg.yaml:{line}: email.security: ssl with port 587: ssl is usually served on port 465 "
+                        "(use security: starttls for port 587)"]
+    warnings.clear()
+    parse_config(EXAMPLE.read_text(), "cfg.yaml", env=ENV, warnings=warnings)
+    assert warnings == []
