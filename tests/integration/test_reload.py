@@ -98,7 +98,8 @@ def test_a_reload_applies_schedule_and_server_and_says_what_needs_a_restart(tmp_
         assert job is not None and job.trigger.interval.total_seconds() == 7200
 
         moved = {**doc, "schedule": {"interval_seconds": 60, "misfire_grace_seconds": 5},
-                 "server": {"port": second_port}, "state": {"path": str(tmp_path / "elsewhere.sqlite")}}
+                 "server": {"port": second_port, "ready_after_failure_seconds": 42},
+                 "state": {"path": str(tmp_path / "elsewhere.sqlite")}}
         _write(path, moved, 2_000)
         with capture_logs() as logs:
             d._reload_between_cycles()
@@ -110,6 +111,7 @@ def test_a_reload_applies_schedule_and_server_and_says_what_needs_a_restart(tmp_
         assert job.next_run_time - datetime.now(UTC) <= timedelta(seconds=60)
         # The server: the new port answers, the old one is closed.
         assert _healthz(second_port) in (200, 503) and _healthz(first_port) == 0
+        assert d.health.ready_after_failure == 42
         # The state: named as needing a restart, the old file kept.
         assert events["config_reload_needs_restart"]["section"] == "state"
         assert "elsewhere.sqlite" in events["config_reload_needs_restart"]["reason"]
@@ -128,7 +130,8 @@ def test_a_reload_applies_schedule_and_server_and_says_what_needs_a_restart(tmp_
             taken.bind(("127.0.0.1", 0))
             taken.listen()
             busy = taken.getsockname()[1]
-            _write(path, {**moved, "schedule": {"cron": "*/5 * * * *"}, "server": {"port": busy}}, 4_000)
+            _write(path, {**moved, "schedule": {"cron": "*/5 * * * *"},
+                          "server": {"port": busy, "ready_after_failure_seconds": 42}}, 4_000)
             with capture_logs() as logs:
                 d._reload_between_cycles()
         assert [e["port"] for e in logs if e["event"] == "config_reload_failed"] == [busy]
