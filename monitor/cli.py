@@ -110,9 +110,9 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
     """Watch PostHog LLM clustering runs; alert on Slack and email when AI traffic changes."""
 
 
-def _load(path: Path) -> Config:
+def _load(path: Path, warnings: list[str] | None = None) -> Config:
     try:
-        return load_config(path)
+        return load_config(path, warnings=warnings)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
@@ -267,7 +267,10 @@ def check_config(config: ConfigOpt, offline: Annotated[bool, typer.Option(
         "--offline", help="do not ask PostHog whether each watched level has a clustering job")] = False) -> None:
     """Validate the config (and templates) without sending anything; with PostHog reachable, also check that
     each watched level has an enabled clustering job."""
-    cfg = _load(config)
+    warnings: list[str] = []
+    cfg = _load(config, warnings)
+    for w in warnings:
+        typer.echo(f"warning: {w}", err=True)
     from monitor.app.wiring import load_templates
     from monitor.notify.render import check_templates
 
@@ -304,7 +307,7 @@ def _check_jobs(cfg: Config) -> None:
         for level in missing:
             among = f" among the jobs watch.jobs names ({', '.join(c.watch.jobs)})" if c.watch.jobs else ""
             typer.echo(f"warning: project {pid} watches level {level!r} but has no enabled {level}-level "
-                       f"clustering job{among}: no {level} run will come")
+                       f"clustering job{among}: no {level} run will come", err=True)
         if not missing:
             typer.echo(f"jobs: project {pid}: every watched level ({', '.join(c.watch.levels)}) has an "
                        f"enabled clustering job")
@@ -454,7 +457,10 @@ def silence_add(
     try:
         silence = Silence.model_validate(spec)
     except ValidationError as exc:
-        typer.echo(f"cluster-monitor silence add: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", err=True)
+        from monitor.config import plain_message
+
+        err = exc.errors()[0]
+        typer.echo(f"cluster-monitor silence add: {'.'.join(map(str, err['loc']))}: {plain_message(err)}", err=True)
         raise typer.Exit(2) from exc
     if not any((silence.kinds, silence.severities, job, level, title, lineage)):
         typer.echo("cluster-monitor silence add: say what to mute (--kind, --severity, --job, --level, --title or "

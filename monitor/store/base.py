@@ -101,6 +101,8 @@ class PruneResult:
     clusters: int = 0
     alert_states: int = 0
     notifications: int = 0
+    # Rows of cluster_monitor_sends (PostgreSQL leadership) whose notification was pruned.
+    send_claims: int = 0
 
 
 class Store(Protocol):
@@ -213,6 +215,11 @@ class Leadership(Protocol):
         under this leadership) only while leadership is still certain."""
         ...
 
+    def prune_sends(self) -> int:
+        """Retention of the send claims: forget those of outbox entries that are gone (pruned with the
+        sent notifications); how many were forgotten."""
+        ...
+
     def release(self) -> None: ...
 
 
@@ -229,6 +236,9 @@ class AlwaysLeader:
 
     def claim(self, outbox_id: int) -> bool:
         return True
+
+    def prune_sends(self) -> int:
+        return 0  # claims are recorded on PostgreSQL only
 
     def release(self) -> None:
         return None

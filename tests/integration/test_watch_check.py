@@ -29,12 +29,12 @@ def test_check_config_names_a_watched_level_without_a_job(drift_posthog: PostHog
     out = runner.invoke(app, ["check-config", "-c", str(_write(tmp_path / "a.json", drift_posthog.url, pid,
                                                               ["trace", "generation", "evaluation"]))])
     assert out.exit_code == 0, out.output
-    assert f"warning: project {pid} watches level 'evaluation' but has no enabled evaluation-level" in out.stdout
-    assert "'trace'" not in out.stdout and "'generation'" not in out.stdout
+    assert f"warning: project {pid} watches level 'evaluation' but has no enabled evaluation-level" in out.stderr
+    assert "'trace'" not in out.stderr and "'generation'" not in out.stderr
     fine = runner.invoke(app, ["check-config", "-c", str(_write(tmp_path / "b.json", drift_posthog.url, pid,
                                                                ["trace", "generation"]))])
     assert fine.exit_code == 0 and "every watched level (trace, generation) has an enabled" in fine.stdout
-    assert "warning: project" not in fine.stdout
+    assert "warning: project" not in fine.output
 
 
 def test_check_config_offline_says_it_could_not_check(tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_check_config_offline_says_it_could_not_check(tmp_path: Path) -> None:
     out = runner.invoke(app, ["check-config", "-c", cfg])
     assert out.exit_code == 0, out.output
     assert "ok (project 5" in out.stdout and "jobs: could not check project 5's clustering jobs" in out.stdout
-    assert "warning: project" not in out.stdout
+    assert "warning: project" not in out.output
     skipped = runner.invoke(app, ["check-config", "--offline", "-c", cfg])
     assert skipped.exit_code == 0 and "jobs: not checked (--offline)" in skipped.stdout
 
