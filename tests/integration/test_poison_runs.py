@@ -93,9 +93,13 @@ def test_staleness_is_judged_from_the_runs_posthog_has_not_from_those_processed(
     control = m.check_sources(at, discovered=[])
     # (Named by job id: PostHog's job list does not know these jobs, and no landed run is looked at.)
     assert {a.job_name for n in control for a in n.alerts} == {x.job_id for x in behind.values()}
-    # Once PostHog itself has nothing new for longer than the bound, every hostile job is stale.
+    # Once PostHog itself has nothing new for longer than the bound, every hostile job is stale (the jobs
+    # behind fire since the control above, the others now).
     fired = m.check_sources(at + timedelta(hours=31), discovered=m.landed)
-    assert {a.job_name for n in fired for a in n.alerts} >= {f"Hostile {c.name}" for c in CASES}
-    assert all(a.kind != KIND for n in fired for a in n.alerts)
+    assert {a.job_name for n in fired for a in n.alerts} >= {f"Hostile {x.case.name}" for x in landed
+                                                             if not x.case.malformed}
+    assert {st.job_key for st in m.store.firing_alerts() if st.kind == "stale_source"} >= {
+        f"{x.job_id}|trace" for x in landed}
+    assert len(CASES) == len(landed) and all(a.kind != KIND for n in fired for a in n.alerts)
     m.store.close()
     m.client.close()
