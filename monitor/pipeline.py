@@ -313,7 +313,7 @@ class Monitor:
                                                 run_url=self.links.run(d.run_id))
         self.store.record_run_failure(f, states, outbox, now=now)
         telemetry.RUNS_QUARANTINED.inc()
-        log.error("run_quarantined", run_id=d.run_id, job=d.job_name, level=d.level, field=f.field, error=error,
+        log.error("poison_run_quarantined", run_id=d.run_id, job=d.job_name, level=d.level, field=f.field, error=error,
                   attempts=f.attempts, notified=n is not None)
         return True
 

@@ -124,6 +124,7 @@ CREATE TABLE IF NOT EXISTS acknowledgements (
 
 # Migration 3: runs that failed to parse or process, until they succeed; `quarantined_at` once they failed
 # schedule.run_attempts times (poison runs, monitor/stages/failures.py). Processing a run deletes its row.
+# A handful of rows at most: no index.
 RUN_FAILURES = """
 CREATE TABLE IF NOT EXISTS run_failures (
     run_id TEXT PRIMARY KEY,
@@ -138,8 +139,7 @@ CREATE TABLE IF NOT EXISTS run_failures (
     last_failed_at {ts} NOT NULL,
     next_attempt_at {ts} NOT NULL,
     quarantined_at {ts}
-);
-CREATE INDEX IF NOT EXISTS run_failures_quarantined ON run_failures (quarantined_at)
+)
 """
 
 MIGRATIONS: tuple[Migration, ...] = (

@@ -1,18 +1,25 @@
 """Poison runs through the pipeline against the local PostHog: a malformed run is retried, then quarantined with
 one alert naming the run, the job and the field, and its job's later runs go on; odd runs are processed;
-`runs retry` gives a quarantined run another go; staleness is judged from the runs PostHog has."""
+`runs retry` gives a quarantined run another go; staleness is judged from the runs PostHog has; a send that
+hangs is abandoned after delivery.timeout_seconds."""
 
 from __future__ import annotations
 
 import json
+import socket
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from monitor import telemetry
 from monitor.local.slack import LocalSlack
+from monitor.notify.slack import SlackNotifier
 from monitor.stages.failures import KIND
 from monitor.status import collect
+from monitor.store.sqlite import SQLiteStore
 from tests.conftest import END, PostHogEnv, make_config, monitor_for
+from tests.integration.test_notify import NOW, _deliverer, _enqueue, _notification, _slack_notifier
 from tests.support.hostile_runs import CASES, land
 
 
@@ -103,3 +110,27 @@ def test_staleness_is_judged_from_the_runs_posthog_has_not_from_those_processed(
     assert len(CASES) == len(landed) and all(a.kind != KIND for n in fired for a in n.alerts)
     m.store.close()
     m.client.close()
+
+
+def test_a_send_that_hangs_is_abandoned_and_retried_and_the_rest_of_the_outbox_goes(
+        slack: LocalSlack, tmp_path: Path) -> None:
+    # A Slack endpoint that takes the connection and never answers (its own HTTP timeout is far longer).
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    try:
+        hung = SlackNotifier(webhook_url=f"http://127.0.0.1:{silent.getsockname()[1]}/hook", timeout=60)
+        d = _deliverer(store, {"hung": hung, "slack": _slack_notifier(slack, "webhook")}, timeout=0.5)
+        _enqueue(store, _notification(tag="hang1"), ["hung", "slack"])
+        before = telemetry.DELIVERIES_ABANDONED.labels(channel="hung")._value.get()
+        started = time.monotonic()
+        assert d.deliver_due(NOW) == 1, "the other channel's message went out"
+        assert time.monotonic() - started < 5
+        assert telemetry.DELIVERIES_ABANDONED.labels(channel="hung")._value.get() == before + 1
+        (entry,) = store.outbox("pending")
+        assert entry.channel == "hung" and entry.attempts == 1 and "abandoned" in (entry.last_error or "")
+        assert len(slack.messages) == 1
+    finally:
+        store.close()
+        silent.close()
