@@ -22,6 +22,7 @@ from monitor.daemon import EXIT_ABANDONED
 from monitor.local.posthog.faults import Fault
 from monitor.local.slack import LocalSlack
 from tests.conftest import API_KEY, END, PostHogEnv, write_daemon_config
+from tests.e2e.test_ha import _until as ha_until
 from tests.support.hostile_runs import land
 
 SERVER = {"host": "127.0.0.1", "port": 0}
@@ -47,14 +48,8 @@ def _events(log: Path, name: str) -> list[dict[str, Any]]:
 
 
 def _until(cond: Callable[[], Any], timeout: float, what: str, log: Path) -> Any:
-    """Poll a condition (the daemon is another process: there is nothing to wait on but its effects)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}\n{log.read_text()[-4000:]}")
+    """Poll a condition: the daemon is another process, there is nothing to wait on but its effects."""
+    return ha_until(cond, timeout, what, logs=lambda: log.read_text()[-4000:])
 
 
 def _healthz(log: Path) -> int:
@@ -123,18 +118,23 @@ def test_crafted_runs_through_the_daemon_process(posthog_factory: Any, slack: Lo
     assert {q["run_id"] for q in json.loads(status.stdout)["projects"][0]["quarantined"]} == malformed
 
 
-def test_sigterm_with_a_stuck_cycle_ends_the_process_within_its_deadline_non_zero(
-        posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
-    env: PostHogEnv = posthog_factory("steady", scale=0.05, days=2)
-    # Every run fetch hangs far longer than the shutdown deadline (within the client's own timeout).
+def _stuck(env: PostHogEnv, slack: LocalSlack, tmp_path: Path, cycle_timeout: float | None) -> Path:
+    """A daemon's config whose every run fetch hangs far longer than the 2 s shutdown deadline (and within the
+    client's own timeout)."""
     env.server.faults.add(Fault(kind="latency", seconds=40, name="get_run", count=None))
-    state = tmp_path / "state.sqlite"
     config = write_daemon_config(
-        tmp_path / "config.yaml", env, slack, state, server=SERVER, max_retries=0,
-        schedule={"interval_seconds": 1, "shutdown_deadline_seconds": 2, "cycle_timeout_seconds": None})
+        tmp_path / "config.yaml", env, slack, tmp_path / "state.sqlite", server=SERVER, max_retries=0,
+        schedule={"interval_seconds": 1, "shutdown_deadline_seconds": 2, "cycle_timeout_seconds": cycle_timeout})
     doc = json.loads(config.read_text())
     doc["posthog"]["timeout_seconds"] = 120
     config.write_text(json.dumps(doc))
+    return config
+
+
+def test_sigterm_with_a_stuck_cycle_ends_the_process_within_its_deadline_non_zero(
+        posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
+    env: PostHogEnv = posthog_factory("steady", scale=0.05, days=2)
+    config = _stuck(env, slack, tmp_path, cycle_timeout=None)
     log = tmp_path / "daemon.log"
     proc = _start(config, log)
     try:
@@ -153,14 +153,7 @@ def test_sigterm_with_a_stuck_cycle_ends_the_process_within_its_deadline_non_zer
 def test_the_watchdog_abandons_a_stuck_cycle_and_blames_the_run_in_hand(
         posthog_factory: Any, slack: LocalSlack, tmp_path: Path) -> None:
     env: PostHogEnv = posthog_factory("steady", scale=0.05, days=2)
-    env.server.faults.add(Fault(kind="latency", seconds=40, name="get_run", count=None))
-    state = tmp_path / "state.sqlite"
-    config = write_daemon_config(
-        tmp_path / "config.yaml", env, slack, state, server=SERVER, max_retries=0,
-        schedule={"interval_seconds": 1, "shutdown_deadline_seconds": 2, "cycle_timeout_seconds": 2})
-    doc = json.loads(config.read_text())
-    doc["posthog"]["timeout_seconds"] = 120
-    config.write_text(json.dumps(doc))
+    config = _stuck(env, slack, tmp_path, cycle_timeout=2)
     log = tmp_path / "daemon.log"
     proc = _start(config, log)
     try:
@@ -171,6 +164,6 @@ def test_the_watchdog_abandons_a_stuck_cycle_and_blames_the_run_in_hand(
             proc.kill()
     abandoned = _events(log, "cycle_abandoned")
     assert len(abandoned) == 1 and len(abandoned[0]["run_ids"]) == 1
-    with sqlite3.connect(state) as db:
+    with sqlite3.connect(tmp_path / "state.sqlite") as db:
         rows = db.execute("SELECT run_id, attempts, field FROM run_failures").fetchall()
     assert rows == [(abandoned[0]["run_ids"][0], 1, "(processing)")]
