@@ -116,6 +116,17 @@ def test_crafted_runs_through_the_daemon_process(posthog_factory: Any, slack: Lo
     assert {r["run_id"] for r in json.loads(listed.stdout)} == malformed
     status = _cli("status", "--config", str(config), "--json")
     assert {q["run_id"] for q in json.loads(status.stdout)["projects"][0]["quarantined"]} == malformed
+    text = _cli("status", "--config", str(config)).stdout
+    assert f"Quarantined runs ({len(malformed)})" in text and all(r in text for r in malformed)
+    # After a fix, `runs retry RUN_ID` hands one back to the daemon; a wrong action is one line, exit 2.
+    target = sorted(malformed)[0]
+    retried = _cli("runs", "retry", target, "--config", str(config))
+    assert retried.returncode == 0 and "tried again" in retried.stdout, retried.stderr
+    left = json.loads(_cli("runs", "--config", str(config), "--json").stdout)
+    assert {r["run_id"] for r in left} == malformed - {target}
+    assert _cli("runs", "retry", target, "--config", str(config)).returncode == 1, "nothing to retry any more"
+    bad = _cli("runs", "bogus", "--config", str(config))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "retry RUN_ID" in bad.stderr
 
 
 def _stuck(env: PostHogEnv, slack: LocalSlack, tmp_path: Path, cycle_timeout: float | None) -> Path:
