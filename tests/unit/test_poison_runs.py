@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import msgspec
 import pytest
 
 from monitor.alerts import fingerprint
+from monitor.config import StateConfig
 from monitor.links import PostHogLinks
 from monitor.local.posthog.generator import make_run_event
 from monitor.posthog.client import PostHogError
@@ -19,8 +21,8 @@ from monitor.runs import RunParseError, run_from_properties
 from monitor.stages import failures
 from monitor.stages.discover import DiscoveredRun
 from monitor.store.base import AlertState, ProcessedRun
-from monitor.store.sqlite import SQLiteStore
 from tests.support.hostile_runs import CASES, HUGE, Case
+from tests.unit.test_store import Opener, opening
 
 T0 = datetime(2026, 11, 1, 3, tzinfo=UTC)
 LINKS = PostHogLinks("https://us.posthog.com", 2, "ai-observability")
@@ -91,36 +93,39 @@ def test_the_quarantine_alert_names_the_run_the_job_and_the_field_and_is_a_one_o
     assert a.fingerprint == fingerprint(2, D.run_id, failures.KIND)
 
 
+@pytest.fixture(name="opener")
+def _sqlite_opener(tmp_path: Path) -> Iterator[Opener]:
+    yield from opening(StateConfig.model_validate({"path": tmp_path / "s.sqlite"}))
+
+
 def _processed(run_id: str) -> ProcessedRun:
     return ProcessedRun(run_id=run_id, job_key="j|trace", level="trace", window_end=T0, emitted_at=T0,
                         event_uuid="u", payload=b"{}", snapshots=[], alert_states=[], outbox=[], processed_at=T0)
 
 
-def test_the_store_keeps_a_quarantine_with_its_alert_and_forgets_it_on_retry_or_success(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.sqlite")
-    try:
-        first = failures.next_failure(None, D, field="$ai_clusters", error="bad", now=T0, attempts_allowed=2,
-                                      retry_seconds=0)
-        store.record_run_failure(first, now=T0)
-        assert [f.run_id for f in store.run_failures(quarantined=False)] == [D.run_id]
-        assert store.run_failures(quarantined=True) == []
-        q = failures.next_failure(first, D, field="$ai_clusters", error="bad", now=T0, attempts_allowed=2,
+def test_the_store_keeps_a_quarantine_with_its_alert_and_forgets_it_on_retry_or_success(opener: Opener) -> None:
+    """SQLite here; tests/integration/test_store_postgres.py runs it on PostgreSQL."""
+    store = opener()
+    first = failures.next_failure(None, D, field="$ai_clusters", error="bad", now=T0, attempts_allowed=2,
                                   retry_seconds=0)
-        state = AlertState(fingerprint="fp", status="firing", kind=failures.KIND, first_fired_at=T0,
-                           last_fired_at=T0, last_notified_at=T0, last_run_id=D.run_id, job_key=D.job_key,
-                           lineage_id=None, summary="s")
-        store.record_run_failure(q, [state], [("quarantine:x", "slack", b"{}")], now=T0)
-        assert store.run_failures(quarantined=True) == [q]
-        assert [e.key for e in store.outbox()] == ["quarantine:x"] and "fp" in store.alert_states(D.job_key)
-        # `runs retry`: forgotten, and the cursor moved back before it so discovery finds it again.
-        store.set_cursor(T0 + timedelta(days=3))
-        assert store.retry_run(D.run_id) == q and store.run_failures() == []
-        cursor = store.cursor()
-        assert cursor is not None and cursor < T0
-        assert store.retry_run(D.run_id) is None
-        # A run processed at last leaves no failure behind.
-        store.record_run_failure(first, now=T0)
-        store.commit_run(_processed(D.run_id))
-        assert store.run_failures() == []
-    finally:
-        store.close()
+    store.record_run_failure(first, now=T0)
+    assert [f.run_id for f in store.run_failures(quarantined=False)] == [D.run_id]
+    assert store.run_failures(quarantined=True) == []
+    q = failures.next_failure(first, D, field="$ai_clusters", error="bad", now=T0, attempts_allowed=2,
+                              retry_seconds=0)
+    state = AlertState(fingerprint="fp", status="firing", kind=failures.KIND, first_fired_at=T0,
+                       last_fired_at=T0, last_notified_at=T0, last_run_id=D.run_id, job_key=D.job_key,
+                       lineage_id=None, summary="s")
+    store.record_run_failure(q, [state], [("quarantine:x", "slack", b"{}")], now=T0)
+    assert store.run_failures(quarantined=True) == [q]
+    assert [e.key for e in store.outbox()] == ["quarantine:x"] and "fp" in store.alert_states(D.job_key)
+    # `runs retry`: forgotten, and the cursor moved back before it so discovery finds it again.
+    store.set_cursor(T0 + timedelta(days=3))
+    assert store.retry_run(D.run_id) == q and store.run_failures() == []
+    cursor = store.cursor()
+    assert cursor is not None and cursor < T0
+    assert store.retry_run(D.run_id) is None
+    # A run processed at last leaves no failure behind.
+    store.record_run_failure(first, now=T0)
+    store.commit_run(_processed(D.run_id))
+    assert store.run_failures() == []
