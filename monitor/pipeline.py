@@ -269,7 +269,7 @@ class Monitor:
             try:
                 n = self.process(d, self.clock())
             except Exception as exc:  # a bad run must not stop the cycle, nor its job for good
-                result.failed[d.run_id] = failures.describe(exc)
+                result.failed[d.run_id] = failures.message(exc)
                 if self.run_failed(d, exc, failing.get(d.run_id)):
                     continue  # quarantined: the job's later runs go on, and the cursor may pass it
                 blocked.add(d.job_key)
@@ -293,8 +293,8 @@ class Monitor:
         field_, error = failures.failure_field(exc), failures.describe(exc)
         if not isinstance(exc, (PostHogError, RunParseError, MetricsParseError)):
             log.exception("run_crashed", run_id=d.run_id, job=d.job_name, level=d.level, field=field_)
-        log.error("run_failed", run_id=d.run_id, job=d.job_name, level=d.level, error=error, field=field_,
-                  reason=reason, transient=transient)
+        log.error("run_failed", run_id=d.run_id, job=d.job_name, level=d.level, error=failures.message(exc),
+                  field=field_, reason=reason, transient=transient)
         if transient:
             return False
         now = self.clock()

@@ -49,7 +49,16 @@ def failure_field(exc: BaseException) -> str:
 
 
 def describe(exc: BaseException) -> str:
-    text = exc.problem if isinstance(exc, RunParseError) else f"{type(exc).__name__}: {exc}"
+    """What went wrong, for the stored failure and the alert (which name the run and the field apart)."""
+    return _cut(exc.problem if isinstance(exc, RunParseError) else f"{type(exc).__name__}: {exc}")
+
+
+def message(exc: BaseException) -> str:
+    """The whole message, for the log line (a RunParseError's names the run id and the field)."""
+    return _cut(str(exc) if isinstance(exc, (RunParseError, PostHogError)) else f"{type(exc).__name__}: {exc}")
+
+
+def _cut(text: str) -> str:
     return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + "..."
 
 
