@@ -42,6 +42,11 @@ CYCLES_ABANDONED = Counter(
 DELIVERIES_ABANDONED = Counter(
     "cluster_monitor_deliveries_abandoned_total", "Sends abandoned after delivery.timeout_seconds (retried later)",
     ["channel"], registry=REGISTRY)
+EMBEDDINGS_MISSING = Counter(
+    "cluster_monitor_embeddings_missing",
+    "Runs matched without PostHog's summary embeddings (lexical signals only), by reason: unavailable "
+    "(the query failed: an older PostHog without the table, forbidden, an error), empty (no rows: past "
+    "retention), partial (some clusters without a vector)", ["reason"], registry=REGISTRY)
 ALERTS_FIRED = Counter(
     "cluster_monitor_alerts_fired_total", "Alerts raised by rules", ["kind", "severity"], registry=REGISTRY)
 ALERTS_SILENCED = Counter(
