@@ -159,7 +159,14 @@ def run(config: ConfigOpt, log_level: LogLevelOpt = LogLevel.info) -> None:
     logs.configure(log_level.value)
     daemon = _daemon(config)
     daemon.install_signals()
-    raise typer.Exit(daemon.serve())
+    code = daemon.serve()
+    if code != 0:
+        # Work was abandoned and a worker thread may be stuck for good: the interpreter would wait for it
+        # at exit. Nothing is lost by leaving now (see monitor/daemon.py): flush the logs and go.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise typer.Exit(0)
 
 
 @app.command()
@@ -366,6 +373,50 @@ def outbox(config: ConfigOpt,
         err = f"  error: {e.last_error}" if e.last_error else ""
         typer.echo(f"#{e.id} {e.status:<7} {e.channel:<5} {e.key} attempts={e.attempts} "
                    f"created={e.created_at:%Y-%m-%d %H:%M:%S}{err}")
+
+
+@app.command()
+def runs(
+    config: ConfigOpt,
+    action: Annotated[str | None, typer.Argument(help="`retry` to give a quarantined or failing run another go",
+                                                 show_default=False)] = None,
+    run_id: Annotated[str | None, typer.Argument(help="the run id, with `retry`", show_default=False)] = None,
+    retry: Annotated[str | None, typer.Option("--retry", metavar="RUN_ID", help="same as `runs retry RUN_ID`")] = None,
+    quarantined: Annotated[bool, typer.Option("--quarantined", help="only quarantined runs")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Runs that failed to parse or process: still retried, or quarantined after schedule.run_attempts
+    failures; `runs retry RUN_ID` (after a fix) lets the daemon take one again at its next cycle."""
+    from monitor.status import failed_run_line, failed_run_view, to_json
+
+    if action is not None and action != "retry":
+        raise typer.BadParameter(f"{action!r}: the only action is `retry RUN_ID`", param_hint="ACTION")
+    if action == "retry" and not run_id:
+        raise typer.BadParameter("`runs retry` needs the run id: `runs retry RUN_ID`", param_hint="RUN_ID")
+    target = (retry or run_id) if (retry or action == "retry") else None
+    cfg = _load(config)
+    store = _open_store(cfg, existing=True)
+    try:
+        if target is not None:
+            forgotten = store.retry_run(target)
+            if forgotten is None:
+                typer.echo(f"cluster-monitor: run {target!r} has not failed (see `runs`)", err=True)
+                raise typer.Exit(1)
+            typer.echo(f"run {target} ({forgotten.job_name}, {forgotten.level}) will be tried again at the "
+                       "daemon's next cycle", err=as_json)
+        rows = store.run_failures(quarantined=True if quarantined else None)
+    finally:
+        store.close()
+    views = [failed_run_view(f) for f in rows]
+    if as_json:
+        sys.stdout.buffer.write(to_json(views))
+        return
+    if target is not None:
+        return
+    if not views:
+        typer.echo("no quarantined runs" if quarantined else "no failed runs")
+    for v in views:
+        typer.echo(failed_run_line(v))
 
 
 silence_app = typer.Typer(no_args_is_help=True, help="Mute notifications of matching alerts for a while.")

@@ -88,7 +88,7 @@ def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
     store = open_store(cfg.state)
     deliverer = Deliverer(store, build_notifiers(cfg), max_backoff=cfg.delivery.max_backoff_seconds,
                           max_attempts=cfg.delivery.max_attempts, sleep=sleep, fence=fence, claim=claim,
-                          after_send=after_send)
+                          after_send=after_send, timeout=cfg.delivery.timeout_seconds)
     return Monitor(cfg, client, store, deliverer, clock=clock or (lambda: datetime.now(UTC)))
 
 
