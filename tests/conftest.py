@@ -140,6 +140,25 @@ def make_config(env: PostHogEnv, slack_server: LocalSlack | None, smtp_server: L
     return parse_config(json.dumps(doc), "test-config", env={})
 
 
+def config_doc(cfg: Config) -> dict[str, Any]:
+    """The config as a YAML/JSON document a CLI process can load: secrets written out, not masked
+    (pydantic's dump prints SecretStr as '**********', which the config check refuses)."""
+    from pydantic import SecretStr
+
+    def reveal(v: Any) -> Any:
+        if isinstance(v, SecretStr):
+            return v.get_secret_value()
+        if isinstance(v, dict):
+            return {k: reveal(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [reveal(x) for x in v]
+        return v
+
+    doc = reveal(cfg.model_dump(mode="python", by_alias=True, exclude_none=True))
+    out: dict[str, Any] = json.loads(json.dumps(doc, default=str))
+    return out
+
+
 def monitor_for(cfg: Config, *, clock: Callable[[], datetime] | None = None) -> Monitor:
     """A monitor whose clock stands just after the generated data (runs are ~1 day old: not stale)."""
     # No pacing between messages in tests: the local endpoint has no rate limit to respect.

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.local.slack import LocalSlack
-from tests.conftest import API_KEY, PostHogEnv, make_config, monitor_for
+from tests.conftest import API_KEY, PostHogEnv, config_doc, make_config, monitor_for
 
 
 def _texts(slack: LocalSlack) -> list[str]:
@@ -22,7 +22,7 @@ def test_replay_prints_the_drift_alerts_and_sends_nothing(
     state = tmp_path / "state" / "real.sqlite"
     cfg = make_config(drift_posthog, slack, None, state)
     path = tmp_path / "config.yaml"
-    path.write_text(json.dumps(cfg.model_dump(mode="json", by_alias=True, exclude_none=True) | {
+    path.write_text(json.dumps(config_doc(cfg) | {
         "posthog": {"host": drift_posthog.url, "project_id": drift_posthog.project_id,
                     "api_key": "${KEY}", "lookback_days": 60}}))
     out = subprocess.run(
@@ -44,7 +44,7 @@ def test_silences_from_the_cli_are_stored_listed_applied_and_removed(
     env: PostHogEnv = posthog_factory("drift", scale=0.1, days=8)
     cfg = make_config(env, slack, None, tmp_path / "s.sqlite")
     path = tmp_path / "config.yaml"
-    path.write_text(json.dumps(cfg.model_dump(mode="json", by_alias=True, exclude_none=True) | {
+    path.write_text(json.dumps(config_doc(cfg) | {
         "posthog": {"host": env.url, "project_id": env.project_id, "api_key": "${KEY}", "lookback_days": 60}}))
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -73,7 +73,7 @@ def test_replay_since_until_takes_only_the_runs_that_landed_in_the_window(
 
     cfg = make_config(drift_posthog, slack, None, tmp_path / "state.sqlite")
     path = tmp_path / "config.yaml"
-    path.write_text(json.dumps(cfg.model_dump(mode="json", by_alias=True, exclude_none=True) | {
+    path.write_text(json.dumps(config_doc(cfg) | {
         "posthog": {"host": drift_posthog.url, "project_id": drift_posthog.project_id, "api_key": "${KEY}"}}))
     stamps = sorted(r["emitted_at"] for r in drift_posthog.dataset.runs)
     lo, hi = stamps[10], stamps[30]

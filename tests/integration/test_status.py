@@ -21,7 +21,7 @@ from monitor.runs import Run, encode_digest
 from monitor.status import Status, collect, publish, to_json
 from monitor.store import open_store
 from monitor.store.base import AlertState, ProcessedRun, Store
-from tests.conftest import API_KEY, PostHogEnv, make_config, monitor_for, new_project_id
+from tests.conftest import API_KEY, PostHogEnv, config_doc, make_config, monitor_for, new_project_id
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -142,10 +142,8 @@ def test_status_after_a_real_cycle_and_an_acknowledgement_from_the_cli(
     assert m.cycle().ok
     m.store.close()
     path = tmp_path / "config.yaml"
-    path.write_text(json.dumps(cfg.model_dump(mode="json", by_alias=True, exclude_none=True) | {
-        "posthog": {"host": drift_posthog.url, "project_id": drift_posthog.project_id, "api_key": "${KEY}"},
-        # model_dump masks secrets ("**********"), which the config check rightly refuses as a webhook URL.
-        "slack": {"webhook_url": slack.webhook_url}}))
+    path.write_text(json.dumps(config_doc(cfg) | {
+        "posthog": {"host": drift_posthog.url, "project_id": drift_posthog.project_id, "api_key": "${KEY}"}}))
     path.chmod(0o600)
     runner = CliRunner()
 
