@@ -106,7 +106,7 @@ class Sample:
     input_tokens: float = 0.0
     output_tokens: float = 0.0
     models: Counter[str] = field(default_factory=Counter)
-    model_cost: Counter[str] = field(default_factory=Counter)
+    model_cost: dict[str, float] = field(default_factory=dict)
     providers: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
@@ -128,7 +128,7 @@ def sample(rows: Iterable[ItemRow]) -> Sample:
         if len(r.model_costs) == len(r.models):
             for m, c in zip(r.models, r.model_costs, strict=True):
                 if m:
-                    s.model_cost[m] += c
+                    s.model_cost[m] = s.model_cost.get(m, 0.0) + c
         s.errors.update(" ".join(e.split()) or "(no message)" for e in r.error_types)
         s.statuses.update(x for x in r.statuses if x)
         s.spans.update(x for x in r.error_spans if x)
@@ -172,8 +172,9 @@ def _model_sentence(now: Sample, before: Sample | None, aspect: Aspect) -> str |
         return f"Model mix unchanged since the previous run: {_mix(now.models)} of generations"
     text = f"{model} went from {_pct(was)} to {_pct(is_)} of this cluster's generations"
     total_cost = sum(now.model_cost.values())
-    if aspect == "cost" and total_cost > 0 and now.model_cost[model] > 0:
-        text += f" ({_pct(now.model_cost[model] / total_cost)} of its cost)"
+    model_cost = now.model_cost.get(model, 0.0)
+    if aspect == "cost" and total_cost > 0 and model_cost > 0:
+        text += f" ({_pct(model_cost / total_cost)} of its cost)"
     pmove = _largest_move(now.providers, before.providers)
     if pmove is not None and len(set(now.providers) | set(before.providers)) > 1 \
             and abs(pmove[2] - pmove[1]) >= MIN_SHARE_MOVE:
