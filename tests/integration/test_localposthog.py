@@ -176,8 +176,10 @@ def test_every_monitor_query_uses_only_function_names_old_releases_accept() -> N
     from monitor.local.posthog.hogql import compile_hogql
 
     for name, q in queries.ALL_QUERIES.items():
-        placeholders = {k: "x" for k in ("event", "run_id", "emitted_from", "emitted_to", "window_start",
-                                          "window_end", "since", "after_ts", "after_uuid")}
+        placeholders: dict[str, object] = {
+            k: "x" for k in ("event", "run_id", "emitted_from", "emitted_to", "window_start", "window_end", "since",
+                             "after_ts", "after_uuid", "prev_run_id", "prev_emitted_from", "prev_emitted_to")}
+        placeholders |= {"cluster_ids": [1], "prev_cluster_ids": [2]}  # the alert explanation's clusters
         compile_hogql(q, placeholders, events_source="SELECT 1", release="old")  # raises if not
         # What PostHog's own clustering reads by property access (materialized where the team has it).
         assert "JSONExtractString(properties, '$ai_trace_id')" not in q and "JSONExtractRaw(properties, '$ai_" \
