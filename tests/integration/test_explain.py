@@ -4,15 +4,28 @@ behind it, and the one explanation query is asked only for runs whose message ha
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
+from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from monitor import kinds
+from monitor.alerts import Alert, Notification
+from monitor.links import PostHogLinks
 from monitor.local.slack import LocalSlack
 from monitor.local.smtp import LocalSMTP
+from monitor.notify.render import render_slack
+from monitor.posthog import queries
+from monitor.posthog.client import PostHogClient
+from monitor.stages import explain, load
+from monitor.stages.discover import DiscoveredRun
 from monitor.stages.explain import QUERY_NAME
-from tests.conftest import PostHogEnv, make_config, monitor_for
+from tests.conftest import API_KEY, PostHogEnv, make_config, monitor_for
 
 # What the drift scenario does (monitor/local/posthog/scenarios.py): shipping moves to gpt-4o, billing's
 # payments provider fails with this error.
@@ -87,3 +100,53 @@ def test_cost_spikes_name_the_model_and_error_alerts_the_error_in_slack_and_emai
     assert asked and {r["values"]["run_id"] for r in asked} == explained_runs
     assert len(asked) == len(explained_runs)
     assert {r["status"] for r in asked} == {200}
+
+
+def _discovered(run: dict[str, Any]) -> DiscoveredRun:
+    return DiscoveredRun(run_id=run["run_id"], level=run["level"], job_id=run["job_id"], job_name=run["job_name"],
+                         event=queries.EVENT_FOR_LEVEL[run["level"]], event_uuid=run["event_uuid"],
+                         emitted_at=run["emitted_at"], window_end=run["window_end"])
+
+
+@pytest.mark.parametrize("level", ["trace", "generation"])
+def test_representative_traces_carry_summary_titles_where_posthog_wrote_them(
+        posthog_factory: Any, level: str) -> None:
+    env: PostHogEnv = posthog_factory("steady", days=2, scale=0.05)
+    run_row = max((r for r in env.dataset.runs if r["level"] == level), key=lambda r: r["window_end"])
+    d = _discovered(run_row)
+    client = PostHogClient(env.url, env.project_id, API_KEY)
+    try:
+        run = load.fetch_run(client, d)
+        cluster = max((c for c in run.clusters if not c.is_noise), key=lambda c: c.size)
+        # PostHog's summary events for the cluster's items (as its clustering writes them before the run
+        # event; monitor/local's generator does not write them yet): the even-ranked items get one.
+        summary_event = "$ai_trace_summary" if level == "trace" else "$ai_generation_summary"
+        key_prop = "$ai_trace_id" if level == "trace" else "$ai_generation_id"
+        at = (d.emitted_at - timedelta(minutes=5)).strftime("%Y-%m-%d %H:%M:%S.%f")
+        titled = {k: f"Summary of {k[:8]} *bold* <!channel>" for k, it in cluster.traces.items() if it.rank % 2 == 0}
+        env.server.engine.insert([(str(uuid.uuid4()), summary_event, "clustering",
+                                   json.dumps({key_prop: k, "$ai_summary_title": t}), at, env.project_id)
+                                  for k, t in titled.items()])
+        alert = Alert(fingerprint="f", rule="r", kind=kinds.COST_SPIKE.name, severity="critical", summary="s",
+                      run_id=run.run_id, job_name=run.job_name, level=level, cluster_id=cluster.cluster_id,
+                      cluster_title=cluster.title, metric=kinds.COST_SPIKE.metric, value=1.0)
+        links = PostHogLinks("https://eu.posthog.com", env.project_id)
+        [told] = explain.explain_alerts(client, run, None, d, [alert], None, links)
+    finally:
+        client.close()
+    assert told.explanation and told.explanation[0].startswith("Models of this cluster's generations: ")
+    assert 2 <= len(told.traces) <= 3
+    ids = [t.trace_id for t in told.traces]
+    assert len(set(ids)) == len(ids)  # each trace once, at generation level too
+    trace_of = {k: (it.trace_id or k) for k, it in cluster.traces.items()}
+    for t in told.traces:
+        assert t.url.startswith(f"https://eu.posthog.com/project/{env.project_id}/ai-observability/traces/{t.trace_id}?")
+        assert "timestamp=" in t.url and (("event=" in t.url) == (level == "generation"))
+        if t.title:
+            assert t.title in titled.values()
+    assert any(t.title for t in told.traces) or not any(trace_of[k] in ids for k in titled)
+    # Titles come from users' apps: inert in Slack.
+    n = Notification(key="k", project_id=env.project_id, run_id=run.run_id, job_name=run.job_name, level=level,
+                     window_start=run.window_start, window_end=run.window_end, alerts=(told,), run_url="")
+    section = render_slack(n).blocks[1]["text"]["text"]
+    assert "<!channel>" not in section and "*bold*" not in section
