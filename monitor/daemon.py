@@ -3,7 +3,8 @@
 One cycle at a time (APScheduler: max one instance, coalesced, with a misfire grace), so a slow cycle
 delays the next instead of stacking. SIGTERM/SIGINT stop it: a cycle in flight finishes (every run is
 committed in one transaction, so abandoning one at the deadline corrupts nothing). SIGHUP, or an edit
-of the config file, reloads the config at the next cycle (monitor/app/reload.py). Wiring is in
+of the config file, reloads the config at the next cycle (monitor/app/reload.py): a new schedule
+reschedules the cycle job, a new `server:` reopens the HTTP port, a moved state waits for a restart. Wiring is in
 monitor/app/wiring.py, the HTTP port in monitor/app/http.py, adaptive polling in monitor/pacing.py.
 """
 
@@ -25,9 +26,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor import systemd, telemetry
 from monitor.app.http import Health, HealthServer, start_http_server
-from monitor.app.reload import ConfigWatch, reconcile_projects
+from monitor.app.reload import ConfigWatch, plan_reload, reconcile_projects
+from monitor.app.slack_actions import SlackActions
 from monitor.app.wiring import Project, open_project
-from monitor.config import Config, load_config
+from monitor.config import Config, ServerConfig, load_config
 from monitor.pacing import Pacing, next_poll_delay
 from monitor.pipeline import CycleResult, Monitor
 from monitor.store import Leadership, StoreError
@@ -64,6 +66,7 @@ class Daemon:
         self._on_cycle = on_cycle
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._health_server: HealthServer | None = None
+        self._serving = False  # start() ran: the HTTP port follows reloads
 
     def close(self) -> None:
         for p in self.projects:
@@ -114,12 +117,59 @@ class Daemon:
         self._watch.requested.set()
 
     def maybe_reload(self) -> None:
-        cfg = self._watch.changed_config(self.cfg)
-        if cfg is None:
+        new = self._watch.changed_config(self.cfg)
+        if new is None:
             return
-        self.projects = reconcile_projects(self.projects, cfg, self._open)
-        self.cfg = cfg
-        log.info("config_reloaded", path=str(self.config_path), projects=len(self.projects))
+        plan = plan_reload(self.cfg, new)
+        for key, why in plan.needs_restart:
+            log.warning("config_reload_needs_restart", path=str(self.config_path), section=key, reason=why)
+        old, changed = self.cfg, plan.changed(self.cfg)
+        if not changed:
+            return
+        self.projects = reconcile_projects(self.projects, plan.cfg, self._open)
+        self.cfg = plan.cfg
+        if plan.schedule:
+            self._apply_schedule()
+        if plan.server:
+            self._apply_server(old.server)
+        log.info("config_reloaded", path=str(self.config_path), projects=len(self.projects), sections=changed)
+
+    def _apply_schedule(self) -> None:
+        """The cycle job on the new trigger (its next slot counted from now) and misfire grace."""
+        if not self._scheduler.running or self._scheduler.get_job("cycle") is None:
+            return  # not serving (a test driving cycles by hand): serve() reads self.cfg when it starts
+        self._scheduler.reschedule_job("cycle", trigger=self._trigger())
+        self._scheduler.modify_job("cycle", misfire_grace_time=self.cfg.schedule.misfire_grace_seconds)
+
+    def _apply_server(self, old: ServerConfig) -> None:
+        """Readiness takes the new bound at once; a new host, port or push token reopens the HTTP port. If
+        the new port cannot be opened (taken), the old one is opened again and the error logged."""
+        new = self.cfg.server
+        self.health.ready_after_failure = new.ready_after_failure_seconds
+        if not self._serving or (old.host, old.port, old.push_token) == (new.host, new.port, new.push_token):
+            return
+        if self._health_server is not None:
+            self._health_server.shutdown()
+            self._health_server.server_close()
+            self._health_server = None
+        try:
+            self.start_health_server()
+        except OSError as exc:
+            log.error("config_reload_failed", section="server", host=new.host, port=new.port, error=str(exc))
+            self.cfg = self.cfg.model_copy(update={"server": old})
+            try:
+                self.start_health_server()
+            except OSError as again:
+                log.error("health_server_failed", host=old.host, port=old.port, error=str(again))
+
+    def _reload_between_cycles(self) -> None:
+        """A reload asked between cycles applies within seconds, not at the next cycle (a daily cron
+        would otherwise keep the old schedule for a day). A cycle in flight reloads at its own start."""
+        if self._cycle_lock.acquire(blocking=False):
+            try:
+                self.maybe_reload()
+            finally:
+                self._cycle_lock.release()
 
     def run_cycle(self) -> CycleResult | None:
         if not self._cycle_lock.acquire(blocking=False):
@@ -178,7 +228,7 @@ class Daemon:
         """Retention (monitor/store/retention.py) for each project this replica leads."""
         for p in list(self.projects):
             if p.leader.held:
-                prune_state(p.monitor.store, p.cfg, p.monitor.clock())
+                prune_state(p.monitor.store, p.cfg, p.monitor.clock(), p.leader)
 
     def _should_stop(self, p: Project) -> bool:
         """Asked between runs: stop on shutdown, and stop acting at once if the leader lock was lost."""
@@ -202,6 +252,7 @@ class Daemon:
         while not self.stop_event.wait(every):
             try:
                 self.heartbeat()
+                self._reload_between_cycles()
             except Exception:  # a bug here must not end the heartbeat for good
                 log.exception("heartbeat_crashed")
 
@@ -226,7 +277,10 @@ class Daemon:
         return IntervalTrigger(seconds=sched.interval_seconds, timezone="UTC")
 
     def start_health_server(self) -> None:
-        self._health_server = start_http_server(self.cfg.server, self.health, self.request_cycle)
+        # Clicks are dated by the wall clock, as `silence add` and `ack` date theirs (not the demo's virtual one).
+        actions = SlackActions(lambda: self.cfg, wall_clock=self.health.clock)
+        self._health_server = start_http_server(self.cfg.server, self.health, self.request_cycle,
+                                                slack_actions=actions.handle)
 
     def install_signals(self) -> None:
         def stop(signum: int, _frame: Any) -> None:
@@ -241,8 +295,9 @@ class Daemon:
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, reload)
 
-    def serve(self, *, run_first: bool = True, shutdown_deadline: float = 30.0) -> int:
-        """Run until stopped; returns the process exit code."""
+    def start(self, *, run_first: bool = True) -> None:
+        """The HTTP port, the scheduled jobs and the lease heartbeat, all in background threads."""
+        self._serving = True
         self.start_health_server()
         self._scheduler.add_job(
             self.run_cycle, self._trigger(), id="cycle", max_instances=1, coalesce=True,
@@ -260,6 +315,10 @@ class Daemon:
                  projects=len(self.projects),
                  interval_s=self.cfg.schedule.interval_seconds, cron=self.cfg.schedule.cron,
                  state=self.cfg.state.describe())
+
+    def serve(self, *, run_first: bool = True, shutdown_deadline: float = 30.0) -> int:
+        """Run until stopped; returns the process exit code."""
+        self.start(run_first=run_first)
         self.stop_event.wait()
         systemd.notify("STOPPING=1")
         self._scheduler.shutdown(wait=False)

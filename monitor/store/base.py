@@ -89,6 +89,8 @@ class ProcessedRun:
     processed_at: datetime
     # The run's metrics for run-level rules (their history: kv `run_metrics:{run_id}`); None writes none.
     run_metrics: Mapping[str, float] | None = None
+    # Cluster id -> the cluster's mean embedding as float32 bytes (monitor.matching.embeddings.encode).
+    cluster_vectors: Mapping[int, bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,8 @@ class PruneResult:
     clusters: int = 0
     alert_states: int = 0
     notifications: int = 0
+    # Rows of cluster_monitor_sends (PostgreSQL leadership) whose notification was pruned.
+    send_claims: int = 0
 
 
 class Store(Protocol):
@@ -111,6 +115,8 @@ class Store(Protocol):
     def previous_run(self, job_key: str, before: datetime) -> tuple[str, bytes] | None: ...
 
     def lineages(self, run_id: str) -> dict[int, str]: ...
+
+    def cluster_vectors(self, run_id: str) -> dict[int, bytes]: ...
 
     def run_snapshots(self, run_id: str) -> list[ClusterSnapshot]: ...
 
@@ -209,6 +215,11 @@ class Leadership(Protocol):
         under this leadership) only while leadership is still certain."""
         ...
 
+    def prune_sends(self) -> int:
+        """Retention of the send claims: forget those of outbox entries that are gone (pruned with the
+        sent notifications); how many were forgotten."""
+        ...
+
     def release(self) -> None: ...
 
 
@@ -225,6 +236,9 @@ class AlwaysLeader:
 
     def claim(self, outbox_id: int) -> bool:
         return True
+
+    def prune_sends(self) -> int:
+        return 0  # claims are recorded on PostgreSQL only
 
     def release(self) -> None:
         return None
