@@ -4,19 +4,20 @@ behind it, and the one explanation query is asked only for runs whose message ha
 
 from __future__ import annotations
 
-import json
 import re
-import uuid
-from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from monitor import kinds
 from monitor.alerts import Alert, Notification
 from monitor.links import PostHogLinks
+from monitor.local.posthog.generator import generate
+from monitor.local.posthog.scenarios import TOPICS
+from monitor.local.posthog.server import LocalPostHog
 from monitor.local.slack import LocalSlack
 from monitor.local.smtp import LocalSMTP
 from monitor.notify.render import render_slack
@@ -25,12 +26,13 @@ from monitor.posthog.client import PostHogClient
 from monitor.stages import explain, load
 from monitor.stages.discover import DiscoveredRun
 from monitor.stages.explain import QUERY_NAME
-from tests.conftest import API_KEY, PostHogEnv, make_config, monitor_for
+from tests.conftest import API_KEY, END, PostHogEnv, make_config, monitor_for, new_project_id
 
 # What the drift scenario does (monitor/local/posthog/scenarios.py): shipping moves to gpt-4o, billing's
 # payments provider fails with this error.
 SWITCHED_MODEL = "gpt-4o"
 SURGE_ERROR = "UpstreamError: payments provider returned 502 Bad Gateway"
+TOPIC_TITLES = {t.title for t in TOPICS.values()}
 
 
 def _slack_sections(messages: list[dict[str, Any]], label: str) -> list[str]:
@@ -108,45 +110,40 @@ def _discovered(run: dict[str, Any]) -> DiscoveredRun:
                          emitted_at=run["emitted_at"], window_end=run["window_end"])
 
 
-@pytest.mark.parametrize("level", ["trace", "generation"])
-def test_representative_traces_carry_summary_titles_where_posthog_wrote_them(
-        posthog_factory: Any, level: str) -> None:
-    env: PostHogEnv = posthog_factory("steady", days=2, scale=0.05)
-    run_row = max((r for r in env.dataset.runs if r["level"] == level), key=lambda r: r["window_end"])
+@pytest.mark.parametrize(("level", "summaries"), [("trace", True), ("generation", True), ("trace", False)])
+def test_representative_traces_carry_summary_titles_where_posthog_wrote_them(level: str, summaries: bool) -> None:
+    # The generator writes PostHog's summary events ($ai_trace_summary / $ai_generation_summary, titled by
+    # the topic) with the embeddings; without them the query still answers, and traces go by their ids.
+    ds = generate("steady", days=2, team_id=new_project_id(), end=END, scale=0.05, embeddings=summaries)
+    server = LocalPostHog(api_key=API_KEY)
+    server.load(ds)
+    server.start()
+    run_row = max((r for r in ds.runs if r["level"] == level), key=lambda r: r["window_end"])
     d = _discovered(run_row)
-    client = PostHogClient(env.url, env.project_id, API_KEY)
+    client = PostHogClient(server.url, ds.team_id, API_KEY)
     try:
         run = load.fetch_run(client, d)
         cluster = max((c for c in run.clusters if not c.is_noise), key=lambda c: c.size)
-        # PostHog's summary events for the cluster's items (as its clustering writes them before the run
-        # event; monitor/local's generator does not write them yet): the even-ranked items get one.
-        summary_event = "$ai_trace_summary" if level == "trace" else "$ai_generation_summary"
-        key_prop = "$ai_trace_id" if level == "trace" else "$ai_generation_id"
-        at = (d.emitted_at - timedelta(minutes=5)).strftime("%Y-%m-%d %H:%M:%S.%f")
-        titled = {k: f"Summary of {k[:8]} *bold* <!channel>" for k, it in cluster.traces.items() if it.rank % 2 == 0}
-        env.server.engine.insert([(str(uuid.uuid4()), summary_event, "clustering",
-                                   json.dumps({key_prop: k, "$ai_summary_title": t}), at, env.project_id)
-                                  for k, t in titled.items()])
         alert = Alert(fingerprint="f", rule="r", kind=kinds.COST_SPIKE.name, severity="critical", summary="s",
                       run_id=run.run_id, job_name=run.job_name, level=level, cluster_id=cluster.cluster_id,
                       cluster_title=cluster.title, metric=kinds.COST_SPIKE.metric, value=1.0)
-        links = PostHogLinks("https://eu.posthog.com", env.project_id)
+        links = PostHogLinks("https://eu.posthog.com", ds.team_id)
         [told] = explain.explain_alerts(client, run, None, d, [alert], None, links)
     finally:
         client.close()
+        server.stop()
     assert told.explanation and told.explanation[0].startswith("Models of this cluster's generations: ")
     assert 2 <= len(told.traces) <= 3
     ids = [t.trace_id for t in told.traces]
     assert len(set(ids)) == len(ids)  # each trace once, at generation level too
-    trace_of = {k: (it.trace_id or k) for k, it in cluster.traces.items()}
     for t in told.traces:
-        assert t.url.startswith(f"https://eu.posthog.com/project/{env.project_id}/ai-observability/traces/{t.trace_id}?")
+        assert t.url.startswith(f"https://eu.posthog.com/project/{ds.team_id}/ai-observability/traces/{t.trace_id}?")
         assert "timestamp=" in t.url and (("event=" in t.url) == (level == "generation"))
-        if t.title:
-            assert t.title in titled.values()
-    assert any(t.title for t in told.traces) or not any(trace_of[k] in ids for k in titled)
+        assert (t.title in TOPIC_TITLES) if summaries else t.title == ""
     # Titles come from users' apps: inert in Slack.
-    n = Notification(key="k", project_id=env.project_id, run_id=run.run_id, job_name=run.job_name, level=level,
+    told = msgspec.structs.replace(told, traces=tuple(msgspec.structs.replace(t, title="*bold* <!channel>")
+                                                      for t in told.traces))
+    n = Notification(key="k", project_id=ds.team_id, run_id=run.run_id, job_name=run.job_name, level=level,
                      window_start=run.window_start, window_end=run.window_end, alerts=(told,), run_url="")
     section = render_slack(n).blocks[1]["text"]["text"]
     assert "<!channel>" not in section and "*bold*" not in section
