@@ -108,6 +108,20 @@ class ScheduleConfig(_Strict):
     # Off (None) by default: a run landing off its pattern is then seen up to idle_interval_seconds late.
     idle_interval_seconds: float | None = Field(default=None, gt=0)
     landing_window_minutes: float = Field(default=60.0, gt=0)
+    # Watchdog (monitor/daemon.py): a cycle that has made no progress (no run finished, no send) for this
+    # many seconds is abandoned and reported (log cycle_abandoned, cluster_monitor_cycles_abandoned_total,
+    # the run in hand counted as a failure of that run), and the process stops with a non-zero exit for its
+    # supervisor to restart it. /healthz already fails after state.leader_lease_seconds without progress;
+    # this bound should be longer. Null: no bound.
+    cycle_timeout_seconds: float | None = Field(default=900.0, gt=0)
+    # Poison runs (monitor/stages/failures.py): a run that fails to parse or process this many times is
+    # quarantined with one alert, and later runs of its job go on; between tries it waits
+    # run_retry_seconds, doubling each time.
+    run_attempts: int = Field(default=3, ge=1)
+    run_retry_seconds: float = Field(default=60.0, ge=0)
+    # SIGTERM/SIGINT: a cycle in flight gets this long to finish its run; then the process exits anyway
+    # (non-zero, see README "Stopping"). Keep it below the supervisor's own stop timeout.
+    shutdown_deadline_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("cron")
     @classmethod
@@ -545,6 +559,9 @@ class DeliveryConfig(_Strict):
     max_backoff_seconds: float = Field(default=600.0, gt=0)
     # After this many tries a retryable failure is parked as failed (still listed by `outbox`).
     max_attempts: int = Field(default=50, ge=1)
+    # A send still running after this many seconds is abandoned (logged, counted, retried later like a
+    # failed send): one stuck message never holds the cycle and the rest of the outbox. Null: no bound.
+    timeout_seconds: float | None = Field(default=120.0, gt=0)
 
 
 class ServerConfig(_Strict):

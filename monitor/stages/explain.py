@@ -20,7 +20,7 @@ from monitor.matching.model import RunDiff
 from monitor.posthog import queries
 from monitor.posthog.client import PostHogClient, PostHogError
 from monitor.runs import Run
-from monitor.stages.discover import DiscoveredRun, q_time
+from monitor.stages.discover import DiscoveredRun
 
 log = structlog.get_logger()
 QUERY_NAME = "alert_explanation"
@@ -53,12 +53,12 @@ def explain_alerts(client: PostHogClient, run: Run, prev: Run | None, d: Discove
     try:
         res = client.query(query, {
             "event": d.event,
-            "emitted_from": q_time(d.emitted_at - second), "emitted_to": q_time(d.emitted_at + second),
+            "emitted_from": d.emitted_at - second, "emitted_to": d.emitted_at + second,
             "run_id": run.run_id, "cluster_ids": cluster_ids,
-            "prev_emitted_from": q_time(prev_from), "prev_emitted_to": q_time(prev_to),
+            "prev_emitted_from": prev_from, "prev_emitted_to": prev_to,
             "prev_run_id": prev.run_id if prev is not None and prev_of else "",
             "prev_cluster_ids": sorted(set(prev_of.values())),
-            "window_start": q_time(start), "window_end": q_time(run.window_end),
+            "window_start": start, "window_end": run.window_end,
         }, name=QUERY_NAME)
         rows = item_rows(res.rows())
     except PostHogError as exc:

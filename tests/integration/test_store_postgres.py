@@ -15,6 +15,9 @@ from monitor.store import open_store
 from monitor.store.schema import MIGRATIONS
 
 # The unit tier's store tests, collected here again where `opener` (below) opens PostgreSQL.
+from tests.unit.test_poison_runs import (  # noqa: F401
+    test_the_store_keeps_a_quarantine_with_its_alert_and_forgets_it_on_retry_or_success,
+)
 from tests.unit.test_store import (  # noqa: F401
     T0,
     Opener,

@@ -151,7 +151,7 @@ def test_check_config_refuses_what_run_would_die_on_and_warns_of_what_would_do_n
     path.write_text(json.dumps({**base, "silences": [{"kinds": ["cost_spike"], "until": "2020-01-01T00:00:00Z"}]},
                                indent=1))
     until = next(i + 1 for i, ln in enumerate(path.read_text().splitlines()) if '"until"' in ln)
-    result = CliRunner().invoke(app, ["check-config", "-c", str(path)])
+    result = CliRunner().invoke(app, ["check-config", "--offline", "-c", str(path)])
     assert result.exit_code == 0, result.stderr
     assert result.stderr.strip() == (f"warning: {path}:{until}: silences.0.until: 2020-01-01T00:00:00+00:00 is in the "
                                      "past: this silence never applies (remove it, or move `until` forward)")
