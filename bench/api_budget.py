@@ -6,6 +6,11 @@ each new run, then one `IN (...)` metrics query per cluster.
 
     ./dev bench api_budget [--projects 1 10 100]
     ./dev bench api_budget --adaptive [--days 7]
+    ./dev bench api_budget --explain [--days 14]
+
+`--explain`: what explaining alerts costs (monitor/stages/explain.py): the drift scenario's runs processed
+once, calls counted by query name from the server's log: one more call only for runs whose message has
+firing cost, latency or error alerts, beside the two every run makes (payload, metrics).
 
 `--adaptive`: calls per day and detection latency of fixed polling (schedule.interval_seconds, 300 s)
 against adaptive polling (monitor/pacing.py: 300 s around each job's learned landing time, the idle
@@ -134,14 +139,55 @@ def adaptive(days: int) -> int:
     return 0
 
 
+def explain_cost(days: int) -> int:
+    from monitor.stages.explain import QUERY_NAME
+
+    team = 7100
+    ds = generate("drift", days=days, team_id=team, end=END, scale=0.1)
+    server = LocalPostHog(api_key=KEY)
+    server.load(ds)
+    server.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = parse_config(json.dumps({
+            "posthog": {"host": server.url, "project_id": team, "api_key": KEY, "lookback_days": 60},
+            "alerting": {"catch_up_after_hours": 0},
+            "state": {"path": str(Path(tmp) / "s.sqlite")}}), "bench", env={})
+        m = build_monitor(cfg, clock=lambda: END + timedelta(hours=1))
+        mark = len(server.requests)
+        result = m.cycle()
+        m.client.close()
+        m.store.close()
+    reqs = server.requests[mark:]
+    server.stop()
+    by_name: dict[str, list[int]] = {}
+    for r in reqs:
+        name = str(r.get("name") or "").removeprefix("cluster-monitor:")
+        name = "cluster_metrics" if name.startswith("cluster_metrics") else name
+        by_name.setdefault(name, []).append(int(r.get("bytes") or 0))
+    runs = len(result.processed)
+    explained = {n.run_id for n in result.notices if any(a.explanation for a in n.alerts)}
+    asked = by_name.get(QUERY_NAME, [])
+    base = len(by_name.get("get_run", [])) + len(by_name.get("cluster_metrics", []))
+    print(f"drift scenario, {days} days: {runs} runs, {len(explained)} with firing cost/latency/error alerts")
+    print(f"{'query':<22} {'calls':>6} {'bytes median':>13}")
+    for name, sizes in sorted(by_name.items()):
+        print(f"{name:<22} {len(sizes):>6} {statistics.median(sizes):>13,.0f}")
+    print(f"calls per run: {(base + len(asked)) / runs:.3f} (baseline without explanations {base / runs:.3f}); "
+          f"explanation calls {len(asked)} = runs explained {len(explained)}")
+    return 0 if len(asked) == len(explained) else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--projects", type=int, nargs="*", default=[1, 10, 100])
     ap.add_argument("--adaptive", action="store_true", help="fixed against adaptive polling (see above)")
-    ap.add_argument("--days", type=int, default=7)
+    ap.add_argument("--explain", action="store_true", help="the cost of explaining alerts (see above)")
+    ap.add_argument("--days", type=int, default=None)
     args = ap.parse_args()
     if args.adaptive:
-        return adaptive(args.days)
+        return adaptive(args.days or 7)
+    if args.explain:
+        return explain_cost(args.days or 14)
     print(f"{'projects':>8} {'who':<8} {'idle calls':>10} {'idle bytes':>11} {'calls/new run':>14} "
           f"{'bytes/new run':>14}")
     for n_projects in args.projects:

@@ -25,6 +25,16 @@ class Link(msgspec.Struct, frozen=True):
     url: str
 
 
+class TraceRef(msgspec.Struct, frozen=True):
+    """A trace worth opening for an alert: why it was picked ("costliest", "failed"), its summary title
+    where PostHog wrote one, and its link into PostHog."""
+
+    trace_id: str
+    url: str
+    why: str = ""
+    title: str = ""
+
+
 class Alert(msgspec.Struct, frozen=True):
     fingerprint: str
     rule: str
@@ -52,6 +62,10 @@ class Alert(msgspec.Struct, frozen=True):
     firing_since: datetime | None = None
     notice: int = 1
     resolved_at: datetime | None = None
+    # What drove a cost, latency or error alert, in a few sentences from the cluster's own events compared
+    # with the previous run (monitor/attribution.py), and the traces to open; empty when not explained.
+    explanation: tuple[str, ...] = ()
+    traces: tuple[TraceRef, ...] = ()
 
 
 class ChartBar(msgspec.Struct, frozen=True):

@@ -113,6 +113,14 @@ METRICS: tuple[Metric, ...] = (
            "ratio", text="{:.2f}"),
 )
 METRIC = {m.name: m for m in METRICS}
+# Metrics whose alerts say what drove them (monitor/attribution.py: models, tokens, errors, from the
+# cluster's events), by the aspect the explanation leads with.
+Aspect = Literal["cost", "latency", "errors"]
+EXPLAINED: dict[str, Aspect] = {
+    "total_cost": "cost", "avg_cost": "cost", "cost_share": "cost", "avg_tokens": "cost",
+    "error_rate": "errors", "error_count": "errors",
+    "p50_latency": "latency", "p95_latency": "latency", "avg_latency": "latency",
+}
 # name -> description, as `rules:` validation and `check-config` show them.
 CLUSTER_METRICS = {m.name: m.description for m in METRICS if m.per == "cluster"}
 RUN_METRICS = {m.name: m.description for m in METRICS if m.per == "run"}

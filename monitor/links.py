@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from datetime import UTC, datetime
+from urllib.parse import quote, urlencode
 
 
 class PostHogLinks:
@@ -20,5 +21,15 @@ class PostHogLinks:
     def cluster(self, run_id: str, cluster_id: int) -> str:
         return f"{self.base}/clusters/{quote(run_id, safe='')}/{int(cluster_id)}"
 
-    def trace(self, trace_id: str) -> str:
-        return f"{self.base}/traces/{quote(trace_id, safe='')}"
+    def trace(self, trace_id: str, *, timestamp: datetime | None = None, event: str | None = None) -> str:
+        """PostHog's own trace links carry `?event=` (the generation to open) and `?timestamp=` (where to
+        look for the trace's events, so the page need not scan all time): `urls.llmAnalyticsTrace(id,
+        {event, timestamp})` in products/llm_analytics/manifest.tsx (PostHog/posthog), route
+        `/ai-observability/traces/:id`."""
+        url = f"{self.base}/traces/{quote(trace_id, safe='')}"
+        params = {}
+        if event:
+            params["event"] = event
+        if timestamp is not None:
+            params["timestamp"] = timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return f"{url}?{urlencode(params)}" if params else url

@@ -36,7 +36,19 @@ from monitor.rules.staleness import (
     stale_sources,
 )
 from monitor.runs import Run, RunParseError
-from monitor.stages import checks, cursor, decide, discover, enqueue, evaluate, failures, load, measure, route
+from monitor.stages import (
+    checks,
+    cursor,
+    decide,
+    discover,
+    enqueue,
+    evaluate,
+    explain,
+    failures,
+    load,
+    measure,
+    route,
+)
 from monitor.stages.diff import diff_run
 from monitor.stages.discover import INGESTION_GRACE, DiscoveredRun
 from monitor.status import publish as publish_state
@@ -180,8 +192,9 @@ class Monitor:
         notification = None
         outbox: list[route.OutboxRow] = []
         if dec.notify:
+            told = explain.explain_alerts(self.client, run, prev, d, dec.notify, diff, self.links)
             notification = route.run_notification(
-                run, prev, diff, dec.notify, metrics=metrics, prev_metrics=prev_metrics,
+                run, prev, diff, told, metrics=metrics, prev_metrics=prev_metrics,
                 project_id=self.cfg.posthog.project_id, links=self.links, host=self.cfg.posthog.links_host, now=now)
             held = route.is_held(now, d.emitted_at, timedelta(hours=self.cfg.alerting.catch_up_after_hours))
             outbox = self._outbox_for(notification, held=held)

@@ -87,8 +87,13 @@ class Cluster(msgspec.Struct, frozen=True, omit_defaults=True):
     def top_trace_ids(self, n: int = 5) -> list[str]:
         """Trace ids of the top items; at generation level the key is the generation, not the trace."""
         out: list[str] = []
-        for key, item in sorted(self.traces.items(), key=lambda kv: kv[1].rank)[:n]:
-            out.append(item.trace_id or key)
+        # Distinct: at generation level several generations of one trace are often among the top items.
+        for key, item in sorted(self.traces.items(), key=lambda kv: kv[1].rank):
+            tid = item.trace_id or key
+            if tid not in out:
+                out.append(tid)
+                if len(out) >= n:
+                    break
         return out
 
 

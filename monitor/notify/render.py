@@ -113,7 +113,11 @@ DISPLAY_LIMITS = {
     "trace_id": 80,
     "model": 80,  # labels: model names and other values
     "link_label": 75,  # Slack's button text limit
+    "explanation": 300,  # one sentence of what drove an alert (quotes model names, error messages)
 }
+# An alert's explanation shows at most this many sentences and traces.
+MAX_EXPLANATION = 6
+MAX_TRACES = 3
 # A link longer than this is left out rather than cut (a cut URL opens the wrong page): Slack's limit.
 MAX_URL = 3000
 
@@ -139,7 +143,11 @@ def for_display(n: Notification) -> Notification:
         previous_title=display(a.previous_title, lim["title"]) if a.previous_title else a.previous_title,
         top_trace_ids=tuple(display(t, lim["trace_id"]) for t in a.top_trace_ids[:5]),
         labels={display(k, lim["model"]): display(v, lim["model"]) for k, v in list(a.labels.items())[:10]},
-        links=tuple(Link(display(x.label, lim["link_label"]), x.url) for x in a.links if len(x.url) <= MAX_URL))
+        links=tuple(Link(display(x.label, lim["link_label"]), x.url) for x in a.links if len(x.url) <= MAX_URL),
+        explanation=tuple(display(x, lim["explanation"]) for x in a.explanation[:MAX_EXPLANATION]),
+        traces=tuple(msgspec.structs.replace(t, trace_id=display(t.trace_id, lim["trace_id"]),
+                                             title=display(t.title, lim["title"]), why=display(t.why, lim["title"]))
+                     for t in a.traces[:MAX_TRACES] if len(t.url) <= MAX_URL))
         for a in n.alerts)
     charts = tuple(msgspec.structs.replace(c, bars=tuple(
         msgspec.structs.replace(b, title=display(b.title, lim["title"])) for b in c.bars)) for c in n.charts)

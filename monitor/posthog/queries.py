@@ -248,6 +248,116 @@ CLUSTER_METRICS = {
                                              extra=_EVALUATION_COLUMNS),
 }
 
+# --- explaining alerts (monitor/stages/explain.py): what drove a cost, latency or error alert -----------
+# One query, only for runs whose message has such alerts: the items of the alerted clusters in this run
+# and of their matches in the previous run, mapped to clusters inside the database as the metrics query
+# does, each with what the explanation reads (models and providers of its generations, the error types,
+# HTTP statuses and span names of its failed calls, its trace name, tokens, cost, latency) and the title
+# of its LLM-written summary where PostHog wrote one (`$ai_trace_summary` / `$ai_generation_summary`,
+# `$ai_summary_title`; absent summaries leave the title empty). Aggregation into sentences is the
+# reader's (a pure function), so the answer is one row per item: at most two runs' sampled items.
+# `groupArray` skips NULLs, so `if(cond, x, NULL)` collects x over the events that match only; the model
+# and cost arrays use the same condition and stay aligned.
+_EXPLAIN_RUN_ITEMS = """
+    SELECT
+        JSONExtractString(properties, '$ai_clustering_run_id') AS run_id,
+        JSONExtractInt(c, 'cluster_id') AS cluster_id,
+        arrayJoin(JSONExtractKeys(c, 'traces')) AS item_key
+    FROM events
+    ARRAY JOIN JSONExtractArrayRaw(properties, '$ai_clusters') AS c
+    WHERE event = {event}
+        AND ((timestamp >= parseDateTimeBestEffort({emitted_from})
+              AND timestamp < parseDateTimeBestEffort({emitted_to})
+              AND JSONExtractString(properties, '$ai_clustering_run_id') = {run_id}
+              AND JSONExtractInt(c, 'cluster_id') IN {cluster_ids})
+          OR (timestamp >= parseDateTimeBestEffort({prev_emitted_from})
+              AND timestamp < parseDateTimeBestEffort({prev_emitted_to})
+              AND JSONExtractString(properties, '$ai_clustering_run_id') = {prev_run_id}
+              AND JSONExtractInt(c, 'cluster_id') IN {prev_cluster_ids}))
+"""
+
+_ERR = _flag("$ai_is_error")
+_CALL = "event IN ('$ai_generation', '$ai_embedding')"
+_EXPLAIN_PER_ITEM = f"""
+    SELECT
+        {{key}} AS item_key,
+        any(properties.$ai_trace_id) AS trace_id,
+        toUnixTimestamp(min(timestamp)) AS first_seen,
+        sumIf(ifNull({_num('$ai_total_cost_usd')}, 0), {_CALL}) AS cost,
+        sumIf(ifNull({_num('$ai_latency')}, 0), event = '$ai_generation') AS latency,
+        sumIf(ifNull({_num('$ai_input_tokens')}, 0), {_CALL}) AS input_tokens,
+        sumIf(ifNull({_num('$ai_output_tokens')}, 0), {_CALL}) AS output_tokens,
+        countIf({_ERR} AND event != '$ai_trace') AS errors,
+        groupArray(if(event = '$ai_generation', ifNull(toString(properties.$ai_model), ''), NULL)) AS models,
+        groupArray(if(event = '$ai_generation', ifNull(toString(properties.$ai_provider), ''), NULL)) AS providers,
+        groupArray(if(event = '$ai_generation', ifNull({_num('$ai_total_cost_usd')}, 0), NULL)) AS model_costs,
+        groupArray(if({_ERR} AND event != '$ai_trace',
+                      substring(ifNull(toString(properties.$ai_error), ''), 1, 300), NULL)) AS error_types,
+        groupArray(if({_ERR} AND {_CALL}, ifNull(toString(properties.$ai_http_status), ''), NULL)) AS statuses,
+        groupArray(if({_ERR} AND event != '$ai_trace', ifNull(toString(properties.$ai_span_name), ''), NULL))
+            AS error_spans,
+        groupArray(if(event = '$ai_trace', ifNull(toString(properties.$ai_trace_name), ''), NULL)) AS trace_names
+    FROM events
+    WHERE event IN {{events}}
+        AND timestamp >= parseDateTimeBestEffort({{{{window_start}}}})
+        AND timestamp < parseDateTimeBestEffort({{{{window_end}}}})
+        AND {{key}} IN (SELECT item_key FROM ({{run_items}}))
+    GROUP BY item_key
+"""
+
+_EXPLAIN_SUMMARIES = """
+    SELECT {key} AS item_key, argMax(toString(properties.$ai_summary_title), timestamp) AS title
+    FROM events
+    WHERE event = '{event}'
+        AND timestamp >= parseDateTimeBestEffort({{window_start}})
+        AND timestamp < parseDateTimeBestEffort({{emitted_to}})
+        AND {key} IN (SELECT item_key FROM ({run_items}))
+    GROUP BY item_key
+"""
+
+_EXPLAIN = """
+SELECT
+    cm.run_id AS run_id,
+    cm.cluster_id AS cluster_id,
+    cm.item_key AS item_key,
+    t.trace_id AS trace_id,
+    t.first_seen AS first_seen,
+    t.cost AS cost,
+    t.latency AS latency,
+    t.input_tokens AS input_tokens,
+    t.output_tokens AS output_tokens,
+    t.errors AS errors,
+    t.models AS models,
+    t.providers AS providers,
+    t.model_costs AS model_costs,
+    t.error_types AS error_types,
+    t.statuses AS statuses,
+    t.error_spans AS error_spans,
+    t.trace_names AS trace_names,
+    s.title AS summary_title
+FROM ({run_items}) AS cm
+INNER JOIN ({per_item}) AS t ON t.item_key = cm.item_key
+LEFT JOIN ({summaries}) AS s ON s.item_key = cm.item_key
+LIMIT 50000
+"""
+
+
+def _explain_query(key: str, events: str, summary_event: str, summary_key: str) -> str:
+    per_item = _EXPLAIN_PER_ITEM.format(key=key, events=events, run_items=_EXPLAIN_RUN_ITEMS)
+    summaries = _EXPLAIN_SUMMARIES.format(key=summary_key, event=summary_event, run_items=_EXPLAIN_RUN_ITEMS)
+    return _EXPLAIN.format(run_items=_EXPLAIN_RUN_ITEMS, per_item=per_item, summaries=summaries)
+
+
+# Per level: trace items are keyed by trace id (their generations, embeddings, spans and the trace event),
+# generation items by the generation's event uuid. The evaluation level has no explanation yet.
+ALERT_EXPLANATION = {
+    "trace": _explain_query("properties.$ai_trace_id",
+                            "('$ai_generation', '$ai_span', '$ai_embedding', '$ai_trace')",
+                            "$ai_trace_summary", "properties.$ai_trace_id"),
+    "generation": _explain_query("toString(uuid)", "('$ai_generation')",
+                                 "$ai_generation_summary", "properties.$ai_generation_id"),
+}
+
 # Document types of the summaries each level clusters (posthog/temporal/llm_analytics/trace_clustering/
 # constants.py and evaluation_clustering/constants.py); product is always `llm-analytics`.
 EMBEDDING_PRODUCT = "llm-analytics"
@@ -308,6 +418,7 @@ ALL_QUERIES: dict[str, str] = {
     "discover_runs": DISCOVER_RUNS,
     "get_run": GET_RUN,
     **{f"cluster_metrics_{level}": q for level, q in CLUSTER_METRICS.items()},
+    **{f"alert_explanation_{level}": q for level, q in ALERT_EXPLANATION.items()},
     "cluster_embeddings": CLUSTER_EMBEDDINGS,
 }
 

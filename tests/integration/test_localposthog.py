@@ -178,8 +178,9 @@ def test_every_monitor_query_uses_only_function_names_old_releases_accept() -> N
     for name, q in queries.ALL_QUERIES.items():
         placeholders: dict[str, object] = {k: "x" for k in (
             "event", "run_id", "emitted_from", "emitted_to", "window_start", "window_end", "since", "after_ts",
-            "after_uuid", "product", "document_type")}
+            "after_uuid", "product", "document_type", "prev_run_id", "prev_emitted_from", "prev_emitted_to")}
         placeholders["max_rank"] = 200
+        placeholders |= {"cluster_ids": [1], "prev_cluster_ids": [2]}  # the alert explanation's clusters
         # The function names of old releases; raw_document_embeddings is newer than some of them (their
         # answer, 400, is tests/integration/test_embeddings.py's), so it is given as a table here.
         compile_hogql(q, placeholders, events_source="SELECT 1", release="old",

@@ -468,7 +468,8 @@ class _Plan:
     changes: list[tuple[Change, int, int]]  # (change, effective day, effective instant)
     traffic: dict[str, tuple[int, int]]  # topic -> [from, to) of its traffic
     model_switch: dict[str, tuple[int, str]]
-    error_switch: dict[str, tuple[int, float]]
+    # topic -> (instant, error rate from then on, (HTTP status, `$ai_error`) of the surge's failures or None)
+    error_switch: dict[str, tuple[int, float, tuple[int, str] | None]]
     # topic -> (instant, trace name before it): split sub-topics keep the parent's trace name until then.
     trace_name_switch: dict[str, tuple[int, str]]
     # (first run index, end run index (exclusive), {topic: cluster topic}): how the simulated
@@ -505,7 +506,7 @@ def _plan(scenario: Scenario, days: int, end: datetime) -> _Plan:
             plan.model_switch[ch.topic] = (eff, ch.model)
         elif ch.kind == "error_surge":
             assert ch.error_rate is not None
-            plan.error_switch[ch.topic] = (eff, ch.error_rate)
+            plan.error_switch[ch.topic] = (eff, ch.error_rate, ch.error)
         elif ch.kind == "new_cluster":
             traffic[ch.topic] = (eff, end_us)
         elif ch.kind == "disappear":
@@ -629,10 +630,14 @@ def _topic_traffic(plan: _Plan, topic: Topic, seed: int, scale: float, sink: _Ev
     trace_ids = _uuid4s(rng, n)
     sess_prefix = _uuid4s(rng, 1)[0][:24]
     err_rate = np.full(n, topic.error_rate)
+    surge_error: tuple[int, str] | None = None
     if topic.id in plan.error_switch:
-        eff, rate = plan.error_switch[topic.id]
+        eff, rate, surge_error = plan.error_switch[topic.id]
         err_rate[t0 >= eff] = rate
     err = u_err < err_rate
+    # The traces that fail because of the surge (beyond the topic's usual rate): with a surge error, their
+    # failed generations say so (status and message only: no draw, timing and latency stay the same).
+    surged = err & (u_err >= topic.error_rate) if surge_error is not None else np.zeros(n, dtype=bool)
 
     # --- per generation ------------------------------------------------------------------------------
     n_gen_t = n_main + n_router
@@ -733,6 +738,7 @@ def _topic_traffic(plan: _Plan, topic: Topic, seed: int, scale: float, sink: _Ev
     g_ic, g_oc, g_tc = in_cost.tolist(), out_cost.tolist(), tot_cost.tolist()
     g_lat, g_fail, g_model = gen_lat.tolist(), gen_fail.tolist(), model.tolist()
     g_kind, g_false = err_kind.tolist(), is_false_shown.tolist()
+    g_surged = surged[gen_trace].tolist()
     g_lat_us = (gen_lat * US).astype(np.int64).tolist()
     s_name, s_lat, s_fail = span_name.tolist(), span_lat.tolist(), span_fail.tolist()
     s_msg, s_false = span_err_msg.tolist(), span_false_shown.tolist()
@@ -748,6 +754,8 @@ def _topic_traffic(plan: _Plan, topic: Topic, seed: int, scale: float, sink: _Ev
         mname, prov = models[g_model[gi]]
         if g_fail[gi]:
             code, msg = _GEN_ERRORS[g_kind[gi]][0], _GEN_ERRORS[g_kind[gi]][1]
+            if g_surged[gi] and surge_error is not None:
+                code, msg = surge_error
             errp = f',"$ai_is_error":{q}true{q},"$ai_error":"{msg}"'
         else:
             code = 200

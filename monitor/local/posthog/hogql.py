@@ -205,15 +205,17 @@ class _Printer:
             raise self.fail(table, f"unsupported table expression {table.get('node')}")
         if alias:
             text += f" AS {quote_ident(alias)}"
+        # A chain of joins (`a JOIN b ON .. LEFT JOIN c ON ..`) is a linked list of next_join nodes: each
+        # right side is printed alone, then its own constraint, then the rest of the chain.
         nxt = n.get("next_join")
-        if nxt:
+        while nxt:
             jt = str(nxt.get("join_type") or "JOIN").upper()
             allowed = {"JOIN", "INNER JOIN", "LEFT JOIN", "RIGHT JOIN", "FULL JOIN", "FULL OUTER JOIN",
                        "LEFT OUTER JOIN", "RIGHT OUTER JOIN", "CROSS JOIN", "ANY LEFT JOIN", "ANY INNER JOIN",
                        "LEFT ANY JOIN", "INNER ANY JOIN", "ALL INNER JOIN", "ALL LEFT JOIN"}
             if jt not in allowed:
                 raise self.fail(nxt, f"unsupported join {jt}")
-            right = self.join({k: v for k, v in nxt.items() if k not in ("join_type", "constraint")})
+            right = self.join({k: v for k, v in nxt.items() if k not in ("join_type", "constraint", "next_join")})
             text += f" {jt} {right}"
             c = nxt.get("constraint")
             if c:
@@ -224,6 +226,7 @@ class _Printer:
                     text += f" USING {self.expr(c['expr'])}"
                 else:
                     raise self.fail(c, f"unsupported join constraint {ctype}")
+            nxt = nxt.get("next_join")
         return text
 
     # --- expressions -----------------------------------------------------------------------------------

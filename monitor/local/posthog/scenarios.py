@@ -334,6 +334,9 @@ class Change:
     topics: tuple[str, ...] = ()
     model: str | None = None
     error_rate: float | None = None
+    # error_surge: the HTTP status and `$ai_error` of the surge's failed generations (the error behind it;
+    # None: they fail like the topic's usual errors, a mix of rate limits, 5xx and timeouts).
+    error: tuple[int, str] | None = None
     note: str = ""
 
 
@@ -371,7 +374,8 @@ class Scenario:
 
 _SPIKE = Change("cost_spike", 7, "shipping", model="gpt-4o",
                 note="the order-status flow moves from gpt-4o-mini to gpt-4o: about x14 cost per trace")
-_SURGE = Change("error_surge", 7, "billing", error_rate=0.35,
+_PAYMENTS_DOWN = (502, "UpstreamError: payments provider returned 502 Bad Gateway")
+_SURGE = Change("error_surge", 7, "billing", error_rate=0.35, error=_PAYMENTS_DOWN,
                 note="the payments provider starts failing: 35% of billing traces have an error")
 _NEW = Change("new_cluster", 7, "warranty_claims",
               note="a photo-based warranty-claims flow launches: 1100 traces on launch day, then 500/day "
@@ -400,7 +404,7 @@ SCENARIOS: dict[str, Scenario] = {
             "Two weeks of drift: a cost spike, an error surge, a new cluster and a split, on different days.",
             (
                 Change("cost_spike", 3, "shipping", model="gpt-4o", note=_SPIKE.note),
-                Change("error_surge", 5, "billing", error_rate=0.35, note=_SURGE.note),
+                Change("error_surge", 5, "billing", error_rate=0.35, error=_PAYMENTS_DOWN, note=_SURGE.note),
                 Change("new_cluster", 8, "warranty_claims", note=_NEW.note),
                 Change("split", 10, "py_codegen", topics=("py_data", "py_web"), note=_SPLIT.note),
             ),
