@@ -20,5 +20,10 @@ class PostHogLinks:
     def cluster(self, run_id: str, cluster_id: int) -> str:
         return f"{self.base}/clusters/{quote(run_id, safe='')}/{int(cluster_id)}"
 
+    def evaluations(self) -> str:
+        """PostHog's evaluations page (products/llm_analytics/manifest.tsx: `{ui_path}/evaluations`; one
+        evaluation's page, `.../evaluations/{id}`, needs the evaluation's id, which a run does not carry)."""
+        return f"{self.base}/evaluations"
+
     def trace(self, trace_id: str) -> str:
         return f"{self.base}/traces/{quote(trace_id, safe='')}"

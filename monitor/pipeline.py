@@ -126,7 +126,11 @@ class Monitor:
         return load.fetch_run(self.client, d)
 
     def fetch_metrics(self, run: Run, d: DiscoveredRun) -> dict[int, ClusterMetrics]:
-        return measure.fetch_metrics(self.client, run, d)
+        return self.measure(run, d).metrics
+
+    def measure(self, run: Run, d: DiscoveredRun) -> measure.Measured:
+        return measure.measure_run(self.client, run, d,
+                                   measure.query_metrics_needed(self.cfg.thresholds, self.cfg.rules))
 
     def process(self, d: DiscoveredRun, now: datetime) -> Notification | None:
         # The new run first, the previous one after: the answer's buffers are gone before the previous
@@ -136,7 +140,8 @@ class Monitor:
         prev_lineages = self.store.lineages(prev.run_id) if prev else {}
         diff, lineages = diff_run(prev, run, prev_lineages, threshold=self.cfg.matching.threshold,
                                    embedder=self.embedder)
-        metrics = self.fetch_metrics(run, d)
+        measured = self.measure(run, d)
+        metrics = measured.metrics
         prev_metrics = measure.stored_metrics(self.store.run_snapshots(prev.run_id)) if prev else {}
         ctx = RuleContext(
             project_id=self.cfg.posthog.project_id, run=run, prev_run=prev, diff=diff, metrics=metrics,
@@ -145,6 +150,8 @@ class Monitor:
         history, run_history = self._rule_history(d.job_key, run) if self.cfg.rules else ([], [])
         ev = evaluate.evaluate_run(ctx, self.cfg.rules, history, run_history)
         alerts = ev.alerts
+        if measured.note:
+            alerts = [msgspec.structs.replace(a, summary=f"{a.summary} ({measured.note})") for a in alerts]
         for a in alerts:
             telemetry.ALERTS_FIRED.labels(kind=a.kind, severity=a.severity).inc()
         present = {lineages[c.cluster_id]: c.title for c in run.clusters if c.cluster_id in lineages}

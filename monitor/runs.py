@@ -56,6 +56,12 @@ class PayloadMetrics(msgspec.Struct, frozen=True, omit_defaults=True):
     error_rate: float | None = None
     error_count: int | None = None
     item_count: int | None = None
+    # Evaluation level only (evaluation_clustering/aggregates.py): null elsewhere.
+    pass_rate: float | None = None
+    na_rate: float | None = None
+    dominant_evaluation_name: str | None = None
+    dominant_runtime: str | None = None
+    avg_judge_cost: float | None = None
 
 
 class Cluster(msgspec.Struct, frozen=True, omit_defaults=True):

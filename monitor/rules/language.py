@@ -60,6 +60,9 @@ def cluster_value(metric: str, p: Point, prev: Point | None) -> float | None:
         return p.share
     if metric == "share_change_pp":
         return (p.share - prev.share) * 100 if prev is not None else None
+    if metric == "pass_rate_change_pp":
+        now, before = _num(p.metrics.get("pass_rate")), _num(prev.metrics.get("pass_rate")) if prev else None
+        return (now - before) * 100 if now is not None and before is not None else None
     if metric == "cost_share":
         cost = _num(p.metrics.get("total_cost"))
         return cost / p.run_cost if cost is not None and p.run_cost > 0 else None
