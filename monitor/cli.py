@@ -559,8 +559,9 @@ def local_posthog(
     rate_limits: Annotated[str, typer.Option(help="'off', 'default' (240/min and 2,400/h per key) or "
                                                   "'legacy' (120/h)")] = "off",
     evaluations: Annotated[bool | None, typer.Option(
-        "--evaluations/--no-evaluations", help="$ai_evaluation events and daily evaluation-level clustering runs "
-                                               "(default: on in scenarios with evaluation changes, e.g. drift)")] = None,
+        "--evaluations/--no-evaluations",
+        help="$ai_evaluation events and daily evaluation-level clustering runs (default: on in scenarios with "
+             "evaluation changes, e.g. drift)")] = None,
 ) -> None:
     """Serve a PostHog-compatible API on real ClickHouse, loaded with generated LLM traffic and runs."""
     logs.configure("info")

@@ -87,6 +87,8 @@ class Metric:
     unit: Unit = ""
     # Python format for the text of alerts when the unit's own ($, %, s) does not fit.
     text: str | None = None
+    # A change since the lineage's previous run, in percentage points, of this other metric.
+    change_of: str | None = None
 
 
 METRICS: tuple[Metric, ...] = (
@@ -103,11 +105,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("size", "cluster", "items in the cluster"),
     Metric("share", "cluster", "the cluster's share of the run's clustered items (0..1)", "ratio"),
     Metric("share_change_pp", "cluster", "change of share since the lineage's previous run, percentage points",
-           text="{:+.1f} pp"),
+           text="{:+.1f} pp", change_of="share"),
     Metric("pass_rate", "cluster", "evaluation level: share of evaluations that passed, of those with a verdict "
            "(not applicable counts as a verdict, as in PostHog) (0..1)", "ratio"),
     Metric("pass_rate_change_pp", "cluster", "evaluation level: change of pass rate since the lineage's previous run, "
-           "percentage points", text="{:+.1f} pp"),
+           "percentage points", text="{:+.1f} pp", change_of="pass_rate"),
     Metric("na_rate", "cluster", "evaluation level: share of evaluations judged not applicable (0..1)", "ratio"),
     Metric("avg_judge_cost", "cluster", "evaluation level: average cost of the LLM judge per evaluation that cost "
            "anything, USD", "usd"),
@@ -358,7 +360,7 @@ KINDS: tuple[Kind[Any], ...] = (
     Kind("pass_rate_drop", "Pass rate drop", "warning", False, "cluster", 2, "pass_rate", "ratio", _pass_rate_drop,
          yields_to=("pass_rate",)),
     Kind("na_rate", "Not applicable", "info", True, "cluster", 6, "na_rate", "ratio", _na_rate),
-    Kind("judge_cost", "Judge cost", "warning", False, "cluster", 5, "avg_judge_cost", "usd", _judge_cost),
+    Kind("judge_cost_spike", "Judge cost spike", "warning", False, "cluster", 5, "avg_judge_cost", "usd", _judge_cost),
     Kind("share_shift", "Traffic shift", "info", False, "cluster", 10, "share", "ratio", _share_shift),
     # Its fields show the distance as a number (0.15), where a rule on the same metric shows a percentage.
     Kind("mix_shift", "Traffic mix shift", "warning", False, "run", 2, MIX_SHIFT_METRIC, "", _mix_shift,

@@ -53,6 +53,8 @@ class MetricsParseError(ValueError):
 # What PostHog's embedded `metrics` lack, so only the monitor's own query gives them: percentiles, the
 # token split and the judges' total cost. Names of ClusterMetrics fields (and of the rule metrics).
 QUERY_ONLY = frozenset({"p50_latency", "p95_latency", "input_tokens", "output_tokens", "total_judge_cost"})
+# Limits of `thresholds:` on one of those (field of config.Thresholds -> the metric it reads).
+QUERY_ONLY_LIMITS = {"p95_latency_s": "p95_latency"}
 
 
 def metrics_from_payload(run: Run) -> dict[int, ClusterMetrics]:

@@ -20,6 +20,7 @@ import structlog
 from monitor.config import Rule, ThresholdsConfig
 from monitor.metrics import (
     QUERY_ONLY,
+    QUERY_ONLY_LIMITS,
     ClusterMetrics,
     clusters_without,
     metrics_from_payload,
@@ -69,8 +70,8 @@ class Measured:
 def query_metrics_needed(thresholds: ThresholdsConfig, rules: Sequence[Rule]) -> frozenset[str]:
     """The metrics the config reads that only the monitor's query gives (none: PostHog's may suffice)."""
     wanted = {r.metric for r in rules if r.enabled}
-    if any(t.p95_latency_s is not None for t in (thresholds.defaults, *(o.thresholds for o in thresholds.overrides))):
-        wanted.add("p95_latency")
+    for t in (thresholds.defaults, *(o.thresholds for o in thresholds.overrides)):
+        wanted.update(metric for limit, metric in QUERY_ONLY_LIMITS.items() if getattr(t, limit) is not None)
     return frozenset(wanted & QUERY_ONLY)
 
 
