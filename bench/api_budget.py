@@ -2,7 +2,10 @@
 
 Both talk HTTP to the local PostHog server; calls and response bytes are counted from its query log.
 The naive workflow is PostHog's exploring-llm-clusters skill done on a schedule: list recent runs, fetch
-each new run, then one `IN (...)` metrics query per cluster.
+each new run, then one `IN (...)` metrics query per cluster. The monitor is measured on the same runs three
+ways: every cluster carrying the `metrics` PostHog computes (the run alone suffices: 1 call), as generated
+(PostHog's best effort leaves some runs' metrics null or absent: those take the metrics query too), and
+with none (every run: the run and the metrics query).
 
     ./dev bench api_budget [--projects 1 10 100]
     ./dev bench api_budget --adaptive [--days 7]
@@ -26,7 +29,7 @@ from pathlib import Path
 
 from monitor.app.wiring import build_monitor
 from monitor.config import parse_config
-from monitor.local.posthog.generator import generate
+from monitor.local.posthog.generator import Dataset, generate, with_embedded_metrics
 from monitor.local.posthog.server import LocalPostHog
 from monitor.pacing import Pacing, next_poll_delay
 from monitor.posthog.client import PostHogClient, RequestBudget
@@ -36,13 +39,13 @@ END = datetime(2026, 11, 1, tzinfo=UTC)
 
 NAIVE_LIST = """
 SELECT JSONExtractString(properties, '$ai_clustering_run_id') AS run_id, timestamp
-FROM events WHERE event IN ('$ai_trace_clusters', '$ai_generation_clusters')
+FROM events WHERE event IN ('$ai_trace_clusters', '$ai_generation_clusters', '$ai_evaluation_clusters')
   AND timestamp >= now() - INTERVAL 30 DAY ORDER BY timestamp DESC LIMIT 100
 """
 NAIVE_GET = """
 SELECT JSONExtractRaw(properties, '$ai_clusters') AS clusters, JSONExtractString(properties, '$ai_window_start'),
        JSONExtractString(properties, '$ai_window_end')
-FROM events WHERE event IN ('$ai_trace_clusters', '$ai_generation_clusters')
+FROM events WHERE event IN ('$ai_trace_clusters', '$ai_generation_clusters', '$ai_evaluation_clusters')
   AND JSONExtractString(properties, '$ai_clustering_run_id') = {run_id} LIMIT 1
 """
 NAIVE_METRICS = """
@@ -134,6 +137,43 @@ def adaptive(days: int) -> int:
     return 0
 
 
+def _monitor_budget(datasets: list[Dataset], base: int, first_day: datetime, last_runs: datetime,
+                    new_runs: int) -> tuple[int, int, float, float]:
+    """The monitor over one local PostHog holding `datasets`: (idle poll calls, idle bytes, calls and bytes
+    per new run). New-run cost excludes the discovery call every poll makes anyway."""
+    n_projects = len(datasets)
+    server = LocalPostHog(api_key=KEY)
+    for ds in datasets:
+        server.load(ds)
+    server.clock.set(first_day)
+    server.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        monitors = []
+        for i in range(n_projects):
+            cfg = parse_config(json.dumps({
+                "posthog": {"host": server.url, "project_id": base + i, "api_key": KEY, "lookback_days": 30},
+                "watch": {"levels": ["trace", "generation", "evaluation"]},
+                "state": {"path": str(Path(tmp) / f"s{i}.sqlite")}}), "bench", env={})
+            monitors.append(build_monitor(cfg, clock=lambda: END + timedelta(hours=12)))
+        for m in monitors:  # catch up with the backlog, and fetch the jobs list once
+            m.cycle()
+        mark = len(server.requests)
+        for m in monitors:
+            m.cycle()
+        idle_calls, idle_bytes = _count(server, mark)
+        server.clock.set(last_runs + timedelta(minutes=5))
+        mark = len(server.requests)
+        for m in monitors:
+            m.cycle()
+        run_calls, run_bytes = _count(server, mark)
+        for m in monitors:
+            m.client.close()
+            m.store.close()
+    server.stop()
+    return (idle_calls, idle_bytes, (run_calls - n_projects) / max(new_runs, 1),
+            (run_bytes - idle_bytes) / max(new_runs, 1))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--projects", type=int, nargs="*", default=[1, 10, 100])
@@ -142,53 +182,36 @@ def main() -> int:
     args = ap.parse_args()
     if args.adaptive:
         return adaptive(args.days)
-    print(f"{'projects':>8} {'who':<8} {'idle calls':>10} {'idle bytes':>11} {'calls/new run':>14} "
+    print(f"{'projects':>8} {'who':<34} {'idle calls':>10} {'idle bytes':>11} {'calls/new run':>14} "
           f"{'bytes/new run':>14}")
     for n_projects in args.projects:
-        server = LocalPostHog(api_key=KEY)
-        # 2 jobs x 2 levels per project, 2 days of runs each: the first day is the backlog, the second
-        # day's runs are "new" when the clock moves.
+        # 2 jobs x 2 levels per project (and the evaluation job), 2 days of runs each: the first day is the
+        # backlog, the second day's runs are "new" when the clock moves.
         base = 1000 * n_projects
-        datasets = []
-        for i in range(n_projects):
-            ds = generate("steady", days=2, team_id=base + i, end=END, scale=0.05 if n_projects > 1 else 0.1,
-                          seed=i)
-            server.load(ds)
-            datasets.append(ds)
+        datasets = [generate("steady", days=2, team_id=base + i, end=END, scale=0.05 if n_projects > 1 else 0.1,
+                             seed=i, evaluations=True) for i in range(n_projects)]
         last_runs = max(r["emitted_at"] for ds in datasets for r in ds.runs)
         first_day = last_runs - timedelta(hours=12)
-        server.clock.set(first_day)
-        server.start()
-        with tempfile.TemporaryDirectory() as tmp:
-            monitors = []
-            for i in range(n_projects):
-                cfg = parse_config(json.dumps({
-                    "posthog": {"host": server.url, "project_id": base + i, "api_key": KEY, "lookback_days": 30},
-                    "state": {"path": str(Path(tmp) / f"s{i}.sqlite")}}), "bench", env={})
-                monitors.append(build_monitor(cfg, clock=lambda: END + timedelta(hours=12)))
-            for m in monitors:  # catch up with the backlog, and fetch the jobs list once
-                m.cycle()
-            mark = len(server.requests)
-            for m in monitors:
-                m.cycle()
-            idle_calls, idle_bytes = _count(server, mark)
-            server.clock.set(last_runs + timedelta(minutes=5))
-            new_runs = sum(1 for ds in datasets for r in ds.runs if r["emitted_at"] > first_day)
-            mark = len(server.requests)
-            for m in monitors:
-                m.cycle()
-            run_calls, run_bytes = _count(server, mark)
-            # New-run cost excludes the discovery call every poll makes anyway.
-            per_run_calls = (run_calls - n_projects) / max(new_runs, 1)
-            per_run_bytes = (run_bytes - idle_bytes) / max(new_runs, 1)
-            print(f"{n_projects:>8} {'monitor':<8} {idle_calls:>10} {idle_bytes:>11,} {per_run_calls:>14.2f} "
+        new_runs = sum(1 for ds in datasets for r in ds.runs if r["emitted_at"] > first_day)
+        # The same runs three ways: PostHog's metrics in every cluster, as generated (PostHog's best effort:
+        # some runs null or absent), and none at all.
+        with_share = sum(r["metrics_in_event"] == "present" for ds in datasets for r in ds.truth["runs"]
+                         if datetime.fromisoformat(r["emitted_at"]) > first_day) / max(new_runs, 1)
+        for label, variant in (("monitor, PostHog's metrics in run", [with_embedded_metrics(d, True)
+                                                                     for d in datasets]),
+                               (f"monitor, as generated ({with_share:.0%} with)", datasets),
+                               ("monitor, no metrics in run", [with_embedded_metrics(d, False) for d in datasets])):
+            idle_calls, idle_bytes, per_run_calls, per_run_bytes = _monitor_budget(variant, base, first_day,
+                                                                                   last_runs, new_runs)
+            print(f"{n_projects:>8} {label:<34} {idle_calls:>10} {idle_bytes:>11,} {per_run_calls:>14.2f} "
                   f"{per_run_bytes:>14,.0f}")
-            for m in monitors:
-                m.client.close()
-                m.store.close()
 
         # The naive workflow on the same data, same clock moves.
+        server = LocalPostHog(api_key=KEY)
+        for ds in datasets:
+            server.load(ds)
         server.clock.set(first_day)
+        server.start()
         clients = [PostHogClient(server.url, base + i, KEY) for i in range(n_projects)]
         seen: list[set[str]] = [set() for _ in range(n_projects)]
         for c, s in zip(clients, seen, strict=True):
@@ -203,7 +226,7 @@ def main() -> int:
             naive_poll(c, s)
         n_run, b_run = _count(server, mark)
         per_call = (n_run - n_projects) / max(new_runs, 1)
-        print(f"{n_projects:>8} {'naive':<8} {n_idle:>10} {b_idle:>11,} {per_call:>14.2f} "
+        print(f"{n_projects:>8} {'naive':<34} {n_idle:>10} {b_idle:>11,} {per_call:>14.2f} "
               f"{(b_run - b_idle) / max(new_runs, 1):>14,.0f}")
         for c in clients:
             c.close()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from monitor.alerts import Alert, Notification
 from monitor.local.posthog.faults import Fault
-from monitor.local.posthog.generator import Dataset, EventRow, generate
+from monitor.local.posthog.generator import generate, with_embedded_metrics
 from monitor.local.posthog.server import LocalPostHog
 from monitor.local.slack import LocalSlack
 from tests.conftest import API_KEY, END, PostHogEnv, make_config, monitor_for, new_project_id
@@ -58,20 +57,6 @@ def test_the_drift_scenarios_pass_rate_fall_and_failure_mode_alert_in_the_runs_t
     m.store.close()
 
 
-def _strip_metrics(ds: Dataset) -> Dataset:
-    """The same dataset with every run's embedded `metrics` removed, as PostHog's best-effort activity
-    can leave them."""
-    events: list[EventRow] = []
-    for e in ds.events:
-        if e[1].endswith("_clusters"):
-            props = json.loads(e[3])
-            for c in props["$ai_clusters"]:
-                c.pop("metrics", None)
-            e = (e[0], e[1], e[2], json.dumps(props), e[4], e[5])
-        events.append(e)
-    return dataclasses.replace(ds, events=events)
-
-
 def _comparable(a: Alert, project_id: int) -> tuple[Any, ...]:
     run = a.run_id.split("_", 1)[1]  # the run id without the project's prefix
     links = tuple(link.url.replace(f"/project/{project_id}/", "/project/P/").replace(
@@ -89,7 +74,7 @@ def test_alerts_are_the_same_with_posthogs_metrics_and_with_them_stripped(slack:
     server = LocalPostHog(api_key=API_KEY)
     with_id, without_id = new_project_id(), new_project_id()
     with_metrics = generate("drift", team_id=with_id, end=END, scale=0.1)
-    stripped = _strip_metrics(generate("drift", team_id=without_id, end=END, scale=0.1))
+    stripped = with_embedded_metrics(generate("drift", team_id=without_id, end=END, scale=0.1), present=False)
     server.load(with_metrics)
     server.load(stripped)
     server.start()
@@ -131,25 +116,11 @@ def test_a_rule_on_what_posthogs_metrics_lack_asks_the_query_for_every_run(
     m.store.close()
 
 
-def _posthogs_metrics_everywhere(ds: Dataset) -> Dataset:
-    """The same dataset with every run's clusters carrying PostHog's `metrics` (none null or absent)."""
-    truth = {r["run_id"]: r["metrics"] for r in ds.truth["runs"]}
-    events: list[EventRow] = []
-    for e in ds.events:
-        if e[1].endswith("_clusters"):
-            props = json.loads(e[3])
-            for c in props["$ai_clusters"]:
-                c["metrics"] = truth[props["$ai_clustering_run_id"]][str(c["cluster_id"])]
-            e = (e[0], e[1], e[2], json.dumps(props), e[4], e[5])
-        events.append(e)
-    return dataclasses.replace(ds, events=events)
-
-
 def test_a_metrics_query_that_keeps_timing_out_uses_posthogs_metrics_and_says_so(
         slack: LocalSlack, tmp_path: Path) -> None:
     server = LocalPostHog(api_key=API_KEY)
     pid = new_project_id()
-    ds = _posthogs_metrics_everywhere(generate("drift", team_id=pid, end=END, scale=0.1))
+    ds = with_embedded_metrics(generate("drift", team_id=pid, end=END, scale=0.1), present=True)
     server.load(ds)
     server.start()
     try:

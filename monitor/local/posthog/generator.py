@@ -21,6 +21,8 @@ events and 56 runs) takes about two seconds.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -1363,6 +1365,25 @@ def generate(scenario: str = "drift", *, seed: int = 7, days: int = 14, team_id:
     return Dataset(team_id=team_id, jobs=jobs, events=events, runs=summaries, truth=truth, scenario=scen.name,
                    seed=seed, timings={"traffic_s": t_traffic - t_start, "runs_s": t_done - t_traffic,
                                        "total_s": t_done - t_start})
+
+
+def with_embedded_metrics(ds: Dataset, present: bool) -> Dataset:
+    """The same dataset with every run's clusters carrying PostHog's `metrics` (`present`, from the truth:
+    none null or absent) or none at all (as PostHog's best-effort activity can leave them): for comparing
+    the monitor with and without them on the same runs."""
+    truth = {r["run_id"]: r["metrics"] for r in ds.truth["runs"]}
+    events: list[EventRow] = []
+    for e in ds.events:
+        if e[1].endswith("_clusters"):
+            props = json.loads(e[3])
+            for c in props["$ai_clusters"]:
+                if present:
+                    c["metrics"] = truth[props["$ai_clustering_run_id"]][str(c["cluster_id"])]
+                else:
+                    c.pop("metrics", None)
+            e = (e[0], e[1], e[2], json.dumps(props), e[4], e[5])
+        events.append(e)
+    return dataclasses.replace(ds, events=events)
 
 
 def iter_ai_events(ds: Dataset) -> Iterable[EventRow]:
