@@ -40,7 +40,7 @@ END = datetime(2026, 11, 1, tzinfo=UTC)
 NAIVE_LIST = """
 SELECT JSONExtractString(properties, '$ai_clustering_run_id') AS run_id, timestamp
 FROM events WHERE event IN ('$ai_trace_clusters', '$ai_generation_clusters', '$ai_evaluation_clusters')
-  AND timestamp >= now() - INTERVAL 30 DAY ORDER BY timestamp DESC LIMIT 100
+  AND timestamp >= parseDateTimeBestEffort({since}) ORDER BY timestamp DESC LIMIT 100
 """
 NAIVE_GET = """
 SELECT JSONExtractRaw(properties, '$ai_clusters') AS clusters, JSONExtractString(properties, '$ai_window_start'),
@@ -66,7 +66,10 @@ def _count(server: LocalPostHog, since: int) -> tuple[int, int]:
 def naive_poll(client: PostHogClient, seen: set[str]) -> None:
     import msgspec
 
-    rows = client.query(NAIVE_LIST, {}, name="naive_list").rows()
+    # The skill says "the last 30 days" (now() - INTERVAL 30 DAY); bound here to the generated data's end,
+    # since the local server's now() is the wall clock, not its virtual one.
+    since = (END - timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S")
+    rows = client.query(NAIVE_LIST, {"since": since}, name="naive_list").rows()
     for r in rows:
         if r["run_id"] in seen:
             continue
@@ -137,6 +140,11 @@ def adaptive(days: int) -> int:
     return 0
 
 
+def _projects(base: int, n: int) -> list[Dataset]:
+    return [generate("steady", days=2, team_id=base + i, end=END, scale=0.05 if n > 1 else 0.1, seed=i,
+                     evaluations=True) for i in range(n)]
+
+
 def _monitor_budget(datasets: list[Dataset], base: int, first_day: datetime, last_runs: datetime,
                     new_runs: int) -> tuple[int, int, float, float]:
     """The monitor over one local PostHog holding `datasets`: (idle poll calls, idle bytes, calls and bytes
@@ -186,10 +194,9 @@ def main() -> int:
           f"{'bytes/new run':>14}")
     for n_projects in args.projects:
         # 2 jobs x 2 levels per project (and the evaluation job), 2 days of runs each: the first day is the
-        # backlog, the second day's runs are "new" when the clock moves.
-        base = 1000 * n_projects
-        datasets = [generate("steady", days=2, team_id=base + i, end=END, scale=0.05 if n_projects > 1 else 0.1,
-                             seed=i, evaluations=True) for i in range(n_projects)]
+        # backlog, the second day's runs are "new" when the clock moves. The local PostHog keeps one
+        # ClickHouse per process, so each pass loads the same runs under project ids of its own.
+        datasets = _projects(1000 * n_projects, n_projects)
         last_runs = max(r["emitted_at"] for ds in datasets for r in ds.runs)
         first_day = last_runs - timedelta(hours=12)
         new_runs = sum(1 for ds in datasets for r in ds.runs if r["emitted_at"] > first_day)
@@ -197,14 +204,16 @@ def main() -> int:
         # some runs null or absent), and none at all.
         with_share = sum(r["metrics_in_event"] == "present" for ds in datasets for r in ds.truth["runs"]
                          if datetime.fromisoformat(r["emitted_at"]) > first_day) / max(new_runs, 1)
-        for label, variant in (("monitor, PostHog's metrics in run", [with_embedded_metrics(d, True)
-                                                                     for d in datasets]),
-                               (f"monitor, as generated ({with_share:.0%} with)", datasets),
-                               ("monitor, no metrics in run", [with_embedded_metrics(d, False) for d in datasets])):
+        for k, (label, present) in enumerate((("monitor, PostHog's metrics in run", True),
+                                              (f"monitor, as generated ({with_share:.0%} with)", None),
+                                              ("monitor, no metrics in run", False))):
+            base = 1000 * n_projects + 100_000 * (k + 1)
+            variant = [d if present is None else with_embedded_metrics(d, present) for d in _projects(base, n_projects)]
             idle_calls, idle_bytes, per_run_calls, per_run_bytes = _monitor_budget(variant, base, first_day,
                                                                                    last_runs, new_runs)
             print(f"{n_projects:>8} {label:<34} {idle_calls:>10} {idle_bytes:>11,} {per_run_calls:>14.2f} "
                   f"{per_run_bytes:>14,.0f}")
+        base = 1000 * n_projects
 
         # The naive workflow on the same data, same clock moves.
         server = LocalPostHog(api_key=KEY)
