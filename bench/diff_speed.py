@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -34,7 +33,6 @@ import msgspec
 
 from monitor.local.posthog.generator import make_run_event
 from monitor.matching import match_runs
-from monitor.matching import semantic as sem
 from monitor.runs import load_run_file
 
 TOPICS = [
@@ -86,12 +84,9 @@ def _runs(n_items: int, n_clusters: int, tmp: Path) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-def _diff(a: Path, b: Path, semantic: bool = False) -> bytes:
-    """Exactly what `cluster-monitor diff --json` runs after start-up (MONITOR_SEMANTIC=0 for the
-    bounded rows; with `semantic`, the optional embedding signal from a cold cache, as on a fresh pair)."""
-    embedder = sem.semantic_embedder(True, os.environ) if semantic else None  # a new embedder: a cold cache
-    d = match_runs(load_run_file(a.read_bytes()), load_run_file(b.read_bytes()), embedder=embedder,
-                   require_semantic=semantic)
+def _diff(a: Path, b: Path) -> bytes:
+    """Exactly what `cluster-monitor diff --json` runs after start-up."""
+    d = match_runs(load_run_file(a.read_bytes()), load_run_file(b.read_bytes()))
     return msgspec.json.encode(d)
 
 
@@ -133,27 +128,18 @@ def main() -> int:
             base = _median_s(functools.partial(_stdlib_parse, a, b), args.repeats)
             ours = _median_s(functools.partial(_diff, a, b), args.repeats)
             peak = _peak_bytes(functools.partial(_diff, a, b))
-            cli, matches = _cli(a, b, semantic=False)
+            cli, matches = _cli(a, b)
             print(f"{n_items:>8,} {n_clusters:>8} {size / 1e6:>7.1f}MB {base * 1000:>9.1f}ms {ours * 1000:>7.1f}ms "
                   f"{ours / base:>5.2f}x {peak / 1e6:>7.1f}MB {peak / size:>10.2f}x {cli * 1000:>15.0f}ms "
                   f"{matches:>8}")
-            if sem.bundled_model_dir() is not None:
-                # The optional signal: every cluster text embedded from a cold cache (the daemon's cache
-                # holds the previous run's vectors, so it pays for the new run's texts only).
-                ours = _median_s(functools.partial(_diff, a, b, True), max(1, args.repeats // 2))
-                peak = _peak_bytes(functools.partial(_diff, a, b, True))
-                cli, matches = _cli(a, b, semantic=True)
-                print(f"{'+ semantic signal, cold':>30} {ours * 1000:>25.1f}ms {ours / base:>5.1f}x "
-                      f"{peak / 1e6:>7.1f}MB {peak / size:>10.2f}x {cli * 1000:>15.0f}ms {matches:>8}")
     return 0
 
 
-def _cli(a: Path, b: Path, *, semantic: bool) -> tuple[float, int]:
+def _cli(a: Path, b: Path) -> tuple[float, int]:
     """The whole command in a new process: (seconds, matches)."""
-    env = {**os.environ, sem.ENV_SWITCH: "1" if semantic else "0"}
     t = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "monitor.cli", "diff", "--json", str(a), str(b)],
-                         check=True, capture_output=True, env=env).stdout
+                         check=True, capture_output=True).stdout
     return time.perf_counter() - t, len(json.loads(out)["matches"])
 
 

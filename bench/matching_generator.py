@@ -13,7 +13,7 @@ import json
 from collections import Counter
 from datetime import UTC, datetime
 
-from monitor.local.posthog.generator import generate
+from monitor.local.posthog.generator import Dataset, generate
 from monitor.matching import match_runs
 from monitor.runs import Run, parse_clusters
 
@@ -25,6 +25,11 @@ def _f1(tp: int, fp: int, fn: int) -> float:
 def generator_runs(scenario: str, seed: int, days: int) -> tuple[dict[str, Run], list[dict[str, object]]]:
     """The scenario's runs by id (parsed as the monitor parses them) and its ground-truth transitions."""
     ds = generate(scenario, seed=seed, days=days)
+    return runs_of(ds), ds.truth["transitions"]
+
+
+def runs_of(ds: Dataset) -> dict[str, Run]:
+    """A generated dataset's trace and generation runs by id, parsed as the monitor parses them."""
     now = datetime.now(UTC)
     runs: dict[str, Run] = {}
     for e in ds.events:
@@ -35,7 +40,7 @@ def generator_runs(scenario: str, seed: int, days: int) -> tuple[dict[str, Run],
         runs[rid] = Run(run_id=rid, level=p["$ai_clustering_level"], job_id="", job_name="", window_start=now,
                         window_end=now, total_items=p["$ai_total_items_analyzed"],
                         clusters=parse_clusters(rid, p["$ai_clusters"]), params={}, timestamp=now)
-    return runs, ds.truth["transitions"]
+    return runs
 
 
 def _exact(a: Run, b: Run) -> tuple[set[tuple[int, int]], set[int], set[int]]:

@@ -222,20 +222,34 @@ def diff(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     explain: Annotated[bool, typer.Option("--explain", help="show the signal scores behind each match")] = False,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="least similarity of a match")] = 0.5,
+    embeddings: Annotated[Path | None, typer.Option(
+        "--embeddings", help="JSON lines {\"document_id\": ..., \"embedding\": [...]} from PostHog's "
+        "raw_document_embeddings, for the items of either run: match in PostHog's embedding space too")] = None,
 ) -> None:
     """Compare two runs of one job: matched, new, disappeared, split and merged clusters."""
+    from monitor.matching import embeddings as emb
     from monitor.matching import match_runs
-    from monitor.matching.semantic import semantic_embedder
     from monitor.reports import render_diff
     from monitor.runs import RunParseError, load_run_file
 
     try:
         a = load_run_file(prev.read_bytes())
         b = load_run_file(new.read_bytes())
-    except (OSError, RunParseError) as exc:
+        rows = emb.read_rows(embeddings.read_bytes(), str(embeddings)) if embeddings else None
+    except (OSError, RunParseError, emb.EmbeddingRowsError) as exc:
         typer.echo(f"cluster-monitor diff: {exc}", err=True)
         raise typer.Exit(2) from exc
-    d = match_runs(a, b, threshold=threshold, explain=explain, embedder=semantic_embedder(None, os.environ))
+    pv = nv = None
+    if rows is not None:
+        from monitor.posthog.queries import EMBEDDING_ITEMS_PER_CLUSTER
+
+        # The cluster means the daemon's query computes: over each cluster's best-ranked items.
+        pv = emb.vectors_from_items(a, rows, per_cluster=EMBEDDING_ITEMS_PER_CLUSTER)
+        nv = emb.vectors_from_items(b, rows, per_cluster=EMBEDDING_ITEMS_PER_CLUSTER)
+        if not as_json:
+            typer.echo(f"embeddings: {len(pv)} of {sum(not c.is_noise for c in a.clusters)} previous and {len(nv)} "
+                       f"of {sum(not c.is_noise for c in b.clusters)} new clusters have a mean", err=True)
+    d = match_runs(a, b, threshold=threshold, explain=explain, prev_vectors=pv, new_vectors=nv)
     if as_json:
         sys.stdout.buffer.write(msgspec.json.encode(d) + b"\n")
     else:
@@ -347,6 +361,8 @@ def silence_add(
     job: Annotated[str | None, typer.Option(help="glob on the job name")] = None,
     level: Annotated[Level | None, typer.Option(help="clustering level", case_sensitive=False)] = None,
     title: Annotated[str | None, typer.Option(help="glob on the cluster title")] = None,
+    lineage: Annotated[str | None, typer.Option(
+        help="one cluster lineage, across its renames (`history` shows the ids)")] = None,
     for_: Annotated[str | None, typer.Option(
         "--for", help=f"how long, e.g. 4h or 2d (default {DEFAULT_SILENCE})")] = None,
     until: Annotated[str | None, typer.Option(help="when it ends: " + _TIME_FORMATS)] = None,
@@ -371,14 +387,16 @@ def silence_add(
         if why is not None:
             raise typer.BadParameter(why, param_hint="'--kind'")
     spec = {"kinds": kind or [], "severities": [s.value for s in severity or []], "job": job,
-            "level": level.value if level else None, "title": title, "until": end.isoformat(), "comment": comment}
+            "level": level.value if level else None, "title": title, "lineage": lineage, "until": end.isoformat(),
+            "comment": comment}
     try:
         silence = Silence.model_validate(spec)
     except ValidationError as exc:
         typer.echo(f"cluster-monitor silence add: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", err=True)
         raise typer.Exit(2) from exc
-    if not any((silence.kinds, silence.severities, job, level, title)):
-        typer.echo("cluster-monitor silence add: say what to mute (--kind, --severity, --job, --level or --title)",
+    if not any((silence.kinds, silence.severities, job, level, title, lineage)):
+        typer.echo("cluster-monitor silence add: say what to mute (--kind, --severity, --job, --level, --title or "
+                   "--lineage)",
                    err=True)
         raise typer.Exit(2)
     store = _open_store(cfg)
@@ -562,6 +580,9 @@ def local_posthog(
         "--evaluations/--no-evaluations",
         help="$ai_evaluation events and daily evaluation-level clustering runs (default: on in scenarios with "
              "evaluation changes, e.g. drift)")] = None,
+    item_overlap: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="fraction of each run's items taken from the previous run of its job (0: none, "
+        "as for a busy team; default: what uniform sampling gives)")] = None,
 ) -> None:
     """Serve a PostHog-compatible API on real ClickHouse, loaded with generated LLM traffic and runs."""
     logs.configure("info")
@@ -572,7 +593,8 @@ def local_posthog(
     try:
         serve_forever(host=host, port=port, scenario=scenario, seed=seed, days=days, api_key=api_key,
                       query_log=query_log, project_id=project_id, scale=scale, timezone=timezone,
-                      release=release, rate_limits=rate_limits, evaluations=evaluations)  # type: ignore[arg-type]
+                      release=release, rate_limits=rate_limits, evaluations=evaluations,  # type: ignore[arg-type]
+                      item_overlap=item_overlap)
     except ValueError as exc:  # an unknown scenario or timezone, say: raised before anything is served
         typer.echo(f"cluster-monitor local-posthog: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -23,6 +23,9 @@ from monitor.kinds import CLUSTER_METRICS, RUN_METRICS
 log = structlog.get_logger()
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Secrets that may only come from the environment: a bare `${VAR}`, no default, nothing written beside it.
+ENV_ONLY = frozenset({("slack", "signing_secret")})
+_ENV_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
 class ConfigError(Exception):
@@ -289,6 +292,13 @@ class SlackConfig(_Strict):
     channel: str | None = None
     # Only for a Slack-compatible endpoint other than slack.com (tests, the demo).
     base_url: str | None = None
+    # "Silence 24h" and "Acknowledge" buttons on each firing alert, handled by the daemon's POST
+    # /slack/actions (monitor/app/slack_actions.py). Only say true when the Slack app's interactivity
+    # Request URL reaches this daemon's `server.port`: otherwise people click buttons that do nothing.
+    actions: bool = False
+    # The Slack app's signing secret, which proves a click came from Slack. From the environment only
+    # (`${SLACK_SIGNING_SECRET}`): a literal in the file is refused, and it is never logged.
+    signing_secret: SecretStr | None = None
 
     @model_validator(mode="after")
     def _one(self) -> SlackConfig:
@@ -296,6 +306,8 @@ class SlackConfig(_Strict):
             raise ValueError("set webhook_url or bot_token (with channel)")
         if self.bot_token is not None and not self.channel:
             raise ValueError("bot_token needs channel")
+        if self.actions and (self.signing_secret is None or not self.signing_secret.get_secret_value().strip()):
+            raise ValueError("actions: true needs signing_secret (the Slack app's, as ${SLACK_SIGNING_SECRET})")
         return self
 
 
@@ -388,6 +400,9 @@ class Silence(_Strict):
     job: str | None = None
     level: str | None = None
     title: str | None = None
+    # One cluster lineage, exactly (`history` shows the ids): the same cluster across its renames. What a
+    # Slack "Silence 24h" click stores, as titles drift from run to run.
+    lineage: str | None = None
     until: datetime | None = None
     comment: str = ""
 
@@ -553,6 +568,13 @@ class Config(_Strict):
         return [main, *extra]
 
     @model_validator(mode="after")
+    def _slack_actions(self) -> Config:
+        if self.slack is not None and self.slack.actions and self.server.port is None:
+            raise ValueError("slack.actions needs server.port: Slack posts the clicks to the daemon's "
+                             "/slack/actions")
+        return self
+
+    @model_validator(mode="after")
     def _routes(self) -> Config:
         names: set[str] = set()
         for i, r in enumerate(self.routes):
@@ -618,6 +640,10 @@ def _build(
     value = loader.construct_object(node)  # type: ignore[no-untyped-call]
     if isinstance(value, str):
         dotted = ".".join(map(str, path)) or "(top)"
+        if path in ENV_ONLY and not _ENV_REF.fullmatch(value.strip()):
+            problems.append(f"{where}:{node.start_mark.line + 1}: {dotted}: give it from the environment, "
+                            "like ${SLACK_SIGNING_SECRET}, not written in the file")
+            return ""
         expanded = _expand(value, f"{where}:{node.start_mark.line + 1}: {dotted}", problems, env)
         if expanded != value and node.style is None:
             # An unquoted ${VAR} holding a number should still validate as a number.

@@ -26,6 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor import systemd, telemetry
 from monitor.app.http import Health, HealthServer, start_http_server
 from monitor.app.reload import ConfigWatch, reconcile_projects
+from monitor.app.slack_actions import SlackActions
 from monitor.app.wiring import Project, open_project
 from monitor.config import Config, load_config
 from monitor.pacing import Pacing, next_poll_delay
@@ -226,7 +227,10 @@ class Daemon:
         return IntervalTrigger(seconds=sched.interval_seconds, timezone="UTC")
 
     def start_health_server(self) -> None:
-        self._health_server = start_http_server(self.cfg.server, self.health, self.request_cycle)
+        # Clicks are dated by the wall clock, as `silence add` and `ack` date theirs (not the demo's virtual one).
+        actions = SlackActions(lambda: self.cfg, wall_clock=self.health.clock)
+        self._health_server = start_http_server(self.cfg.server, self.health, self.request_cycle,
+                                                slack_actions=actions.handle)
 
     def install_signals(self) -> None:
         def stop(signum: int, _frame: Any) -> None:

@@ -22,7 +22,7 @@ from monitor import telemetry
 from monitor.alerts import Alert, Notification
 from monitor.config import Config, Silence
 from monitor.links import PostHogLinks
-from monitor.matching.semantic import Embedder
+from monitor.matching import embeddings as emb
 from monitor.metrics import ClusterMetrics, MetricsParseError
 from monitor.notify.catchup import summarise, summary_key
 from monitor.notify.outbox import Deliverer
@@ -94,15 +94,12 @@ class Monitor:
         deliverer: Deliverer | None,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        embedder: Embedder | None = None,
     ) -> None:
-        """`embedder`: the matcher's optional semantic signal (the wiring decides; None: without it)."""
         self.cfg = cfg
         self.client = client
         self.store = store
         self.deliverer = deliverer
         self.clock = clock
-        self.embedder = embedder
         self.links = PostHogLinks(cfg.posthog.links_host, cfg.posthog.project_id, cfg.posthog.ui_path)
         self.jobs = discover.JobIndex(client.clustering_jobs, clock)
         # `replay --since/--until`: only runs that landed in this window (None: open).
@@ -138,8 +135,10 @@ class Monitor:
         run = self.fetch_run(d)
         prev = load.previous_run(self.store, d.job_key, run)
         prev_lineages = self.store.lineages(prev.run_id) if prev else {}
+        vectors = measure.fetch_cluster_vectors(self.client, run, d)
+        prev_vectors = emb.decode(self.store.cluster_vectors(prev.run_id)) if prev else None
         diff, lineages = diff_run(prev, run, prev_lineages, threshold=self.cfg.matching.threshold,
-                                   embedder=self.embedder)
+                                  prev_vectors=prev_vectors, vectors=vectors)
         measured = self.measure(run, d)
         metrics = measured.metrics
         prev_metrics = measure.stored_metrics(self.store.run_snapshots(prev.run_id)) if prev else {}
@@ -171,7 +170,7 @@ class Monitor:
             outbox = self._outbox_for(notification, held=held)
         self.store.commit_run(enqueue.processed_run(
             run, d, lineages=lineages, metrics=metrics, alert_states=dec.lifecycle.states, outbox=outbox,
-            run_metrics=ev.run_metrics, now=now))
+            run_metrics=ev.run_metrics, now=now, cluster_vectors=emb.encode(vectors)))
         telemetry.RUNS_PROCESSED.labels(level=run.level).inc()
         log.info("run_processed", run_id=run.run_id, job=run.job_name, level=run.level,
                  clusters=len(run.clusters), items=run.clustered_size, prev_run_id=prev.run_id if prev else None,

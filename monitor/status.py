@@ -60,6 +60,7 @@ class SilenceView(msgspec.Struct, frozen=True):
     level: str | None
     title: str | None
     comment: str
+    lineage: str | None = None
 
 
 class JobView(msgspec.Struct, frozen=True):
@@ -122,7 +123,7 @@ def silence_views(stored: Sequence[tuple[int, dict[str, Any]]], configured: Sequ
     rows += [("config", None, s) for s in configured]
     return [SilenceView(source=src, id=sid, active=s.until is None or s.until > now, until=s.until,
                         kinds=list(s.kinds), severities=list(s.severities), job=s.job, level=s.level,
-                        title=s.title, comment=s.comment) for src, sid, s in rows]
+                        title=s.title, comment=s.comment, lineage=s.lineage) for src, sid, s in rows]
 
 
 def outbox_health(store: Store, now: datetime) -> OutboxHealth:
@@ -225,7 +226,8 @@ def _t(dt: datetime | None) -> str:
 def silence_line(s: SilenceView) -> str:
     label = f"#{s.id}" if s.id is not None else "config"
     what = ", ".join(f"{k}={v}" for k, v in (("kinds", ",".join(s.kinds)), ("severities", ",".join(s.severities)),
-                                              ("job", s.job), ("level", s.level), ("title", s.title)) if v)
+                                              ("job", s.job), ("level", s.level), ("title", s.title),
+                                              ("lineage", s.lineage)) if v)
     until = f"until {_t(s.until)}" if s.until else "until removed"
     return f"{label:<7} {'active' if s.active else 'expired':<8} {what}  {until}  {s.comment}".rstrip()
 

@@ -33,6 +33,11 @@ RUNS_PROCESSED = Counter(
 RUN_FAILURES = Counter(
     "cluster_monitor_run_failures_total", "Runs whose processing failed (retried next cycle)", ["reason"],
     registry=REGISTRY)
+EMBEDDINGS_MISSING = Counter(
+    "cluster_monitor_embeddings_missing",
+    "Runs matched without PostHog's summary embeddings (lexical signals only), by reason: unavailable "
+    "(the query failed: an older PostHog without the table, forbidden, an error), empty (no rows: past "
+    "retention), partial (some clusters without a vector)", ["reason"], registry=REGISTRY)
 ALERTS_FIRED = Counter(
     "cluster_monitor_alerts_fired_total", "Alerts raised by rules", ["kind", "severity"], registry=REGISTRY)
 ALERTS_SILENCED = Counter(

@@ -1,5 +1,6 @@
-"""The daemon's HTTP port: /healthz (alive: no cycle stuck), /readyz (a cycle succeeded lately), /metrics
-and the push hook POST /hooks/posthog (a PostHog webhook saying a run landed; only a hint, never trusted).
+"""The daemon's HTTP port: /healthz (alive: no cycle stuck), /readyz (a cycle succeeded lately), /metrics,
+the push hook POST /hooks/posthog (a PostHog webhook saying a run landed; only a hint, never trusted) and
+Slack's button clicks, POST /slack/actions (signed; monitor/app/slack_actions.py).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,6 +23,8 @@ from monitor.config import ServerConfig
 log = structlog.get_logger()
 
 MAX_PUSH_BYTES = 1_000_000
+# POST /slack/actions: (body, headers) -> (status, body); monitor/app/slack_actions.py.
+SlackActionHandler = Callable[[bytes, Mapping[str, str]], tuple[int, bytes]]
 PUSH_EVENTS = frozenset({"$ai_trace_clusters", "$ai_generation_clusters"})
 
 
@@ -93,6 +96,9 @@ class _HealthHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         """The push path: a PostHog webhook says a run landed; the body is only a hint, never trusted."""
+        if self.path.split("?", 1)[0] == "/slack/actions" and self.server.slack_actions is not None:
+            self._slack_actions(self.server.slack_actions)
+            return
         if self.path.split("?", 1)[0] != "/hooks/posthog" or self.server.on_push is None:
             self._reply(404, b"not found\n", "text/plain")
             return
@@ -113,6 +119,15 @@ class _HealthHandler(BaseHTTPRequestHandler):
         telemetry.PUSHES.inc()
         self.server.on_push()
         self._reply(202, b"accepted\n", "text/plain")
+
+    def _slack_actions(self, handle: SlackActionHandler) -> None:
+        """A button click from Slack (monitor/app/slack_actions.py verifies and acts)."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_PUSH_BYTES:
+            self._reply(413, b"too large\n", "text/plain")
+            return
+        status, body = handle(self.rfile.read(length), dict(self.headers.items()))
+        self._reply(status, body, "text/plain")
 
     def _reply(self, status: int, body: bytes, ctype: str) -> None:
         self.send_response(status)
@@ -138,20 +153,24 @@ class HealthServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, addr: tuple[str, int], health: Health, *, push_token: str | None = None,
-                 on_push: Callable[[], None] | None = None) -> None:
+                 on_push: Callable[[], None] | None = None, slack_actions: SlackActionHandler | None = None) -> None:
+        self.slack_actions = slack_actions
         self.health = health
         self.push_token = push_token
         self.on_push = on_push
         super().__init__(addr, _HealthHandler)
 
 
-def start_http_server(srv: ServerConfig, health: Health, on_push: Callable[[], None]) -> HealthServer | None:
+def start_http_server(srv: ServerConfig, health: Health, on_push: Callable[[], None], *,
+                      slack_actions: SlackActionHandler | None = None) -> HealthServer | None:
     """Serve the port in a daemon thread; None when no port is configured. The push hook is on only
-    with a push token."""
+    with a push token; POST /slack/actions only with a handler (it answers 404 itself while
+    slack.actions is off)."""
     if srv.port is None:
         return None
     token = srv.push_token.get_secret_value() if srv.push_token else None
-    server = HealthServer((srv.host, srv.port), health, push_token=token, on_push=on_push if token else None)
+    server = HealthServer((srv.host, srv.port), health, push_token=token, on_push=on_push if token else None,
+                          slack_actions=slack_actions)
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
     log.info("health_server_started", host=srv.host, port=server.server_address[1])
     return server

@@ -6,7 +6,6 @@ tests build their monitors here, so a dependency added to the cycle is wired onc
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -15,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from monitor.config import Config, SlackConfig
-from monitor.matching.semantic import Embedder, semantic_embedder
 from monitor.notify.email import EmailNotifier
 from monitor.notify.outbox import Deliverer, Notifier
 from monitor.notify.render import Templates, template_env
@@ -66,31 +64,14 @@ def build_notifiers(cfg: Config, templates: Templates | None = None) -> dict[str
     return notifiers
 
 
-class _FromEnvironment:
-    """build_monitor's default embedder: the one the environment asks for (`process_embedder`)."""
-
-
-FROM_ENVIRONMENT = _FromEnvironment()
-
-
-@functools.cache
-def process_embedder() -> Embedder | None:
-    """The matcher's optional semantic signal as the environment asks (MONITOR_SEMANTIC=0 turns it off; on
-    by default when the model package is installed), read once and shared, cache and all, by every
-    project's monitor in this process."""
-    return semantic_embedder(None, os.environ)
-
-
 def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
                   sleep: Callable[[float], None] = time.sleep, budget: RequestBudget | None = None,
                   fence: Callable[[], bool] = lambda: True, claim: Callable[[int], bool] | None = None,
-                  after_send: Callable[[], None] | None = None,
-                  embedder: Embedder | _FromEnvironment | None = FROM_ENVIRONMENT) -> Monitor:
+                  after_send: Callable[[], None] | None = None) -> Monitor:
     """`budget`: the request budget to draw from; by default the one this process shares per API key.
     `fence`: asked before delivering; `claim`: asked right before each send (see Deliverer); False when
     this replica lost the leader lock.
-    `after_send`: the Deliverer's hook between a send and its "sent" mark (the crash test's; None here).
-    `embedder`: the matcher's semantic signal; by default the environment's, None for none."""
+    `after_send`: the Deliverer's hook between a send and its "sent" mark (the crash test's; None here)."""
     key = cfg.posthog.resolved_api_key()
     client = PostHogClient(cfg.posthog.host, cfg.posthog.project_id, key,
                            timeout=cfg.posthog.timeout_seconds, max_retries=cfg.posthog.max_retries,
@@ -99,8 +80,7 @@ def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
     deliverer = Deliverer(store, build_notifiers(cfg), max_backoff=cfg.delivery.max_backoff_seconds,
                           max_attempts=cfg.delivery.max_attempts, sleep=sleep, fence=fence, claim=claim,
                           after_send=after_send)
-    return Monitor(cfg, client, store, deliverer, clock=clock or (lambda: datetime.now(UTC)),
-                   embedder=process_embedder() if isinstance(embedder, _FromEnvironment) else embedder)
+    return Monitor(cfg, client, store, deliverer, clock=clock or (lambda: datetime.now(UTC)))
 
 
 @dataclass

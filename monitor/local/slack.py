@@ -2,10 +2,19 @@
 
 It records what slack-sdk sends, checks the blocks against slack-sdk's own models, and can be told to
 answer 429 (with Retry-After), 5xx or Slack's error codes, so delivery is tested through the real client.
+
+It can also click a button of a recorded message as a person would in Slack: `click` posts the
+block_actions payload Slack sends to an app's interactivity Request URL (form-encoded `payload=<JSON>`,
+signed with the app's signing secret), with a response_url pointing back here, where the app's
+confirmation is recorded in `responses`. Shape after Slack's reference pages "block_actions payload" and
+"Handling user interaction" and its "Verifying requests from Slack" (the signature is computed here
+from that page, independently of slack-sdk's verifier that the daemon uses).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -13,8 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
+import httpx
 from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 
@@ -53,6 +63,10 @@ class _Handler(BaseHTTPRequestHandler):
             if isinstance(payload.get("blocks"), str):
                 payload["blocks"] = json.loads(payload["blocks"])
         is_api = self.path.startswith("/api/")
+        if self.path.startswith("/actions/"):  # a response_url: an app answering a click
+            slack.record_response(self.path, payload)
+            self._reply(200, b"ok", "text/html")
+            return
         if self.path == "/api/auth.test":
             self._api(200, {"ok": True, "team": "local", "user": "cluster-monitor"})
             return
@@ -122,6 +136,9 @@ class LocalSlack:
         self.messages: list[dict[str, Any]] = []
         self.requests = 0
         self.block_errors: list[str] = []
+        # What apps posted to the response_url of a click (`click`), and how many clicks were sent.
+        self.responses: list[dict[str, Any]] = []
+        self._clicks = 0
         self._failures: list[_Failure] = []
         # Asked as each message arrives, its answer kept with the message as "observed" (a test reads the
         # world at that instant: which replica held the leader lock). `gate`, an Event, holds every
@@ -200,7 +217,91 @@ class LocalSlack:
             gate.wait(60)
         return ts
 
+    def click(self, message: dict[str, Any], action_id: str, nth: int = 0, *, request_url: str,
+              signing_secret: str, user: dict[str, str] | None = None, at: float | None = None) -> SignedRequest:
+        """Press the `nth` button `action_id` of a recorded message, as Slack reports it to the app's
+        Request URL; `at`: the click's time (Slack's X-Slack-Request-Timestamp). Returns the request sent,
+        with the app's HTTP status."""
+        return _click(self, message, action_id, nth, request_url=request_url, signing_secret=signing_secret,
+                      user=user, at=at)
+
+    def post(self, req: SignedRequest) -> SignedRequest:
+        """Send a request to an app as Slack would (again, or altered by a test); its status filled in."""
+        return _post(req)
+
+    def record_response(self, path: str, payload: dict[str, Any]) -> None:
+        with self._cond:
+            self.responses.append({**payload, "path": path})
+            self._cond.notify_all()
+
+    def wait_for_responses(self, n: int, timeout: float = 10.0) -> bool:
+        """Block until at least n answers reached a response_url; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.responses) >= n, timeout=timeout)
+
     def wait_for(self, n: int, timeout: float = 10.0) -> bool:
         """Block until at least n messages arrived (no polling sleeps); False on timeout."""
         with self._cond:
             return self._cond.wait_for(lambda: len(self.messages) >= n, timeout=timeout)
+
+
+@dataclass
+class SignedRequest:
+    """A request as Slack sent it to an app's Request URL: kept so a test can send it again (a replay)
+    or changed (a forgery) with `LocalSlack.post`."""
+
+    url: str
+    body: bytes
+    headers: dict[str, str]
+    status: int = 0
+
+
+def slack_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """Slack's request signature: `v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{body}` under the secret."""
+    base = b"v0:" + timestamp.encode() + b":" + body
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def _click(slack: LocalSlack, message: dict[str, Any], action_id: str, nth: int, *, request_url: str,
+           signing_secret: str, user: dict[str, str] | None, at: float | None) -> SignedRequest:
+    found = [(b, e) for b in message.get("blocks") or [] if b.get("type") == "actions"
+             for e in b.get("elements") or [] if e.get("action_id") == action_id]
+    if len(found) <= nth:
+        raise LookupError(f"the message has {len(found)} buttons {action_id!r}, not {nth + 1}")
+    block, button = found[nth]
+    now = time.time() if at is None else at
+    with slack._cond:
+        slack._clicks += 1
+        n = slack._clicks
+    who = user or {"id": "U0LOCAL", "username": "ana", "name": "ana", "team_id": "T0LOCAL"}
+    channel = message.get("channel") or "C0LOCAL"
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": who,
+        "api_app_id": "A0LOCAL",
+        "token": "deprecated-verification-token",  # Slack still sends it; apps verify the signature instead
+        "container": {"type": "message", "message_ts": message["ts"], "channel_id": channel, "is_ephemeral": False},
+        "trigger_id": f"{n}.local.trigger",
+        "team": {"id": who.get("team_id", "T0LOCAL"), "domain": "local"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": channel, "name": "alerts"},
+        "message": {"type": "message", "ts": message["ts"], "text": message.get("text"),
+                    "blocks": message.get("blocks")},
+        "state": {"values": {}},
+        "response_url": f"{slack.url}/actions/T0LOCAL/{n}/localresponsetoken",
+        "actions": [{"action_id": action_id, "block_id": block.get("block_id") or f"local-block-{n}",
+                     "text": button.get("text"), "value": button.get("value"), "type": "button",
+                     "action_ts": f"{now:.6f}", **({"style": button["style"]} if "style" in button else {})}],
+    }
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    ts = str(int(now))
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
+               "X-Slack-Signature": slack_signature(signing_secret, ts, body),
+               "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)"}
+    return slack.post(SignedRequest(request_url, body, headers))
+
+
+def _post(req: SignedRequest) -> SignedRequest:
+    status = httpx.post(req.url, content=req.body, headers=req.headers, timeout=10).status_code
+    return SignedRequest(req.url, req.body, dict(req.headers), status)

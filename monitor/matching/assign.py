@@ -9,25 +9,20 @@ backfills, overlapping windows), item overlap decides and text confirms; when th
 from __future__ import annotations
 
 import numpy as np
-import structlog
 from scipy.optimize import linear_sum_assignment
 
-from monitor.matching import semantic as sem
+from monitor.matching.embeddings import ClusterVectors, calibrate, cosine_matrix
 from monitor.matching.model import Match, RunDiff
 from monitor.matching.signals import (
-    containment,
     idf,
     item_overlap,
     item_score,
     profile,
     share_score,
-    shared_meaning,
-    text_scores,
+    text_matrices,
 )
 from monitor.matching.transitions import find_transitions
 from monitor.runs import Run
-
-log = structlog.get_logger()
 
 # Leftover pairs (second pass) need this fraction of the threshold and shares this close (share score),
 # and some evidence beyond share: a shared distinctive word, or items in common.
@@ -41,52 +36,37 @@ LEFTOVER_MEANING = 0.1
 # "Natural-language analytics to SQL" beside a matched "Writing SQL queries"), which the generator's
 # steady traffic shows every few days; 0.6 keeps every bench and held-out score (bench/matching_generator).
 LEFTOVER_RIVAL = 0.6
-# Sentence-embedding cosine of two cluster texts, mapped onto [0, 1]: unrelated texts of one product sit
-# around 0.2 and rarely pass 0.5, rewordings of one cluster sit at 0.55-0.9 (all-MiniLM-L6-v2).
-SEM_FLOOR = 0.35
-SEM_CEIL = 0.75
-
-
-def semantic_scores(prev_texts: list[str], new_texts: list[str], embedder: sem.Embedder | None,
-                    required: bool = False) -> np.ndarray | None:
-    """Calibrated sentence-embedding similarity of every pair, or None without an embedder. A failing
-    embedder is logged and left out, unless `required` (the caller asked for the signal): then it raises."""
-    if embedder is None or not prev_texts or not new_texts:
-        return None
-    try:
-        vecs = embedder(prev_texts + new_texts)
-    except sem.ModelError as e:
-        if required:
-            raise
-        # By default the signal is a bonus: a damaged install says so and the diff goes on without it.
-        log.warning("semantic_model_unusable", error=str(e))
-        return None
-    cos = vecs[: len(prev_texts)] @ vecs[len(prev_texts):].T
-    out: np.ndarray = np.clip((cos - SEM_FLOOR) / (SEM_CEIL - SEM_FLOOR), 0.0, 1.0)
-    return out
+# With PostHog's embeddings, how much of the text evidence they replace: titles are rewritten by an LLM
+# every run, the summaries' mean embedding is the traffic itself, so it leads and the words confirm.
+EMB_WEIGHT = 0.7
+# ...and of the evidence beside shared items, when the runs share some.
+EMB_WITH_ITEMS = 0.25
 
 
 def _blend(title: float, desc: float | None, items: float | None, share: float,
-           semantic: float | None = None) -> tuple[float, dict[str, float]]:
+           emb: float | None = None) -> tuple[float, dict[str, float]]:
     signals = {"title": round(title, 4), "share": round(share, 4)}
     text = title if desc is None else 0.65 * title + 0.35 * desc
     if desc is not None:
         signals["description"] = round(desc, 4)
-    if semantic is not None:
-        signals["semantic"] = round(semantic, 4)
-        text = max(text, semantic)
+    if emb is not None:
+        signals["embedding"] = round(emb, 4)
     if items is None:
+        if emb is not None:
+            text = (1 - EMB_WEIGHT) * text + EMB_WEIGHT * emb
         score = 0.9 * text + 0.1 * share
     else:
         signals["items"] = round(items, 4)
-        score = 0.7 * items + 0.3 * text
+        score = (0.7 * items + 0.3 * text if emb is None
+                 else (0.7 - EMB_WITH_ITEMS / 2) * items + (0.3 - EMB_WITH_ITEMS / 2) * text + EMB_WITH_ITEMS * emb)
     return min(1.0, max(0.0, score)), signals
 
 
 def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = False,
-               embedder: sem.Embedder | None = None, require_semantic: bool = False) -> RunDiff:
-    """`embedder`: the optional semantic signal, passed in by the wiring (None: text, items and shares
-    only); `require_semantic`: an embedder that fails raises instead of being left out."""
+               prev_vectors: ClusterVectors | None = None,
+               new_vectors: ClusterVectors | None = None) -> RunDiff:
+    """`prev_vectors` / `new_vectors`: each run's cluster means in PostHog's embedding space
+    (monitor.matching.embeddings); pairs where either side has none are matched on the other signals."""
     pc = [c for c in prev.clusters if not c.is_noise]
     nc = [c for c in new.clusters if not c.is_noise]
     pt, nt = prev.clustered_size or 1, new.clustered_size or 1
@@ -94,19 +74,24 @@ def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = F
     npf = [profile(c) for c in nc]
     weights = idf(pp + npf)
     ov = item_overlap(prev.clusters, new.clusters)
-    sem_m = semantic_scores([sem.cluster_text(c.title, c.description) for c in pc],
-                            [sem.cluster_text(c.title, c.description) for c in nc], embedder,
-                            require_semantic)
+    tm = text_matrices(pp, npf, weights)
+    cos = cosine_matrix(pc, nc, prev_vectors, new_vectors)
+    emb_m = None if cos is None else calibrate(cos)
     score = np.zeros((len(pc), len(nc)))
     text = np.zeros((len(pc), len(nc)))
     signals: dict[tuple[int, int], dict[str, float]] = {}
     for i, a in enumerate(pc):
         for j, b in enumerate(nc):
-            t, d = text_scores(pp[i], npf[j], weights)
-            sm = None if sem_m is None else float(sem_m[i, j])
-            s, sig = _blend(t, d, item_score(ov, a.cluster_id, b.cluster_id), share_score(a.size / pt, b.size / nt), sm)
+            t = float(tm.title[i, j])
+            d = None if np.isnan(tm.desc[i, j]) else float(tm.desc[i, j])
+            em = None if emb_m is None or np.isnan(emb_m[i, j]) else float(emb_m[i, j])
+            s, sig = _blend(t, d, item_score(ov, a.cluster_id, b.cluster_id), share_score(a.size / pt, b.size / nt),
+                            em)
             score[i, j] = s
-            text[i, j] = max(t if d is None else 0.65 * t + 0.35 * d, containment(pp[i], npf[j], weights), sm or 0.0)
+            words = max(t if d is None else 0.65 * t + 0.35 * d, float(tm.containment[i, j]))
+            # Splits and merges read this too: with embeddings a part is near its whole in meaning, whatever
+            # the labeller called it, and a namesake that shares words but not traffic is not a part.
+            text[i, j] = words if em is None else (1 - EMB_WEIGHT) * words + EMB_WEIGHT * em
             signals[(i, j)] = sig
     matches: list[Match] = []
     if score.size:
@@ -137,8 +122,8 @@ def match_runs(prev: Run, new: Run, *, threshold: float = 0.5, explain: bool = F
             a, b = pc[i], nc[j]
             ps, ns = a.size / pt, b.size / nt
             items = item_score(ov, a.cluster_id, b.cluster_id)
-            evidence = items if items is not None else max(shared_meaning(pp[i], npf[j], weights),
-                                                               0.0 if sem_m is None else float(sem_m[i, j]))
+            em = None if emb_m is None or np.isnan(emb_m[i, j]) else float(emb_m[i, j])
+            evidence = items if items is not None else em if em is not None else float(tm.shared_meaning[i, j])
             # A cluster leaving while an unrelated one of similar size arrives is common (a feature ships,
             # another is retired): similar share alone is not evidence of a rewording.
             rival = max([float(text[i, x]) for x in taken_n] + [float(text[x, j]) for x in taken_p] + [0.0])

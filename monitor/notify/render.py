@@ -46,6 +46,7 @@ from slack_sdk.models.blocks import (
 
 from monitor import kinds
 from monitor.alerts import Alert, Chart, Link, Notification
+from monitor.notify.actions import action_buttons
 
 
 def _shipped_templates() -> Path:
@@ -303,9 +304,12 @@ _PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
 
 
 def render_slack(n: Notification, *, tz: ZoneInfo | None = None, max_alerts: int = 10,
-                 templates: Templates | None = None) -> SlackMessage:
+                 templates: Templates | None = None, actions: bool = False) -> SlackMessage:
+    """`actions`: "Silence 24h" and "Acknowledge" buttons on firing alerts (slack.actions; notify/actions.py)."""
     tz = tz or ZoneInfo("UTC")
     env = templates or _SHIPPED
+    # The buttons carry the alert's full values (a silence must match the real title, not its display cut).
+    raw = {a.fingerprint: a for a in n.alerts}
     n = for_display(n)
     ctx = _common(n, tz)
     header = _truncate(header_safe(env.get_template("slack/header.txt.j2").render(**ctx)), MAX_HEADER)
@@ -323,6 +327,8 @@ def render_slack(n: Notification, *, tz: ZoneInfo | None = None, max_alerts: int
                                  url=link.url, action_id=f"link-{i}-{k}")
                    for k, link in enumerate(a.links[:5])
                    for i in [len(blocks)]]
+        if actions:
+            buttons += action_buttons(raw.get(a.fingerprint, a), n.project_id)
         if buttons:
             blocks.append(ActionsBlock(elements=buttons))
     more = len(n.alerts) - len(shown)

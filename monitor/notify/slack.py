@@ -48,12 +48,13 @@ class SlackNotifier:
 
     def __init__(self, *, webhook_url: str | None = None, bot_token: str | None = None, channel: str | None = None,
                  base_url: str | None = None, timezone: str = "UTC", timeout: int = 15,
-                 templates: Templates | None = None) -> None:
+                 templates: Templates | None = None, actions: bool = False) -> None:
         if not webhook_url and not bot_token:
             raise ValueError("a Slack webhook URL or bot token is needed")
         self.tz = ZoneInfo(timezone)
         self.templates = templates  # None: the shipped templates
         self.channel = channel
+        self.actions = actions  # the "Silence 24h" / "Acknowledge" buttons (slack.actions)
         # The User-Agent names the replica (host:pid, as its PostgreSQL sessions do): who sent a message.
         agent = f"cluster-monitor/{socket.gethostname()}:{os.getpid()}"
         self._webhook = WebhookClient(webhook_url, timeout=timeout, retry_handlers=_handlers(),
@@ -66,10 +67,11 @@ class SlackNotifier:
                     templates: Templates | None = None) -> SlackNotifier:
         return cls(webhook_url=cfg.webhook_url.get_secret_value() if cfg.webhook_url else None,
                    bot_token=cfg.bot_token.get_secret_value() if cfg.bot_token else None,
-                   channel=cfg.channel, base_url=cfg.base_url, timezone=timezone, templates=templates)
+                   channel=cfg.channel, base_url=cfg.base_url, timezone=timezone, templates=templates,
+                   actions=cfg.actions)
 
     def send(self, notification: Notification, *, thread_ts: str | None = None) -> SendResult:
-        msg = render_slack(notification, tz=self.tz, templates=self.templates)
+        msg = render_slack(notification, tz=self.tz, templates=self.templates, actions=self.actions)
         if self._web is not None:
             try:
                 resp = self._web.chat_postMessage(channel=self.channel or "", text=msg.text, blocks=msg.blocks,

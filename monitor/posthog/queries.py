@@ -111,11 +111,8 @@ ORDER BY timestamp DESC
 LIMIT 1
 """
 
-# Item -> cluster mapping of one run, unpacked inside the database so no id list is ever shipped.
-_RUN_ITEMS = """
-    SELECT
-        JSONExtractInt(c, 'cluster_id') AS cluster_id,
-        arrayJoin(JSONExtractKeys(c, 'traces')) AS item_key
+# One run's clusters, one row each (`c`, a cluster's JSON), found as GET_RUN finds the run.
+_RUN_CLUSTERS = """
     FROM events
     ARRAY JOIN JSONExtractArrayRaw(properties, '$ai_clusters') AS c
     WHERE event = {event}
@@ -123,6 +120,12 @@ _RUN_ITEMS = """
         AND timestamp < parseDateTimeBestEffort({emitted_to})
         AND JSONExtractString(properties, '$ai_clustering_run_id') = {run_id}
 """
+
+# Item -> cluster mapping of one run, unpacked inside the database so no id list is ever shipped.
+_RUN_ITEMS = """
+    SELECT
+        JSONExtractInt(c, 'cluster_id') AS cluster_id,
+        arrayJoin(JSONExtractKeys(c, 'traces')) AS item_key""" + _RUN_CLUSTERS
 
 # Per-cluster aggregates as PostHog defines them (aggregates.py in its clustering workflow): an item's
 # cost and tokens sum its $ai_generation and $ai_embedding events, its latency sums its generations'
@@ -245,8 +248,75 @@ CLUSTER_METRICS = {
                                              extra=_EVALUATION_COLUMNS),
 }
 
+# Document types of the summaries each level clusters (posthog/temporal/llm_analytics/trace_clustering/
+# constants.py and evaluation_clustering/constants.py); product is always `llm-analytics`.
+EMBEDDING_PRODUCT = "llm-analytics"
+DOCUMENT_TYPE_FOR_LEVEL = {
+    "trace": "llm-trace-summary-detailed",
+    "generation": "llm-generation-summary-detailed",
+    "evaluation": "llm-evaluation-detailed",
+}
+# Items per cluster that make its mean: the best-ranked ones (nearest the centroid). 200 unit vectors
+# average to a direction stable to about 0.01 of cosine, and the work stays bounded however big a run is.
+EMBEDDING_ITEMS_PER_CLUSTER = 200
+
+# The best-ranked items of each regular cluster of one run, unpacked inside the database.
+_RANKED_ITEMS = """
+    SELECT cluster_id, tupleElement(kv, 1) AS item_key
+    FROM (
+        SELECT
+            JSONExtractInt(c, 'cluster_id') AS cluster_id,
+            arrayJoin(JSONExtractKeysAndValuesRaw(c, 'traces')) AS kv""" + _RUN_CLUSTERS + """
+    )
+    WHERE cluster_id >= 0 AND JSONExtractInt(tupleElement(kv, 2), 'rank') < {max_rank}
+"""
+
+# The mean summary embedding of each cluster of one run (issue 15): the run's item -> cluster map joined
+# with `raw_document_embeddings` (HogQL's RawDocumentEmbeddingsTable; PostHog's own clustering reads it
+# with the same product / document_type / window / `length(embedding) > 0` conditions,
+# trace_clustering/data.py), averaged per dimension in ClickHouse so one row per cluster comes back,
+# never an item's vector. Only names public in old and current releases: the rows are exploded with
+# ARRAY JOIN and arrayEnumerate, averaged per (cluster, dimension), and put back in order with
+# arraySort over (dimension, value) tuples (sumForEach/avgForEach are public only in current releases).
+# Rounded to 5 decimals: 50 clusters of 3072 floats answer in about 1.4 MB.
+CLUSTER_EMBEDDINGS = f"""
+SELECT
+    cluster_id,
+    max(items) AS items,
+    arrayMap(x -> round(tupleElement(x, 2), 5), arraySort(groupArray(tuple(dim, v)))) AS mean
+FROM (
+    SELECT cm.cluster_id AS cluster_id, e.dim AS dim, avg(e.x) AS v, count() AS items
+    FROM (
+        SELECT document_id, x, dim
+        FROM raw_document_embeddings
+        ARRAY JOIN embedding AS x, arrayEnumerate(embedding) AS dim
+        WHERE timestamp >= parseDateTimeBestEffort({{window_start}})
+            AND timestamp < parseDateTimeBestEffort({{window_end}})
+            AND product = {{product}}
+            AND document_type = {{document_type}}
+            AND length(embedding) > 0
+            AND document_id IN (SELECT item_key FROM ({_RANKED_ITEMS}))
+    ) AS e
+    INNER JOIN ({_RANKED_ITEMS}) AS cm ON cm.item_key = e.document_id
+    GROUP BY cluster_id, dim
+)
+GROUP BY cluster_id
+ORDER BY cluster_id
+"""
+
 ALL_QUERIES: dict[str, str] = {
     "discover_runs": DISCOVER_RUNS,
     "get_run": GET_RUN,
     **{f"cluster_metrics_{level}": q for level, q in CLUSTER_METRICS.items()},
+    "cluster_embeddings": CLUSTER_EMBEDDINGS,
 }
+
+
+def cluster_embeddings_values(*, level: str, event: str, emitted_from: str, emitted_to: str, run_id: str,
+                              window_start: str, window_end: str,
+                              per_cluster: int = EMBEDDING_ITEMS_PER_CLUSTER) -> dict[str, object]:
+    """The bound values of CLUSTER_EMBEDDINGS for one run (every value a placeholder)."""
+    return {"event": event, "emitted_from": emitted_from, "emitted_to": emitted_to, "run_id": run_id,
+            "window_start": window_start, "window_end": window_end, "product": EMBEDDING_PRODUCT,
+            "document_type": DOCUMENT_TYPE_FOR_LEVEL.get(level, DOCUMENT_TYPE_FOR_LEVEL["trace"]),
+            "max_rank": per_cluster}

@@ -29,6 +29,8 @@ def matching_silence(a: Alert, silences: Sequence[Silence], now: datetime) -> Si
             continue
         if not (_glob(s.job, a.job_name) and _glob(s.title, a.cluster_title) and _glob(s.level, a.level)):
             continue
+        if s.lineage is not None and a.lineage_id != s.lineage:
+            continue
         return s
     return None
 

@@ -29,10 +29,12 @@ def snapshots(run: Run, job_key: str, lineages: Mapping[int, str],
 
 def processed_run(run: Run, d: DiscoveredRun, *, lineages: Mapping[int, str], metrics: Mapping[int, ClusterMetrics],
                   alert_states: list[AlertState], outbox: Sequence[OutboxRow], run_metrics: Mapping[str, float],
-                  now: datetime) -> ProcessedRun:
-    """`run_metrics`: the run's run-level metrics, the history later runs' run-level rules read."""
+                  now: datetime, cluster_vectors: Mapping[int, bytes] | None = None) -> ProcessedRun:
+    """`run_metrics`: the run's run-level metrics, the history later runs' run-level rules read;
+    `cluster_vectors`: its cluster means (encoded), which the job's next run is matched against."""
     return ProcessedRun(
         run_id=run.run_id, job_key=d.job_key, level=run.level, window_end=run.window_end,
         emitted_at=d.emitted_at, event_uuid=d.event_uuid, payload=encode_digest(run),
         snapshots=snapshots(run, d.job_key, lineages, metrics),
-        alert_states=alert_states, outbox=list(outbox), processed_at=now, run_metrics=run_metrics)
+        alert_states=alert_states, outbox=list(outbox), processed_at=now, run_metrics=run_metrics,
+        cluster_vectors=cluster_vectors)

@@ -1,11 +1,11 @@
-"""Measure: per-cluster metrics of the run (cost, latency, errors, evaluation verdicts) from PostHog, and
-the previous run's as the store kept them.
+"""Measure: per-cluster metrics of the run (cost, latency, errors, evaluation verdicts) and each cluster's
+mean summary embedding from PostHog, and the previous run's as the store kept them.
 
-PostHog puts most of them in the run already (each cluster's `metrics`, best effort): those are used
+PostHog puts most metrics in the run already (each cluster's `metrics`, best effort): those are used
 when every cluster has them and no limit or rule of the config reads what they lack (percentiles,
-the token split, the judges' total cost), so a new run costs one API call. Otherwise the monitor's
-own metrics query fills the gaps. When that query keeps timing out (HTTP 504/512), a run PostHog
-measured is processed on PostHog's metrics alone, and its alerts say so, rather than blocking the job.
+the token split, the judges' total cost). Otherwise the monitor's own metrics query fills the gaps.
+When that query keeps timing out (HTTP 504/512), a run PostHog measured is processed on PostHog's
+metrics alone, and its alerts say so, rather than blocking the job.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from datetime import timedelta
 import msgspec
 import structlog
 
+from monitor import telemetry
 from monitor.config import Rule, ThresholdsConfig
+from monitor.matching import embeddings as emb
 from monitor.metrics import (
     QUERY_ONLY,
     QUERY_ONLY_LIMITS,
@@ -33,6 +35,8 @@ from monitor.runs import Run
 from monitor.stages.discover import DiscoveredRun, q_time
 from monitor.store.base import ClusterSnapshot
 
+log = structlog.get_logger()
+
 
 def fetch_metrics(client: PostHogClient, run: Run, d: DiscoveredRun) -> dict[int, ClusterMetrics]:
     q = queries.CLUSTER_METRICS.get(run.level, queries.CLUSTER_METRICS["generation"])
@@ -45,6 +49,28 @@ def fetch_metrics(client: PostHogClient, run: Run, d: DiscoveredRun) -> dict[int
         "window_end": q_time(run.window_end),
     }, name=f"cluster_metrics_{run.level}")
     return metrics_from_rows(res.rows(), run.run_id)
+
+
+def fetch_cluster_vectors(client: PostHogClient, run: Run, d: DiscoveredRun) -> emb.ClusterVectors:
+    """The run's cluster means in PostHog's embedding space: one query, answered inside ClickHouse.
+    Never fails the run: without them (an older PostHog that does not know the table, a key not allowed
+    to read it, rows past retention) matching goes on with its lexical signals, said once per run in the
+    log and counted in /metrics."""
+    try:
+        res = client.query(queries.CLUSTER_EMBEDDINGS, queries.cluster_embeddings_values(
+            level=run.level, event=d.event, emitted_from=q_time(d.emitted_at - timedelta(seconds=1)),
+            emitted_to=q_time(d.emitted_at + timedelta(seconds=1)), run_id=run.run_id,
+            window_start=q_time(run.window_start), window_end=q_time(run.window_end)), name="cluster_embeddings")
+        vecs = emb.vectors_from_rows([[r.get("cluster_id"), r.get("items"), r.get("mean")] for r in res.rows()])
+    except PostHogError as exc:
+        telemetry.EMBEDDINGS_MISSING.labels(reason="unavailable").inc()
+        log.warning("cluster_embeddings_unavailable", run_id=run.run_id, status=exc.status, error=str(exc))
+        return {}
+    covered = emb.coverage(run, vecs)
+    if covered < 1.0:
+        telemetry.EMBEDDINGS_MISSING.labels(reason="empty" if not vecs else "partial").inc()
+        log.info("cluster_embeddings_partial", run_id=run.run_id, clusters=len(vecs), item_coverage=round(covered, 3))
+    return vecs
 
 
 def stored_metrics(snapshots: Iterable[ClusterSnapshot]) -> dict[int, ClusterMetrics]:

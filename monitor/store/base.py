@@ -89,6 +89,8 @@ class ProcessedRun:
     processed_at: datetime
     # The run's metrics for run-level rules (their history: kv `run_metrics:{run_id}`); None writes none.
     run_metrics: Mapping[str, float] | None = None
+    # Cluster id -> the cluster's mean embedding as float32 bytes (monitor.matching.embeddings.encode).
+    cluster_vectors: Mapping[int, bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,8 @@ class Store(Protocol):
     def previous_run(self, job_key: str, before: datetime) -> tuple[str, bytes] | None: ...
 
     def lineages(self, run_id: str) -> dict[int, str]: ...
+
+    def cluster_vectors(self, run_id: str) -> dict[int, bytes]: ...
 
     def run_snapshots(self, run_id: str) -> list[ClusterSnapshot]: ...
 

@@ -122,9 +122,21 @@ CREATE TABLE IF NOT EXISTS acknowledgements (
 )
 """
 
+# Migration 3 (issue 15): each run's cluster means in PostHog's embedding space (float32 bytes), so the
+# next run of the job compares against them without asking PostHog again. Pruned with their run.
+CLUSTER_VECTORS = """
+CREATE TABLE IF NOT EXISTS cluster_vectors (
+    run_id TEXT NOT NULL,
+    cluster_id INTEGER NOT NULL,
+    vector {blob} NOT NULL,
+    PRIMARY KEY (run_id, cluster_id)
+)
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, clusters, alert states, outbox, key-values and silences", BASELINE),
     Migration(2, "acknowledgements of firing alerts", ACKNOWLEDGEMENTS),
+    Migration(3, "cluster means in PostHog's embedding space, per run", CLUSTER_VECTORS),
 )
 
 

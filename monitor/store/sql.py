@@ -159,6 +159,11 @@ class SQLStore:
 
     _SNAP_COLS = "run_id, job_key, level, window_end, cluster_id, lineage_id, title, size, share, metrics"
 
+    def cluster_vectors(self, run_id: str) -> dict[int, bytes]:
+        """The run's cluster means as stored (empty when PostHog had none for it)."""
+        return {int(r[0]): bytes(r[1]) for r in self._all(
+            "SELECT cluster_id, vector FROM cluster_vectors WHERE run_id = ?", (run_id,))}
+
     def _snapshots(self, rows: list[tuple[Any, ...]]) -> list[ClusterSnapshot]:
         return [
             ClusterSnapshot(run_id=r[0], job_key=r[1], level=r[2], window_end=self._from_db(r[3]),
@@ -235,6 +240,15 @@ class SQLStore:
                 [(s.run_id, s.job_key, s.level, self._to_db(s.window_end), s.cluster_id, s.lineage_id, s.title,
                   s.size, s.share, msgspec.json.encode(s.metrics).decode()) for s in run.snapshots],
             )
+            if run.cluster_vectors:
+                self._exec_many(
+                    cur, "INSERT INTO cluster_vectors (run_id, cluster_id, vector) VALUES (?, ?, ?) "
+                    "ON CONFLICT (run_id, cluster_id) DO UPDATE SET vector = excluded.vector",
+                    [(run.run_id, cid, blob) for cid, blob in sorted(run.cluster_vectors.items())])
+            # Only the next run of the job reads them: earlier runs' vectors go (50 clusters of 3,072
+            # floats are 0.6 MB a run; a year of them per job would dwarf the rest of the state).
+            self._exec(cur, "DELETE FROM cluster_vectors WHERE run_id IN (SELECT run_id FROM runs WHERE job_key = ? "
+                            "AND window_end < ?)", (run.job_key, self._to_db(run.window_end)))
             if run.run_metrics is not None:
                 # The history of run-level rules, read back with kv_get(f"run_metrics:{run_id}").
                 self._kv_write(cur, RUN_METRICS_PREFIX + run.run_id, msgspec.json.encode(run.run_metrics).decode())
@@ -411,6 +425,7 @@ class SQLStore:
                     break
                 marks = ",".join("?" * len(ids))
                 clusters += self._exec(cur, f"DELETE FROM clusters WHERE run_id IN ({marks})", ids).rowcount
+                self._exec(cur, f"DELETE FROM cluster_vectors WHERE run_id IN ({marks})", ids)
                 self._exec(cur, f"DELETE FROM kv WHERE key IN ({marks})", [RUN_METRICS_PREFIX + i for i in ids])
                 runs += self._exec(cur, f"DELETE FROM runs WHERE run_id IN ({marks})", ids).rowcount
         with self._tx() as cur:

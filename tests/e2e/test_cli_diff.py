@@ -109,3 +109,28 @@ def test_a_bad_payload_names_the_run_and_the_field(tmp_path: Path) -> None:
     b.write_text("{not json")
     out = _cli(str(a), str(b))
     assert out.returncode == 2 and "expected a JSON object" in out.stderr
+
+
+def test_diff_with_embeddings_rows_links_a_heavy_rewording_that_shares_no_item(tmp_path: Path) -> None:
+    """`--embeddings ROWS.jsonl` (issue 15): the rows as raw_document_embeddings returns them."""
+    from monitor.runs import run_from_properties
+    from tests.support.matching.build import build_properties, load_cases
+    from tests.support.matching.embed import item_embeddings
+
+    case = next(c for c in load_cases() if c.name == "heavy_paraphrase_travel_text_only")
+    pp, nn = build_properties(case)
+    a, b = _files(tmp_path, pp, nn)
+    rows = tmp_path / "rows.jsonl"
+    items = item_embeddings(case, run_from_properties(pp), run_from_properties(nn))
+    rows.write_text("".join(json.dumps({"document_id": k, "embedding": v}) + "\n" for k, v in items.items()))
+    lexical = json.loads(_cli(str(a), str(b), "--json").stdout)
+    done = _cli(str(a), str(b), "--json", "--embeddings", str(rows))
+    assert done.returncode == 0, done.stderr
+    with_rows = json.loads(done.stdout)
+    truth = sorted(list(x) for x in case.truth.links)
+    assert sorted([m["prev"], m["new"]] for m in with_rows["matches"]) == truth
+    assert with_rows["new"] == [] and with_rows["disappeared"] == []
+    assert lexical["new"] or lexical["disappeared"], "the words alone miss at least one rewording here"
+    rows.write_text('{"document_id": "x", "embedding": [0.1, 0.2]}\n{"document_id": 3, "embedding": []}\n')
+    bad = _cli(str(a), str(b), "--embeddings", str(rows))
+    assert bad.returncode == 2 and f"{rows}:2: document_id" in bad.stderr

@@ -66,7 +66,7 @@ def through_pipeline(title: str, *, job_name: str, model: str, run_label: str, s
     prev = run_from_properties(_props(0, "Login and sign-up " + title, job_name, run_label + "a"))
     new = run_from_properties(_props(1, title + " login", job_name, run_label + "b"))
     lap("parse")
-    diff = match_runs(prev, new)  # no embedder: the lexical matcher
+    diff = match_runs(prev, new)
     lineages = assign_lineages(diff, {}, new, iter(f"lineage-{i}" for i in range(1000)).__next__).lineages
     lap("diff")
     metrics = {0: ClusterMetrics(0, items=50, total_cost=5.0, avg_cost=0.1, error_count=10, error_rate=0.2),

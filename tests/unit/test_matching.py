@@ -8,8 +8,9 @@ from tests.support.matching.score import run
 
 
 def test_the_matcher_stays_above_its_measured_floor_and_far_above_the_baselines() -> None:
-    # The lexical matcher, whatever is installed: the optional embedding signal has its own floor below.
-    results = {r.name: r.summary() for r in run(load_cases(), threshold=None, semantic=False)}
+    # The lexical matcher (no embeddings: older PostHog, expired rows); tests/unit/test_embeddings_matching.py
+    # and bench/matching_embeddings.py hold the matcher with them.
+    results = {r.name: r.summary() for r in run(load_cases(), threshold=None)}
     ours = results["monitor"]
     assert ours["cases"] >= 40
     assert ours["link_f1"] >= 0.99 and ours["link_precision"] >= 0.99

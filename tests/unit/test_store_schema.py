@@ -127,7 +127,29 @@ def test_run_metrics_are_part_of_the_run_transaction(tmp_path: Path) -> None:
 
     store.commit_run(run({"items": 10.0}))
     assert json.loads(store.kv_get("run_metrics:r1") or "") == {"items": 10.0}
+    assert store.cluster_vectors("r1") == {}
     with pytest.raises(sqlite3.IntegrityError):
         store.commit_run(run({"items": 99.0}))
     assert json.loads(store.kv_get("run_metrics:r1") or "") == {"items": 10.0}
+    store.close()
+
+
+def test_cluster_vectors_are_kept_with_their_run_and_pruned_with_it(tmp_path: Path) -> None:
+    """Migration 3 (issue 15): the next run of a job reads the previous run's cluster means from here; only
+    the newest run's are kept (earlier ones are never read again), and pruning a run takes its vectors."""
+    from datetime import timedelta
+
+    from monitor.store.base import ProcessedRun
+
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    t = datetime(2026, 11, 1, tzinfo=UTC)
+    for i in range(3):
+        store.commit_run(ProcessedRun(
+            run_id=f"r{i}", job_key="j", level="trace", window_end=t + timedelta(days=i), emitted_at=t,
+            event_uuid="u", payload=b"{}", snapshots=[], alert_states=[], outbox=[], processed_at=t,
+            cluster_vectors={0: b"\x00\x00\x80?" * 4, 3: bytes(8)}))
+    assert store.cluster_vectors("r2") == {0: b"\x00\x00\x80?" * 4, 3: bytes(8)}
+    assert store.cluster_vectors("r0") == store.cluster_vectors("r1") == {}
+    store.prune(before=t + timedelta(days=5), keep_runs=1)
+    assert store.cluster_vectors("r2")
     store.close()

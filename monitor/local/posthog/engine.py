@@ -82,6 +82,15 @@ class Engine:
             "properties String, timestamp DateTime64(6, 'UTC'), team_id Int64) "
             "ENGINE = MergeTree ORDER BY (team_id, event, timestamp)"
         )
+        # PostHog's document embeddings (HogQL `raw_document_embeddings`: RawDocumentEmbeddingsTable in
+        # posthog/hogql/database/schema/document_embeddings.py, fields DOCUMENT_EMBEDDINGS_FIELDS there,
+        # printed as the union view posthog_document_embeddings_union_view over per-model tables).
+        self._q(
+            "CREATE TABLE IF NOT EXISTS ph.document_embeddings (team_id Int64, product String, "
+            "document_type String, model_name String, rendering String, document_id String, "
+            "timestamp DateTime64(6, 'UTC'), inserted_at DateTime64(6, 'UTC'), content String, metadata String, "
+            "embedding Array(Float64)) ENGINE = MergeTree ORDER BY (team_id, product, document_type, timestamp)"
+        )
 
     def _q(self, sql: str, fmt: str = "CSV") -> bytes:
         with self._lock:
@@ -110,6 +119,44 @@ class Engine:
                 "toDateTime64(timestamp, 6, 'UTC'), team_id FROM Python(tbl)"
             )
 
+    def insert_embeddings(self, team_id: int, table: Any) -> None:
+        """A generator.EmbeddingTable's rows for one project, through Arrow as events are."""
+        if not len(table):
+            return
+        import pyarrow as pa
+
+        n = len(table)
+        string = pa.string()
+        flat = pa.array(table.vectors.astype("float64").ravel(), pa.float64())
+        offsets = pa.array([i * table.vectors.shape[1] for i in range(n + 1)], pa.int32())
+        tbl = pa.table({  # noqa: F841 - read by name by chdb's Python() table function
+            "product": pa.array([table.product] * n, string), "document_type": pa.array(table.document_type, string),
+            "model_name": pa.array([table.model_name] * n, string), "rendering": pa.array(table.rendering, string),
+            "document_id": pa.array(table.document_id, string), "timestamp": pa.array(table.timestamp, string),
+            "inserted_at": pa.array(table.inserted_at, string), "content": pa.array(table.content, string),
+            "metadata": pa.array(table.metadata, string), "embedding": pa.ListArray.from_arrays(offsets, flat),
+        })
+        with self._lock:
+            self._session.query(
+                f"INSERT INTO ph.document_embeddings SELECT {int(team_id)}, product, document_type, model_name, "
+                "rendering, document_id, toDateTime64(timestamp, 6, 'UTC'), toDateTime64(inserted_at, 6, 'UTC'), "
+                "content, metadata, embedding FROM Python(tbl)"
+            )
+
+    def embeddings_source(self, team_id: int, now: datetime | None, timezone: str = "UTC") -> str:
+        """The SELECT that stands in for `raw_document_embeddings`: one team, rows the clock has reached
+        (by `inserted_at`), datetimes in the project's timezone as for events."""
+        cond = f"team_id = {int(team_id)}"
+        if now is not None:
+            stamp = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+            cond += f" AND d.inserted_at <= toDateTime64('{stamp}', 6, 'UTC')"
+        tz = quote_string(timezone)
+        return ("SELECT d.product AS product, d.document_type AS document_type, d.model_name AS model_name, "
+                "d.rendering AS rendering, d.document_id AS document_id, "
+                f"toTimeZone(d.timestamp, {tz}) AS timestamp, toTimeZone(d.inserted_at, {tz}) AS inserted_at, "
+                "d.content AS content, d.metadata AS metadata, d.embedding AS embedding "
+                f"FROM ph.document_embeddings AS d WHERE {cond}")
+
     def count(self, team_id: int | None = None) -> int:
         where = "" if team_id is None else f" WHERE team_id = {int(team_id)}"
         return int(self._q(f"SELECT count() FROM ph.events{where}").strip() or 0)
@@ -128,9 +175,12 @@ class Engine:
                 f"toTimeZone(e.timestamp, {tz}) AS timestamp, e.team_id AS team_id FROM ph.events AS e WHERE {cond}")
 
     def run_hogql(self, query: str, values: dict[str, Any] | None, *, team_id: int,
-                  now: datetime | None, timezone: str = "UTC", release: Release = "current") -> QueryAnswer:
+                  now: datetime | None, timezone: str = "UTC", release: Release = "current",
+                  embeddings: bool = True) -> QueryAnswer:
+        """`embeddings`: whether this PostHog knows `raw_document_embeddings` (older releases do not)."""
+        tables = {"raw_document_embeddings": self.embeddings_source(team_id, now, timezone)} if embeddings else {}
         compiled: CompiledQuery = compile_hogql(query, values, events_source=self.source(team_id, now, timezone),
-                                                timezone=timezone, release=release)
+                                                timezone=timezone, release=release, tables=tables)
         with self._lock:
             try:
                 res = self._session.query(compiled.sql, "JSONCompact")

@@ -34,6 +34,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from monitor.local.posthog import embeddings as emb
 from monitor.local.posthog.evaluations import JUDGES, Evaluations, cluster_titles, evaluation_metrics, make_evaluations
 from monitor.local.posthog.scenarios import (
     APPS,
@@ -168,6 +169,31 @@ class Job:
 
 
 @dataclass
+class EmbeddingTable:
+    """Rows of PostHog's `raw_document_embeddings` for the items the runs clustered, as columns
+    (product is always llm-analytics, metadata a JSON text, the vectors one float32 matrix)."""
+
+    document_id: list[str]
+    document_type: list[str]
+    rendering: list[str]
+    timestamp: list[str]  # the item's time ('YYYY-MM-DD HH:MM:SS.ffffff' UTC)
+    inserted_at: list[str]
+    content: list[str]
+    metadata: list[str]
+    vectors: npt.NDArray[np.float32]
+    model_name: str = emb.MODEL_NAME
+    product: str = emb.PRODUCT
+
+    def __len__(self) -> int:
+        return len(self.document_id)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """`{"document_id": ..., "embedding": [...]}` per row, as `cluster-monitor diff --embeddings` reads them."""
+        return [{"document_id": d, "embedding": v} for d, v in zip(self.document_id, self.vectors.tolist(),
+                                                                   strict=True)]
+
+
+@dataclass
 class Dataset:
     """Everything the local PostHog serves for one team, plus the answers the monitor should find."""
 
@@ -183,6 +209,7 @@ class Dataset:
     scenario: str = ""
     seed: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    embeddings: EmbeddingTable | None = None
 
     def write_truth(self, path: Path) -> None:
         path.write_bytes(msgspec.json.format(msgspec.json.encode(self.truth), indent=1))
@@ -879,6 +906,8 @@ class _RunResult:
     ctopic_of_cluster: dict[int, int]
     shares: dict[int, float]  # cluster-topic index -> share of the run's items
     metrics: dict[int, dict[str, Any]]  # cluster-topic index -> metrics
+    sample: IntArr = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # item rows in the run
+    label: IntArr = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # their cluster ids
 
 
 def _metrics_mode(rng: np.random.Generator) -> str:
@@ -904,8 +933,25 @@ def _run_records(run_id: str, job: Job, d: int, ws: datetime, we: datetime, emit
     return summary, truth
 
 
+def _draw_sample(rng: np.random.Generator, idx: IntArr, n: int, prev: IntArr | None,
+                 overlap: float | None) -> IntArr:
+    """The run's items. By default a uniform sample of the window (PostHog's `ORDER BY rand() LIMIT
+    max_samples`), which shares with the previous run what chance gives: most items for a small team,
+    almost none for a busy one. With `overlap`, that fraction of the run comes from the previous run's
+    sample (as far as it is still in the window) and the rest from items it did not take: 0 = a busy
+    team whose runs share nothing."""
+    if overlap is None or prev is None:
+        return np.sort(rng.choice(idx, size=n, replace=False))
+    carried = np.intersect1d(idx, prev, assume_unique=True)
+    fresh = np.setdiff1d(idx, prev, assume_unique=True)
+    k = max(min(len(carried), round(overlap * n)), n - len(fresh))
+    parts = [rng.choice(carried, size=k, replace=False), rng.choice(fresh, size=n - k, replace=False)]
+    return np.sort(np.concatenate(parts))
+
+
 def _make_run(plan: _Plan, job: Job, j: int, d: int, items: _Items, app_ok: BoolArr, ts: list[str],
-              team_id: int, seed: int, max_samples: int, min_items: int) -> _RunResult | None:
+              team_id: int, seed: int, max_samples: int, min_items: int, prev_sample: IntArr | None = None,
+              overlap: float | None = None) -> _RunResult | None:
     rng = np.random.default_rng([seed, 11, j, d])
     base = plan.run_day_us(d) + RUN_HOUR[0] * HOUR_US + RUN_HOUR[1] * 60 * US
     we_us = base + j * 90 * US + int(rng.integers(0, 60 * US))
@@ -916,7 +962,7 @@ def _make_run(plan: _Plan, job: Job, j: int, d: int, items: _Items, app_ok: Bool
     if len(idx) < min_items:
         return None
     n = min(max_samples, len(idx))
-    sample = np.sort(rng.choice(idx, size=n, replace=False))
+    sample = _draw_sample(rng, idx, n, prev_sample, overlap)
     ctopic = plan.cluster_map(d)[items.topic[sample]]
     noise = rng.random(n) < rng.uniform(0.015, 0.045)
     counts = np.bincount(ctopic[~noise], minlength=len(TOPIC_IDS))
@@ -975,7 +1021,7 @@ def _make_run(plan: _Plan, job: Job, j: int, d: int, items: _Items, app_ok: Bool
                                   titles, clusters, true_metrics)
     truth["rewording"] = rewording
     return _RunResult(props, summary, truth, {v: k for k, v in cid_of_ctopic.items()}, shares,
-                      by_ctopic_metrics)
+                      by_ctopic_metrics, sample, label)
 
 
 _EVAL_JOB = ("Default - evaluations", "evaluation")
@@ -1203,7 +1249,8 @@ def _crossings(prev: _RunResult, new: _RunResult, tr: dict[str, Any]) -> list[di
 
 def generate(scenario: str = "drift", *, seed: int = 7, days: int = 14, team_id: int = 1,
              end: datetime | None = None, max_samples: int = 1500, scale: float = 1.0,
-             evaluations: bool | None = None) -> Dataset:
+             evaluations: bool | None = None, item_overlap: float | None = None,
+             embeddings: bool = True) -> Dataset:
     """Generate one team's traffic and clustering runs for a scenario (see scenarios.SCENARIOS).
 
     Traffic covers `days + 7` days before `end` (default: today's midnight UTC), so the first of the
@@ -1263,6 +1310,7 @@ def generate(scenario: str = "drift", *, seed: int = 7, days: int = 14, team_id:
     crossings: list[dict[str, Any]] = []
     splits, merges = _lineage(plan)
     series_by_job: dict[str, list[_RunResult]] = {}
+    clustered: list[tuple[Job, _RunResult]] = []
     for j, job in enumerate(jobs):
         if not job.enabled:
             continue
@@ -1271,7 +1319,8 @@ def generate(scenario: str = "drift", *, seed: int = 7, days: int = 14, team_id:
         items = traces if job.analysis_level == "trace" else gens
         series: list[_RunResult] = []
         for d in range(days):
-            res = _make_run(plan, job, j, d, items, app_ok, ts, team_id, seed, max_samples, min_items)
+            res = _make_run(plan, job, j, d, items, app_ok, ts, team_id, seed, max_samples, min_items,
+                            series[-1].sample if series else None, item_overlap)
             if res is None:
                 continue
             if series:
@@ -1279,12 +1328,18 @@ def generate(scenario: str = "drift", *, seed: int = 7, days: int = 14, team_id:
                 transitions.append(tr)
                 crossings.extend(_crossings(series[-1], res, tr))
             series.append(res)
+            clustered.append((job, res))
             s = res.summary
             run_events.append(run_event_row(res.props, team_id=team_id, emitted_at=s["emitted_at"],
                                             event_uuid=s["event_uuid"]))
             summaries.append(s)
             run_truth.append(res.truth)
         series_by_job[job.id] = series
+
+    table = None
+    if embeddings:
+        table, summary_events = _embeddings(clustered, traces, gens, ts, seed, team_id)
+        run_events.extend(summary_events)
 
     change_truth: list[dict[str, Any]] = []
     for ch, day, eff in plan.changes:
@@ -1363,7 +1418,7 @@ def generate(scenario: str = "drift", *, seed: int = 7, days: int = 14, team_id:
     }
     t_done = time.perf_counter()
     return Dataset(team_id=team_id, jobs=jobs, events=events, runs=summaries, truth=truth, scenario=scen.name,
-                   seed=seed, timings={"traffic_s": t_traffic - t_start, "runs_s": t_done - t_traffic,
+                   seed=seed, embeddings=table, timings={"traffic_s": t_traffic - t_start, "runs_s": t_done - t_traffic,
                                        "total_s": t_done - t_start})
 
 
@@ -1384,6 +1439,79 @@ def with_embedded_metrics(ds: Dataset, present: bool) -> Dataset:
             e = (e[0], e[1], e[2], json.dumps(props), e[4], e[5])
         events.append(e)
     return dataclasses.replace(ds, events=events)
+
+
+def _catalogue_directions() -> dict[str, Any]:
+    """Every topic's direction: splits and merges are read from all scenarios, so a topic points the same
+    way whatever scenario is generated (py_data and py_web near py_codegen, account_access between
+    password_login and account_lockout)."""
+    splits: dict[str, list[str]] = {}
+    merges: dict[str, list[str]] = {}
+    for sc in SCENARIOS.values():
+        for ch in sc.changes:
+            if ch.kind == "split":
+                splits[ch.topic] = list(ch.topics)
+            elif ch.kind == "merge":
+                merges[ch.topic] = list(ch.topics)
+    return emb.topic_directions({t.id: t.app for t in TOPICS.values()}, splits, merges)
+
+
+def _embeddings(clustered: Sequence[tuple[Job, _RunResult]], traces: _Items, gens: _Items, ts: list[str],
+                seed: int, team_id: int) -> tuple[EmbeddingTable, list[EventRow]]:
+    """One `raw_document_embeddings` row and one summary event per (job, clustered item), as PostHog's
+    summarisation writes them before clustering: rendering is the batch run id `{team}_{time}_{job_id}`
+    (trace_clustering/data.py filters on its `_{job_id}` suffix), the row's timestamp the item's own."""
+    dirs = _catalogue_directions()
+    dmat = np.stack([dirs[t] for t in TOPIC_IDS])
+    vec_of: dict[tuple[str, int], int] = {}
+    cols: dict[str, list[str]] = {k: [] for k in ("document_id", "document_type", "rendering", "timestamp",
+                                                  "inserted_at", "content", "metadata")}
+    rows: list[tuple[str, int]] = []  # (level, item row) per table row
+    events: list[EventRow] = []
+    seen: set[tuple[str, str]] = set()
+    for job, res in clustered:
+        level = job.analysis_level
+        items = traces if level == "trace" else gens
+        we = datetime.fromisoformat(str(res.truth["window_end"]))
+        batch = f"{team_id}_{we:%Y-%m-%dT%H:%M:%S}_{job.id}"
+        inserted = res.summary["emitted_at"] - timedelta(minutes=2)
+        ins = _ts_strings(np.array([_us(inserted)], dtype=np.int64))[0]
+        dtype = emb.DOCUMENT_TYPES[level]
+        for i in res.sample.tolist():
+            key = items.key[i]
+            if (job.id, key) in seen:
+                continue
+            seen.add((job.id, key))
+            topic = TOPICS[TOPIC_IDS[int(items.topic[i])]]
+            vec_of.setdefault((level, i), len(vec_of))
+            rows.append((level, i))
+            cols["document_id"].append(key)
+            cols["document_type"].append(dtype)
+            cols["rendering"].append(batch)
+            cols["timestamp"].append(ts[int(items.ev[i])])
+            cols["inserted_at"].append(ins)
+            cols["content"].append(f"{topic.title}\n{topic.bullets[0]}")
+            meta = {"trace_id": items.trace_id[i], "batch_run_id": batch}
+            cols["metadata"].append(msgspec.json.encode(meta).decode())
+            ids = (f'"$ai_generation_id":"{key}","$ai_trace_id":"{items.trace_id[i]}"' if level == "generation"
+                   else f'"$ai_trace_id":"{key}"')
+            props = msgspec.json.encode({
+                "$ai_summary_title": topic.title, "$ai_summary_bullets": "\n".join(topic.bullets[:2]),
+                "$ai_summary_flow_diagram": "", "$ai_summary_interesting_notes": "",
+                "$ai_clustering_job_id": job.id, "$ai_batch_run_id": batch}).decode()
+            events.append(("", f"$ai_{level}_summary", f"llma_summary_{team_id}", "{" + ids + "," + props[1:], ins,
+                           team_id))
+    # One vector per item (a trace clustered by two jobs was summarised twice, alike): drawn in a fixed
+    # order from one stream, so the same arguments give the same vectors.
+    rng = np.random.default_rng([seed, 31])
+    order = sorted(vec_of, key=vec_of.__getitem__)
+    topic_rows = np.array([int((traces if lv == "trace" else gens).topic[i]) for lv, i in order], dtype=np.int64)
+    vecs = emb.item_vectors(dmat[topic_rows] if len(order) else np.zeros((0, emb.DIM)), rng)
+    vectors = vecs[[vec_of[r] for r in rows]] if rows else np.zeros((0, emb.DIM), dtype=np.float32)
+    uuids = _uuid4s(np.random.default_rng([seed, 32]), len(events))
+    events = [(u, *e[1:]) for u, e in zip(uuids, events, strict=True)]
+    return EmbeddingTable(cols["document_id"], cols["document_type"], cols["rendering"], cols["timestamp"],
+                          cols["inserted_at"], cols["content"], cols["metadata"], vectors), events
 
 
 def iter_ai_events(ds: Dataset) -> Iterable[EventRow]:

@@ -104,10 +104,12 @@ def literal(value: Any, *, in_context: bool = False) -> str:
 
 
 class _Printer:
-    def __init__(self, values: Mapping[str, Any], events_source: str, *, timezone: str = "UTC",
+    def __init__(self, values: Mapping[str, Any], events_source: str, *, tables: Mapping[str, str] | None = None,
+                 timezone: str = "UTC",
                  release: Release = "current") -> None:
         self.values = values
         self.events_source = events_source
+        self.tables = dict(tables or {})
         self.timezone = timezone
         self.release = release
         self.cte_names: set[str] = set()
@@ -189,6 +191,9 @@ class _Printer:
                 text = quote_ident(name)
             elif name in _TABLES:
                 text = f"({self.events_source})"
+                alias = alias or name
+            elif name in self.tables:
+                text = f"({self.tables[name]})"
                 alias = alias or name
             else:
                 raise self.fail(table, f"Unknown table `{name}`.")
@@ -363,7 +368,7 @@ class _Printer:
 
 def compile_hogql(query: str, values: Mapping[str, Any] | None, *, events_source: str,
                   default_limit: int = 100, max_limit: int = 50_000, timezone: str = "UTC",
-                  release: Release = "current") -> CompiledQuery:
+                  release: Release = "current", tables: Mapping[str, str] | None = None) -> CompiledQuery:
     """Parse with PostHog's parser and print ClickHouse SQL; the top level fetches limit + 1 rows.
 
     `timezone` is the project's: datetime text is read in it, as PostHog's tz_aware functions do
@@ -377,7 +382,7 @@ def compile_hogql(query: str, values: Mapping[str, Any] | None, *, events_source
     if ast.get("error"):
         raise HogQLError(str(ast.get("message") or "syntax error"),
                          (ast.get("start") or {}).get("offset"), (ast.get("end") or {}).get("offset"))
-    printer = _Printer(values or {}, events_source, timezone=timezone, release=release)
+    printer = _Printer(values or {}, events_source, tables=tables, timezone=timezone, release=release)
     if ast.get("node") == "SelectQuery":
         limit_node = ast.get("limit")
         limit = default_limit

@@ -36,9 +36,11 @@ def start_local_posthog(
     release: Release = "current",
     rate_limits: Literal["off", "default", "legacy"] = "off",
     evaluations: bool | None = None,
+    item_overlap: float | None = None,
 ) -> tuple[LocalPostHog, Any]:
     """Generate the scenario, load it and start serving; returns the server and the dataset."""
-    ds = generate(scenario, seed=seed, days=days, team_id=project_id, end=end, scale=scale, evaluations=evaluations)
+    ds = generate(scenario, seed=seed, days=days, team_id=project_id, end=end, scale=scale, evaluations=evaluations,
+                  item_overlap=item_overlap)
     throttle = None if rate_limits == "off" else KeyThrottle(
         LEGACY_QUERY_LIMITS if rate_limits == "legacy" else QUERY_LIMITS)
     server = LocalPostHog(api_key=api_key, host=host, port=port, query_log=query_log, timezone=timezone,
@@ -53,12 +55,12 @@ def start_local_posthog(
 def serve_forever(*, host: str, port: int, scenario: str, seed: int, days: int, api_key: str,
                   query_log: Path | None, project_id: int, scale: float, timezone: str = "UTC",
                   release: Release = "current", rate_limits: Literal["off", "default", "legacy"] = "off",
-                  evaluations: bool | None = None) -> None:
+                  evaluations: bool | None = None, item_overlap: float | None = None) -> None:
     started = time.monotonic()
     server, ds = start_local_posthog(scenario=scenario, seed=seed, days=days, project_id=project_id,
                                      api_key=api_key, host=host, port=port, query_log=query_log, scale=scale,
                                      timezone=timezone, release=release, rate_limits=rate_limits,
-                                     evaluations=evaluations)
+                                     evaluations=evaluations, item_overlap=item_overlap)
     elapsed = time.monotonic() - started
     levels = sorted({r["level"] for r in ds.runs})
     print(f"local PostHog serving at {server.url} (project {project_id}, key {api_key}) "

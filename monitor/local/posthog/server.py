@@ -325,13 +325,16 @@ class LocalPostHog:
     def __init__(self, *, api_key: str = "phx_local_key", host: str = "127.0.0.1", port: int = 0,
                  query_log: str | Path | None = None, clock: VirtualClock | None = None,
                  engine: Engine | None = None, timezone: str = "UTC", release: Release = "current",
-                 throttle: KeyThrottle | None = None) -> None:
+                 throttle: KeyThrottle | None = None, embeddings_table: bool | None = None) -> None:
         """`timezone`: the default of new projects (each may have its own: `team(id).timezone`).
         `release`: "old" accepts only the HogQL functions of older self-hosted releases.
+        `embeddings_table`: whether HogQL knows `raw_document_embeddings` (default: current releases do,
+        old ones answer 400 "Unknown table").
         `throttle`: PostHog's per-key budgets (off by default: benchmarks would trip them)."""
         self.api_key = api_key
         self.timezone = check_timezone(timezone)
         self.release: Release = release
+        self.embeddings_table = release == "current" if embeddings_table is None else embeddings_table
         self.throttle = throttle
         self._async: dict[str, list[Any]] = {}
         self._async_lock = threading.Lock()
@@ -366,6 +369,8 @@ class LocalPostHog:
         t.jobs = [j.to_api() for j in dataset.jobs]
         t.truth = dataset.truth
         self.engine.insert(dataset.events)
+        if getattr(dataset, "embeddings", None) is not None:
+            self.engine.insert_embeddings(dataset.team_id, dataset.embeddings)
 
     def start(self) -> LocalPostHog:
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="local-posthog", daemon=True)
@@ -417,7 +422,8 @@ class LocalPostHog:
         started = time.monotonic()
         try:
             ans = self.engine.run_hogql(text, values, team_id=team_id, now=self.clock.now(),
-                                        timezone=self.teams[team_id].timezone, release=self.release)
+                                        timezone=self.teams[team_id].timezone, release=self.release,
+                                        embeddings=self.embeddings_table)
         except HogQLError as exc:
             return 400, msgspec.json.encode({"type": "validation_error", "code": "query_error",
                                              "detail": exc.message, "attr": None})

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,6 @@ from rapidfuzz import fuzz
 from scipy.optimize import linear_sum_assignment
 
 from monitor.matching import match_runs
-from monitor.matching.semantic import Embedder, semantic_embedder
 from monitor.runs import Cluster, Run
 from tests.support.matching.build import CASE_SETS, STORED_ITEMS, Case, Truth, build_runs, load_cases
 
@@ -62,11 +59,9 @@ def _from_links(prev: Run, new: Run, links: Iterable[Pair]) -> Prediction:
     )
 
 
-def monitor_method(prev: Run, new: Run, threshold: float | None, embedder: Embedder | None = None,
-                   required: bool = False) -> Prediction:
-    """The monitor's matcher, with the embedding signal when an embedder is given."""
-    d = (match_runs(prev, new, embedder=embedder, require_semantic=required) if threshold is None
-         else match_runs(prev, new, threshold=threshold, embedder=embedder, require_semantic=required))
+def monitor_method(prev: Run, new: Run, threshold: float | None) -> Prediction:
+    """The monitor's matcher on the runs alone (bench/matching_embeddings.py adds PostHog's embeddings)."""
+    d = match_runs(prev, new) if threshold is None else match_runs(prev, new, threshold=threshold)
     return Prediction(
         links=frozenset((m.prev, m.new) for m in d.matches),
         new=frozenset(d.new),
@@ -391,17 +386,12 @@ def matcher_state() -> str:
     return f"commit {head}" + (f", uncommitted edits in {', '.join(edited)}" if edited else ", clean")
 
 
-def run(cases: Sequence[Case], threshold: float | None, cap: int | None = STORED_ITEMS,
-        semantic: bool | None = None) -> list[MethodResult]:
+def run(cases: Sequence[Case], threshold: float | None, cap: int | None = STORED_ITEMS) -> list[MethodResult]:
     results = [MethodResult(name, name == "monitor") for name in METHODS]
-    # `semantic` None is the monitor's default: the embedding signal when installed, unless MONITOR_SEMANTIC=0.
-    embedder = semantic_embedder(semantic, os.environ)
-    methods: dict[str, Method] = {**METHODS, "monitor": partial(monitor_method, embedder=embedder,
-                                                                required=semantic is True)}
     for case in cases:
         prev, new = build_runs(case, cap)
         for r in results:
-            r.cases.append(score_case(case, methods[r.name](prev, new, threshold)))
+            r.cases.append(score_case(case, METHODS[r.name](prev, new, threshold)))
     return results
 
 
@@ -415,15 +405,12 @@ def main() -> int:
     ap.add_argument("--threshold", type=float, default=None, help="the monitor's match threshold (default: its own)")
     ap.add_argument("--stored-items", type=int, default=STORED_ITEMS,
                     help="list at most N items per cluster in the synthesised runs (default: all, like PostHog)")
-    ap.add_argument("--semantic", choices=("auto", "on", "off"), default="auto",
-                    help="the monitor's sentence-embedding signal: auto (default: on when installed), on, off")
     args = ap.parse_args()
-    semantic = {"auto": None, "on": True, "off": False}[args.semantic]
     cases = load_cases(args.case, CASE_SETS[args.set])
     if not cases:
         print("no case matched", file=sys.stderr)
         return 2
-    results = run(cases, args.threshold, args.stored_items, semantic)
+    results = run(cases, args.threshold, args.stored_items)
     state = matcher_state()
     monitor = results[0]
     fails = {s.case.name: failures(s) for s in monitor.cases}
@@ -432,7 +419,6 @@ def main() -> int:
             "set": args.set,
             "corpus": corpus_stats(cases),
             "threshold": args.threshold,
-            "semantic": args.semantic,
             "stored_items": args.stored_items,
             "matcher": state,
             "methods": {r.name: r.summary() for r in results},
@@ -445,7 +431,7 @@ def main() -> int:
           f"{st['largest_case_clusters']} per run); truth: "
           f"{st['truth_links']} links, {st['truth_new']} new, {st['truth_disappeared']} disappeared, "
           f"{st['truth_splits']} splits, {st['truth_merges']} merges")
-    print(f"matcher: monitor.matching at {state}; semantic signal {args.semantic}; threshold "
+    print(f"matcher: monitor.matching at {state}; threshold "
           f"{'default' if args.threshold is None else args.threshold}; items listed per cluster: "
           f"{'all' if args.stored_items is None else 'at most ' + str(args.stored_items)}")
     print()
