@@ -117,9 +117,8 @@ def main() -> int:
         server.engine.insert([row])
         run_id = props["$ai_clustering_run_id"]
         values = {"event": "$ai_trace_clusters", "run_id": run_id,
-                  "emitted_from": (emitted - timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S"),
-                  "emitted_to": (emitted + timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S"),
-                  "window_start": "2026-09-01 00:00:00", "window_end": "2026-11-01 03:00:00"}
+                  "emitted_from": emitted - timedelta(seconds=1), "emitted_to": emitted + timedelta(seconds=1),
+                  "window_start": datetime(2026, 9, 1, tzinfo=UTC), "window_end": datetime(2026, 11, 1, 3, tzinfo=UTC)}
         ours = _median_ms(lambda v=values: client.query(queries.CLUSTER_METRICS["trace"], v, name="m"),
                           args.repeats)
         clusters = props["$ai_clusters"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -110,9 +110,9 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
     """Watch PostHog LLM clustering runs; alert on Slack and email when AI traffic changes."""
 
 
-def _load(path: Path) -> Config:
+def _load(path: Path, warnings: list[str] | None = None) -> Config:
     try:
-        return load_config(path)
+        return load_config(path, warnings=warnings)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
@@ -159,7 +159,14 @@ def run(config: ConfigOpt, log_level: LogLevelOpt = LogLevel.info) -> None:
     logs.configure(log_level.value)
     daemon = _daemon(config)
     daemon.install_signals()
-    raise typer.Exit(daemon.serve())
+    code = daemon.serve()
+    if code != 0:
+        # Work was abandoned and a worker thread may be stuck for good: the interpreter would wait for it
+        # at exit. Nothing is lost by leaving now (see monitor/daemon.py): flush the logs and go.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise typer.Exit(0)
 
 
 @app.command()
@@ -186,9 +193,15 @@ def replay(
     config: ConfigOpt,
     days: Annotated[int | None, typer.Option(
         min=1, help="look back this many days (default: posthog.lookback_days)")] = None,
-    at: Annotated[str | None, typer.Option(help="evaluate as of this ISO time (default: now, or --until)")] = None,
-    since: Annotated[str | None, typer.Option(help="only runs that landed at or after this ISO time")] = None,
-    until: Annotated[str | None, typer.Option(help="only runs that landed at or before this ISO time")] = None,
+    at: Annotated[str | None, typer.Option(
+        help="evaluate as of this ISO time (default: now, or --until); without an offset, in the project's "
+             "timezone")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="only runs that landed at or after this ISO time; without an offset, in the project's timezone "
+             "(PostHog's project setting, as PostHog shows times)")] = None,
+    until: Annotated[str | None, typer.Option(
+        help="only runs that landed at or before this ISO time; without an offset, in the project's "
+             "timezone")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one notification per line, as JSON")] = False,
     log_level: LogLevelOpt = LogLevel.warning,
 ) -> None:
@@ -197,12 +210,12 @@ def replay(
     from monitor.replay import print_notices
     from monitor.replay import replay as run_replay
 
-    def when(text: str | None) -> datetime | None:
-        return _iso_time(text) if text else None
-
     cfg = _load(config)
-    lo, hi = when(since), when(until)
-    now = when(at) or hi or datetime.now(UTC)
+    given = {opt: _iso_time(text, opt, naive=None) for opt, text in
+             (("--since", since), ("--until", until), ("--at", at)) if text}
+    given = _in_project_zone(cfg, given)
+    lo, hi, at_time = given.get("--since"), given.get("--until"), given.get("--at")
+    now = at_time or hi or datetime.now(UTC)
     if lo is not None and days is None:
         days = max(1, (now - lo).days + 1)
     result = run_replay(cfg, days=days, clock=lambda: now, since=lo, until=hi)
@@ -257,9 +270,14 @@ def diff(
 
 
 @app.command("check-config")
-def check_config(config: ConfigOpt) -> None:
-    """Validate the config (and templates) without sending anything."""
-    cfg = _load(config)
+def check_config(config: ConfigOpt, offline: Annotated[bool, typer.Option(
+        "--offline", help="do not ask PostHog whether each watched level has a clustering job")] = False) -> None:
+    """Validate the config (and templates) without sending anything; with PostHog reachable, also check that
+    each watched level has an enabled clustering job."""
+    warnings: list[str] = []
+    cfg = _load(config, warnings)
+    for w in warnings:
+        typer.echo(f"warning: {w}", err=True)
     from monitor.app.wiring import load_templates
     from monitor.notify.render import check_templates
 
@@ -271,6 +289,35 @@ def check_config(config: ConfigOpt) -> None:
     typer.echo(f"{config}: ok (project {cfg.posthog.project_id} on {cfg.posthog.host}; "
                f"channels: {', '.join(c for c in ('slack', 'email') if getattr(cfg, c)) or 'none'})")
     typer.echo(f"state: {cfg.state.replicas()}")
+    if offline:
+        typer.echo("jobs: not checked (--offline)")
+    else:
+        _check_jobs(cfg)
+
+
+def _check_jobs(cfg: Config) -> None:
+    """Each project's watched levels against its clustering jobs on PostHog, when PostHog answers. A
+    warning, not a failure: jobs are made in PostHog, perhaps after the monitor is configured."""
+    from monitor.app.wiring import build_client
+    from monitor.posthog.client import PostHogError
+    from monitor.stages.discover import levels_without_job
+
+    for c in cfg.per_project():
+        pid, host = c.posthog.project_id, c.posthog.host
+        try:
+            with build_client(c, max_retries=0, timeout=min(c.posthog.timeout_seconds, 10.0)) as client:
+                jobs = client.clustering_jobs()
+        except (PostHogError, OSError) as exc:
+            typer.echo(f"jobs: could not check project {pid}'s clustering jobs on {host}: {exc}")
+            continue
+        missing = levels_without_job(c.watch, jobs)
+        for level in missing:
+            among = f" among the jobs watch.jobs names ({', '.join(c.watch.jobs)})" if c.watch.jobs else ""
+            typer.echo(f"warning: project {pid} watches level {level!r} but has no enabled {level}-level "
+                       f"clustering job{among}: no {level} run will come", err=True)
+        if not missing:
+            typer.echo(f"jobs: project {pid}: every watched level ({', '.join(c.watch.levels)}) has an "
+                       f"enabled clustering job")
 
 
 @app.command()
@@ -328,6 +375,50 @@ def outbox(config: ConfigOpt,
                    f"created={e.created_at:%Y-%m-%d %H:%M:%S}{err}")
 
 
+@app.command()
+def runs(
+    config: ConfigOpt,
+    action: Annotated[str | None, typer.Argument(help="`retry` to give a quarantined or failing run another go",
+                                                 show_default=False)] = None,
+    run_id: Annotated[str | None, typer.Argument(help="the run id, with `retry`", show_default=False)] = None,
+    retry: Annotated[str | None, typer.Option("--retry", metavar="RUN_ID", help="same as `runs retry RUN_ID`")] = None,
+    quarantined: Annotated[bool, typer.Option("--quarantined", help="only quarantined runs")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Runs that failed to parse or process: still retried, or quarantined after schedule.run_attempts
+    failures; `runs retry RUN_ID` (after a fix) lets the daemon take one again at its next cycle."""
+    from monitor.status import failed_run_line, failed_run_view, to_json
+
+    if action is not None and action != "retry":
+        raise typer.BadParameter(f"{action!r}: the only action is `retry RUN_ID`", param_hint="ACTION")
+    if action == "retry" and not run_id:
+        raise typer.BadParameter("`runs retry` needs the run id: `runs retry RUN_ID`", param_hint="RUN_ID")
+    target = (retry or run_id) if (retry or action == "retry") else None
+    cfg = _load(config)
+    store = _open_store(cfg, existing=True)
+    try:
+        if target is not None:
+            forgotten = store.retry_run(target)
+            if forgotten is None:
+                typer.echo(f"cluster-monitor: run {target!r} has not failed (see `runs`)", err=True)
+                raise typer.Exit(1)
+            typer.echo(f"run {target} ({forgotten.job_name}, {forgotten.level}) will be tried again at the "
+                       "daemon's next cycle", err=as_json)
+        rows = store.run_failures(quarantined=True if quarantined else None)
+    finally:
+        store.close()
+    views = [failed_run_view(f) for f in rows]
+    if as_json:
+        sys.stdout.buffer.write(to_json(views))
+        return
+    if target is not None:
+        return
+    if not views:
+        typer.echo("no quarantined runs" if quarantined else "no failed runs")
+    for v in views:
+        typer.echo(failed_run_line(v))
+
+
 silence_app = typer.Typer(no_args_is_help=True, help="Mute notifications of matching alerts for a while.")
 app.add_typer(silence_app, name="silence")
 _DURATION = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -344,12 +435,37 @@ def _duration_seconds(text: str) -> float:
     return float(t[:-1]) * _DURATION[t[-1]]
 
 
-def _iso_time(text: str, option: str = "--until") -> datetime:
+def _iso_time(text: str, option: str = "--until", *, naive: tzinfo | None = UTC) -> datetime:
+    """`naive`: the zone of a time given without an offset (None: leave it naive for the caller)."""
     try:
         t = datetime.fromisoformat(text.strip())
     except ValueError as exc:
         raise typer.BadParameter(f"{text!r} is not a time: use {_TIME_FORMATS}", param_hint=f"'{option}'") from exc
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    return t if t.tzinfo or naive is None else t.replace(tzinfo=naive)
+
+
+def _in_project_zone(cfg: Config, given: dict[str, datetime]) -> dict[str, datetime]:
+    """Replay's bounds: as given when they have an offset; else on the project's wall clock, the zone
+    PostHog shows the project's times in (read from PostHog once; each reading said on stderr)."""
+    naive = [opt for opt, t in given.items() if t.tzinfo is None]
+    if not naive:
+        return given
+    from monitor.posthog.client import PostHogError
+    from monitor.replay import project_zone
+
+    try:
+        zone = project_zone(cfg)
+    except PostHogError as exc:
+        t = given[naive[0]]
+        typer.echo(f"cluster-monitor replay: {naive[0]} {t.isoformat()} has no offset and the project's timezone "
+                   f"could not be read from PostHog ({exc}): give the offset, e.g. {t.isoformat()}+00:00", err=True)
+        raise typer.Exit(2) from exc
+    out = dict(given)
+    for opt in naive:
+        out[opt] = given[opt].replace(tzinfo=zone)
+        typer.echo(f"replay: {opt} {given[opt].isoformat()} read in the project's timezone {zone.key}: "
+                   f"{out[opt].astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC", err=True)
+    return out
 
 
 @silence_app.command("add")
@@ -392,7 +508,10 @@ def silence_add(
     try:
         silence = Silence.model_validate(spec)
     except ValidationError as exc:
-        typer.echo(f"cluster-monitor silence add: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", err=True)
+        from monitor.config import plain_message
+
+        err = exc.errors()[0]
+        typer.echo(f"cluster-monitor silence add: {'.'.join(map(str, err['loc']))}: {plain_message(err)}", err=True)
         raise typer.Exit(2) from exc
     if not any((silence.kinds, silence.severities, job, level, title, lineage)):
         typer.echo("cluster-monitor silence add: say what to mute (--kind, --severity, --job, --level, --title or "

@@ -9,13 +9,24 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from email import policy
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import structlog
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from monitor import kinds
 from monitor.kinds import CLUSTER_METRICS, RUN_METRICS
@@ -97,6 +108,35 @@ class ScheduleConfig(_Strict):
     # Off (None) by default: a run landing off its pattern is then seen up to idle_interval_seconds late.
     idle_interval_seconds: float | None = Field(default=None, gt=0)
     landing_window_minutes: float = Field(default=60.0, gt=0)
+    # Watchdog (monitor/daemon.py): a cycle that has made no progress (no run finished, no send) for this
+    # many seconds is abandoned and reported (log cycle_abandoned, cluster_monitor_cycles_abandoned_total,
+    # the run in hand counted as a failure of that run), and the process stops with a non-zero exit for its
+    # supervisor to restart it. /healthz already fails after state.leader_lease_seconds without progress;
+    # this bound should be longer. Null: no bound.
+    cycle_timeout_seconds: float | None = Field(default=900.0, gt=0)
+    # Poison runs (monitor/stages/failures.py): a run that fails to parse or process this many times is
+    # quarantined with one alert, and later runs of its job go on; between tries it waits
+    # run_retry_seconds, doubling each time.
+    run_attempts: int = Field(default=3, ge=1)
+    run_retry_seconds: float = Field(default=60.0, ge=0)
+    # SIGTERM/SIGINT: a cycle in flight gets this long to finish its run; then the process exits anyway
+    # (non-zero, see README "Stopping"). Keep it below the supervisor's own stop timeout.
+    shutdown_deadline_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        # The daemon's own parser (daemon.Daemon._trigger), so what passes here also runs there.
+        from apscheduler.triggers.cron import CronTrigger
+
+        if v is None:
+            return v
+        try:
+            CronTrigger.from_crontab(v, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"{v!r} is not a crontab line (five fields: minute hour day month weekday, "
+                             f'e.g. "*/10 * * * *"): {exc}') from None
+        return v
 
     @model_validator(mode="after")
     def _adaptive(self) -> ScheduleConfig:
@@ -286,6 +326,12 @@ def _default_inhibit() -> list[Inhibit]:
     return [Inhibit(when=when, suppress=suppress) for when, suppress in kinds.default_inhibitions()]
 
 
+def _webhook(v: SecretStr | None) -> SecretStr | None:
+    if v is not None and not re.match(r"^https?://\S+$", v.get_secret_value().strip()):
+        raise ValueError("must be the webhook's URL (https://hooks.slack.com/services/...)")
+    return v
+
+
 class SlackConfig(_Strict):
     webhook_url: SecretStr | None = None
     bot_token: SecretStr | None = None
@@ -300,6 +346,11 @@ class SlackConfig(_Strict):
     # (`${SLACK_SIGNING_SECRET}`): a literal in the file is refused, and it is never logged.
     signing_secret: SecretStr | None = None
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, v: SecretStr | None) -> SecretStr | None:
+        return _webhook(v)
+
     @model_validator(mode="after")
     def _one(self) -> SlackConfig:
         if self.webhook_url is None and self.bot_token is None:
@@ -311,17 +362,37 @@ class SlackConfig(_Strict):
         return self
 
 
+def email_address(value: str) -> str:
+    """One mail address as the mail headers will read it (`a@b`, `Name <a@b>`, `"Name" <a@b>`); a
+    ValueError naming what is wrong otherwise, so a bad sender fails the config, not every send."""
+    try:
+        header = policy.default.header_factory("To", value)
+        addresses, defects = header.addresses, header.defects  # type: ignore[attr-defined]
+    except Exception:  # the header parser raises IndexError and friends on some malformed input
+        addresses, defects = (), ["unparseable"]
+    if len(addresses) > 1:
+        raise ValueError(f"{value!r} holds {len(addresses)} addresses: give one per list item")
+    if defects or not addresses or not addresses[0].username or not addresses[0].domain:
+        raise ValueError(f"{value!r} is not an email address (expected name@example.com or "
+                         '"Name" <name@example.com>)')
+    return value
+
+
+EmailAddress = Annotated[str, AfterValidator(email_address)]
+
+
 class EmailConfig(_Strict):
     host: str
     port: int = Field(default=587, gt=0, lt=65536)
     security: Literal["starttls", "ssl", "none"] = "starttls"
     username: str | None = None
     password: SecretStr | None = None
-    sender: str = Field(alias="from")
-    to: list[str] = Field(min_length=1)
+    sender: EmailAddress = Field(alias="from")
+    to: list[EmailAddress] = Field(min_length=1)
     timeout_seconds: float = Field(default=30.0, gt=0)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
 
 
 class RouteMatch(_Strict):
@@ -342,6 +413,11 @@ class RouteSlack(_Strict):
     webhook_url: SecretStr | None = None
     channel: str | None = None
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, v: SecretStr | None) -> SecretStr | None:
+        return _webhook(v)
+
     @model_validator(mode="after")
     def _one(self) -> RouteSlack:
         if (self.webhook_url is None) == (self.channel is None):
@@ -352,7 +428,7 @@ class RouteSlack(_Strict):
 class RouteEmail(_Strict):
     """A route's recipients; the server, sender and credentials are the top-level `email` section's."""
 
-    to: list[str] = Field(min_length=1)
+    to: list[EmailAddress] = Field(min_length=1)
 
 
 class Route(_Strict):
@@ -398,7 +474,7 @@ class Silence(_Strict):
     kinds: list[str] = Field(default_factory=list)
     severities: list[Literal["critical", "warning", "info"]] = Field(default_factory=list)
     job: str | None = None
-    level: str | None = None
+    level: Level | None = None
     title: str | None = None
     # One cluster lineage, exactly (`history` shows the ids): the same cluster across its renames. What a
     # Slack "Silence 24h" click stores, as titles drift from run to run.
@@ -494,13 +570,17 @@ class DeliveryConfig(_Strict):
     max_backoff_seconds: float = Field(default=600.0, gt=0)
     # After this many tries a retryable failure is parked as failed (still listed by `outbox`).
     max_attempts: int = Field(default=50, ge=1)
+    # A send still running after this many seconds is abandoned (logged, counted, retried later like a
+    # failed send): one stuck message never holds the cycle and the rest of the outbox. Null: no bound.
+    timeout_seconds: float | None = Field(default=120.0, gt=0)
 
 
 class ServerConfig(_Strict):
     """The daemon's own HTTP port: /healthz, /readyz, /metrics. Off when port is null."""
 
     host: str = "127.0.0.1"
-    port: int | None = None
+    # 0 takes any free port (tests).
+    port: int | None = Field(default=None, ge=0, lt=65536)
     # /readyz turns unready when no cycle has succeeded for this long.
     ready_after_failure_seconds: float = Field(default=900.0, gt=0)
     # POST /hooks/posthog with `Authorization: Bearer <push_token>` starts a cycle at once: point a
@@ -548,16 +628,6 @@ class Config(_Strict):
             seen.add(r.name)
         return v
 
-    @model_validator(mode="after")
-    def _projects(self) -> Config:
-        seen = {(self.posthog.host, self.posthog.project_id)}
-        for i, p in enumerate(self.projects):
-            key = (p.posthog.host, p.posthog.project_id)
-            if key in seen:
-                raise ValueError(f"projects.{i}: project {p.posthog.project_id} on {p.posthog.host} is listed twice")
-            seen.add(key)
-        return self
-
     def per_project(self) -> list[Config]:
         """One config per watched project, the top-level one first (its state unchanged), each with its own
         `posthog`, `watch` and state; rules, channels and the rest are shared."""
@@ -566,27 +636,6 @@ class Config(_Strict):
                                          "state": self.state.for_project(p.posthog.project_id)})
                  for p in self.projects]
         return [main, *extra]
-
-    @model_validator(mode="after")
-    def _slack_actions(self) -> Config:
-        if self.slack is not None and self.slack.actions and self.server.port is None:
-            raise ValueError("slack.actions needs server.port: Slack posts the clicks to the daemon's "
-                             "/slack/actions")
-        return self
-
-    @model_validator(mode="after")
-    def _routes(self) -> Config:
-        names: set[str] = set()
-        for i, r in enumerate(self.routes):
-            if r.name in names:
-                raise ValueError(f"routes.{i}: two routes are named {r.name!r}")
-            names.add(r.name)
-            if r.email is not None and self.email is None:
-                raise ValueError(f"routes.{i} ({r.name}): email recipients need the top-level `email` section "
-                                 "(server, sender)")
-            if r.slack is not None and r.slack.channel and (self.slack is None or self.slack.bot_token is None):
-                raise ValueError(f"routes.{i} ({r.name}): slack.channel needs slack.bot_token at the top level")
-        return self
 
     @field_validator("timezone")
     @classmethod
@@ -652,6 +701,68 @@ def _build(
     return value
 
 
+# Keys whose values are never echoed back in an error message.
+_SECRET_KEYS = ("api_key", "webhook_url", "bot_token", "password", "push_token", "url", "secret")
+
+_PATTERN_WORDS = {
+    Route.model_fields["name"].metadata[-1].pattern:
+        "letters, digits, '_', '.' and '-', starting with a letter or digit",
+    Rule.model_fields["name"].metadata[-1].pattern:
+        "letters, digits, spaces, '_', '.' and '-', starting with a letter or digit",
+    StateConfig.model_fields["pg_schema"].metadata[-1].pattern:
+        "lower-case letters, digits and '_' (up to 63), not starting with a digit",
+}
+
+_KIND_WORDS = {
+    "int": "a whole number", "float": "a number", "bool": "true or false", "string": "text",
+    "list": "a list (e.g. [a, b])", "dict": "a section of keys (a mapping)", "model": "a section of keys (a mapping)",
+    "model_attributes": "a section of keys (a mapping)", "datetime": "a date and time such as 2026-12-31T18:00:00Z",
+    "date": "a date such as 2026-12-31", "path": "a file path", "literal": "",
+}
+
+
+def plain_message(err: Mapping[str, Any]) -> str:
+    """A pydantic error as a sentence for the person editing the file: what is expected, and what was
+    given (unless the key holds a secret). Pydantic's own phrasing ("Value error, ...", "Input should
+    be ...") reads as a stack trace to someone who never heard of pydantic."""
+    kind, ctx = str(err["type"]), dict(err.get("ctx") or {})
+    loc = [p for p in err.get("loc", ()) if isinstance(p, str)]
+    value = err.get("input")
+    secret = bool(loc) and any(k in loc[-1] for k in _SECRET_KEYS)
+    given = "" if secret or isinstance(value, (dict, list)) or len(repr(value)) > 60 else f", not {value!r}"
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling against config/example.yaml)"
+    if kind == "missing":
+        return "is required but missing"
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error") or err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}{given}"
+    bounds = {"greater_than": ("greater than", "gt"), "greater_than_equal": ("at least", "ge"),
+              "less_than": ("less than", "lt"), "less_than_equal": ("at most", "le")}
+    if kind in bounds:
+        words, key = bounds[kind]
+        bound = ctx.get(key)
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
+        return f"must be {words} {bound}{given}"
+    if kind == "string_pattern_mismatch":
+        pattern = str(ctx.get("pattern"))
+        return f"may hold only {_PATTERN_WORDS.get(pattern, f'text of the form {pattern}')}{given}"
+    if kind in ("too_short", "too_long"):
+        n = ctx.get("min_length" if kind == "too_short" else "max_length")
+        what = "character" if isinstance(value, str) else "item"
+        return f"needs {'at least' if kind == 'too_short' else 'at most'} {n} {what}{'' if n == 1 else 's'}"
+    base = kind.split("_")[0] if not kind.startswith("model_attributes") else "model_attributes"
+    if kind.startswith(("dict", "model")):
+        base = "dict"
+    expected = _KIND_WORDS.get(base)
+    if expected:
+        return f"expected {expected}{given}"
+    # Anything else: pydantic's sentence, without its framing.
+    return str(err["msg"]).removeprefix("Value error, ").replace("Input should be", "expected")
+
+
 def _line_for(loc: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> int | None:
     for n in range(len(loc), -1, -1):
         if loc[:n] in lines:
@@ -659,8 +770,10 @@ def _line_for(loc: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int
     return None
 
 
-def parse_config(text: str, source: str = "<config>", env: dict[str, str] | None = None) -> Config:
-    """Parse and validate config text; raises ConfigError listing every problem with its line."""
+def parse_config(text: str, source: str = "<config>", env: dict[str, str] | None = None, *,
+                 warnings: list[str] | None = None, now: datetime | None = None) -> Config:
+    """Parse and validate config text; raises ConfigError listing every problem with its line. Warnings
+    (a config that works, with a part that does nothing) go to `warnings` when given, judged at `now`."""
     env = dict(os.environ) if env is None else env
     lines: dict[tuple[str | int, ...], int] = {}
     problems: list[str] = []
@@ -685,16 +798,83 @@ def parse_config(text: str, source: str = "<config>", env: dict[str, str] | None
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
             line_no = _line_for(loc, lines)
             dotted = ".".join(map(str, loc)) or "(top)"
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key (check the spelling against config/example.yaml)"
+            msg = plain_message(err)
             problems.append(f"{source}:{line_no if line_no else '?'}: {dotted}: {msg}")
         raise ConfigError(source, problems) from None
-    for line_no, loc, msg in sorted((_line_for(loc, lines) or 0, loc, msg) for loc, msg in unknown_kinds(cfg)):
+    for line_no, loc, msg in sorted((_line_for(loc, lines) or 0, loc, msg) for loc, msg in cross_checks(cfg)):
         problems.append(f"{source}:{line_no or '?'}: {'.'.join(map(str, loc))}: {msg}")
     if problems:
         raise ConfigError(source, problems)
+    if warnings is not None:
+        warnings.extend(f"{source}:{_line_for(loc, lines) or '?'}: {'.'.join(map(str, loc))}: {msg}"
+                        for loc, msg in config_warnings(cfg, now or datetime.now(UTC)))
     return cfg
+
+
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def cross_checks(cfg: Config) -> list[Problem]:
+    """(key path, message) for mistakes that span sections. They are checked after pydantic rather than
+    in a model validator of `Config`, whose errors carry no key path (and so would point at line 1)."""
+    return [*_project_problems(cfg), *_route_problems(cfg), *_slack_problems(cfg), *unknown_kinds(cfg)]
+
+
+def _slack_problems(cfg: Config) -> list[Problem]:
+    if cfg.slack is not None and cfg.slack.actions and cfg.server.port is None:
+        return [(("slack", "actions"), "needs server.port: Slack posts the clicks to the daemon's /slack/actions")]
+    return []
+
+
+def _project_problems(cfg: Config) -> list[Problem]:
+    out: list[Problem] = []
+    seen = {(cfg.posthog.host, cfg.posthog.project_id)}
+    for i, p in enumerate(cfg.projects):
+        key = (p.posthog.host, p.posthog.project_id)
+        if key in seen:
+            out.append((("projects", i, "posthog", "project_id"),
+                        f"project {p.posthog.project_id} on {p.posthog.host} is listed twice"))
+        seen.add(key)
+    for loc, ph in [(("posthog",), cfg.posthog), *((("projects", i, "posthog"), p.posthog)
+                                                   for i, p in enumerate(cfg.projects))]:
+        if ph.api_key is not None and not ph.api_key.get_secret_value().strip():
+            out.append(((*loc, "api_key"), "is empty (is its environment variable set to an empty value?)"))
+        if ph.api_key is None and ph.api_key_file is not None and not os.access(ph.api_key_file, os.R_OK):
+            out.append(((*loc, "api_key_file"), f"{ph.api_key_file} cannot be read (missing, or no permission)"))
+    return out
+
+
+def _route_problems(cfg: Config) -> list[Problem]:
+    out: list[Problem] = []
+    names: set[str] = set()
+    for i, r in enumerate(cfg.routes):
+        if r.name in names:
+            out.append((("routes", i, "name"), f"two routes are named {r.name!r}: give each its own name"))
+        names.add(r.name)
+        if r.email is not None and cfg.email is None:
+            out.append((("routes", i, "email"), f"route {r.name!r} sends email, which needs the top-level "
+                                                "`email` section (server, sender)"))
+        if r.slack is not None and r.slack.channel and (cfg.slack is None or cfg.slack.bot_token is None):
+            out.append((("routes", i, "slack", "channel"), f"route {r.name!r} posts to a channel, which needs "
+                                                           "slack.bot_token at the top level"))
+    return out
+
+
+def config_warnings(cfg: Config, now: datetime) -> list[Problem]:
+    """Mistakes that do no harm but do nothing. A silence whose `until` has passed is a warning, not an
+    error: silences expire by design, so a config valid yesterday must not stop the daemon (a restart
+    loop in a container) today merely because time went by; the warning says it no longer applies."""
+    out: list[Problem] = [(("silences", i, "until"), f"{s.until.isoformat()} is in the past: this silence never "
+                                                     "applies (remove it, or move `until` forward)")
+                          for i, s in enumerate(cfg.silences) if s.until is not None and s.until <= now]
+    # Implicit TLS on the STARTTLS port (or the reverse) hangs or fails at the first send, not before.
+    mail = cfg.email
+    if mail is not None and (mail.security, mail.port) in (("ssl", 587), ("ssl", 25), ("starttls", 465)):
+        usual = 465 if mail.security == "ssl" else 587
+        out.append((("email", "security"), f"{mail.security} with port {mail.port}: {mail.security} is usually "
+                                           f"served on port {usual} (use security: "
+                                           f"{'starttls' if mail.security == 'ssl' else 'ssl'} for port {mail.port})"))
+    return out
 
 
 def unknown_kinds(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
@@ -716,7 +896,10 @@ def unknown_kinds(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
     return out
 
 
-def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
+def load_config(path: str | Path, env: dict[str, str] | None = None, *, warnings: list[str] | None = None,
+                now: datetime | None = None) -> Config:
+    """The config of a file. Its warnings go to `warnings` when given (check-config prints them), else to
+    the log as `config_warning` (daemon start and reload)."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -724,7 +907,13 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
         raise ConfigError(str(p), [f"{p}: cannot read: {exc.strerror}"]) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(str(p), [f"{p}: not a text file (byte {exc.start} is not UTF-8)"]) from exc
-    cfg = parse_config(text, str(p), env)
+    found: list[str] = []
+    cfg = parse_config(text, str(p), env, warnings=found, now=now)
+    if warnings is not None:
+        warnings.extend(found)
+    else:
+        for w in found:
+            log.warning("config_warning", problem=w)
     _warn_world_readable(p, cfg)
     return cfg
 

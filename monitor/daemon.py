@@ -1,9 +1,15 @@
 """The long-lived process: scheduler, signals and the serve loop.
 
 One cycle at a time (APScheduler: max one instance, coalesced, with a misfire grace), so a slow cycle
-delays the next instead of stacking. SIGTERM/SIGINT stop it: a cycle in flight finishes (every run is
-committed in one transaction, so abandoning one at the deadline corrupts nothing). SIGHUP, or an edit
-of the config file, reloads the config at the next cycle (monitor/app/reload.py). Wiring is in
+delays the next instead of stacking. SIGTERM/SIGINT stop it: a cycle in flight finishes its run, within
+schedule.shutdown_deadline_seconds. A watchdog abandons a cycle that makes no progress for
+schedule.cycle_timeout_seconds (it reports it, blames the run in hand, and stops the process). When work is
+abandoned the process exits non-zero, with os._exit if a worker thread is still stuck (Python cannot stop a
+thread, and the scheduler's workers are not daemon threads): that is safe because every run, alert and
+notification is committed in one store transaction, so an unfinished one is rolled back (SQLite's journal,
+PostgreSQL's dropped session) and done again after the restart. SIGHUP, or an edit
+of the config file, reloads the config at the next cycle (monitor/app/reload.py): a new schedule
+reschedules the cycle job, a new `server:` reopens the HTTP port, a moved state waits for a restart. Wiring is in
 monitor/app/wiring.py, the HTTP port in monitor/app/http.py, adaptive polling in monitor/pacing.py.
 """
 
@@ -25,12 +31,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor import systemd, telemetry
 from monitor.app.http import Health, HealthServer, start_http_server
-from monitor.app.reload import ConfigWatch, reconcile_projects
+from monitor.app.reload import ConfigWatch, plan_reload, reconcile_projects
 from monitor.app.slack_actions import SlackActions
 from monitor.app.wiring import Project, open_project
-from monitor.config import Config, load_config
+from monitor.config import Config, ServerConfig, load_config
 from monitor.pacing import Pacing, next_poll_delay
-from monitor.pipeline import CycleResult, Monitor
+from monitor.pipeline import CycleResult, DiscoveredRun, Monitor
 from monitor.store import Leadership, StoreError
 from monitor.store.retention import PRUNE_EVERY, prune_state
 
@@ -39,6 +45,8 @@ log = structlog.get_logger()
 logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 PUSH_RECHECK_SECONDS = 10.0
+# The exit code when work was abandoned (a stuck cycle, or the shutdown deadline passed): restart me.
+EXIT_ABANDONED = 3
 
 
 class Daemon:
@@ -65,6 +73,9 @@ class Daemon:
         self._on_cycle = on_cycle
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._health_server: HealthServer | None = None
+        # Set by the watchdog when it gave up on a cycle: the process then exits non-zero.
+        self.abandoned = False
+        self._serving = False  # start() ran: the HTTP port follows reloads
 
     def close(self) -> None:
         for p in self.projects:
@@ -115,12 +126,59 @@ class Daemon:
         self._watch.requested.set()
 
     def maybe_reload(self) -> None:
-        cfg = self._watch.changed_config(self.cfg)
-        if cfg is None:
+        new = self._watch.changed_config(self.cfg)
+        if new is None:
             return
-        self.projects = reconcile_projects(self.projects, cfg, self._open)
-        self.cfg = cfg
-        log.info("config_reloaded", path=str(self.config_path), projects=len(self.projects))
+        plan = plan_reload(self.cfg, new)
+        for key, why in plan.needs_restart:
+            log.warning("config_reload_needs_restart", path=str(self.config_path), section=key, reason=why)
+        old, changed = self.cfg, plan.changed(self.cfg)
+        if not changed:
+            return
+        self.projects = reconcile_projects(self.projects, plan.cfg, self._open)
+        self.cfg = plan.cfg
+        if plan.schedule:
+            self._apply_schedule()
+        if plan.server:
+            self._apply_server(old.server)
+        log.info("config_reloaded", path=str(self.config_path), projects=len(self.projects), sections=changed)
+
+    def _apply_schedule(self) -> None:
+        """The cycle job on the new trigger (its next slot counted from now) and misfire grace."""
+        if not self._scheduler.running or self._scheduler.get_job("cycle") is None:
+            return  # not serving (a test driving cycles by hand): serve() reads self.cfg when it starts
+        self._scheduler.reschedule_job("cycle", trigger=self._trigger())
+        self._scheduler.modify_job("cycle", misfire_grace_time=self.cfg.schedule.misfire_grace_seconds)
+
+    def _apply_server(self, old: ServerConfig) -> None:
+        """Readiness takes the new bound at once; a new host, port or push token reopens the HTTP port. If
+        the new port cannot be opened (taken), the old one is opened again and the error logged."""
+        new = self.cfg.server
+        self.health.ready_after_failure = new.ready_after_failure_seconds
+        if not self._serving or (old.host, old.port, old.push_token) == (new.host, new.port, new.push_token):
+            return
+        if self._health_server is not None:
+            self._health_server.shutdown()
+            self._health_server.server_close()
+            self._health_server = None
+        try:
+            self.start_health_server()
+        except OSError as exc:
+            log.error("config_reload_failed", section="server", host=new.host, port=new.port, error=str(exc))
+            self.cfg = self.cfg.model_copy(update={"server": old})
+            try:
+                self.start_health_server()
+            except OSError as again:
+                log.error("health_server_failed", host=old.host, port=old.port, error=str(again))
+
+    def _reload_between_cycles(self) -> None:
+        """A reload asked between cycles applies within seconds, not at the next cycle (a daily cron
+        would otherwise keep the old schedule for a day). A cycle in flight reloads at its own start."""
+        if self._cycle_lock.acquire(blocking=False):
+            try:
+                self.maybe_reload()
+            finally:
+                self._cycle_lock.release()
 
     def run_cycle(self) -> CycleResult | None:
         if not self._cycle_lock.acquire(blocking=False):
@@ -179,7 +237,7 @@ class Daemon:
         """Retention (monitor/store/retention.py) for each project this replica leads."""
         for p in list(self.projects):
             if p.leader.held:
-                prune_state(p.monitor.store, p.cfg, p.monitor.clock())
+                prune_state(p.monitor.store, p.cfg, p.monitor.clock(), p.leader)
 
     def _should_stop(self, p: Project) -> bool:
         """Asked between runs: stop on shutdown, and stop acting at once if the leader lock was lost."""
@@ -198,11 +256,58 @@ class Daemon:
             job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
         log.debug("next_poll", delay_s=round(delay, 1))
 
+    def watchdog(self) -> bool:
+        """Abandon a cycle that made no progress for schedule.cycle_timeout_seconds (the measure /healthz
+        uses): report it (log, metric), count it as a failure of the run in hand (a run that hangs the
+        monitor every time becomes a poison run, quarantined after schedule.run_attempts restarts) and stop
+        the daemon, which exits non-zero for its supervisor to restart it. True when it abandoned."""
+        bound = self.cfg.schedule.cycle_timeout_seconds
+        if bound is None or self.abandoned:
+            return False
+        stalled = self.health.stalled_for(self.health.clock())
+        if stalled <= bound:
+            return False
+        self.abandoned = True
+        telemetry.CYCLES_ABANDONED.inc()
+        in_hand = [(p, p.monitor.in_hand) for p in self.projects if p.monitor.in_hand is not None]
+        log.error("cycle_abandoned", stalled_s=round(stalled, 1), bound_s=bound,
+                  run_ids=[d.run_id for _p, d in in_hand if d is not None])
+        for p, d in in_hand:
+            if d is not None:
+                self._blame(p, d, stalled)
+        self.stop_event.set()
+        return True
+
+    def _blame(self, p: Project, d: DiscoveredRun, stalled: float) -> None:
+        """Record the stuck run's failure, in a thread of its own: the stuck cycle may hold the store's lock."""
+        def record() -> None:
+            try:
+                prev = next((f for f in p.monitor.store.run_failures(quarantined=False) if f.run_id == d.run_id),
+                            None)
+                p.monitor.run_failed(d, TimeoutError(f"no progress for {stalled:.0f} s: the cycle was abandoned"),
+                                     prev)
+            except Exception:
+                log.exception("abandoned_run_unrecorded", run_id=d.run_id)
+
+        t = threading.Thread(target=record, name="blame", daemon=True)
+        t.start()
+        t.join(timeout=5.0)
+
+    def _watch_cycles(self) -> None:
+        bound = self.cfg.schedule.cycle_timeout_seconds
+        every = min(max((bound or 60.0) / 10, 0.2), 10.0)
+        while not self.stop_event.wait(every):
+            try:
+                self.watchdog()
+            except Exception:  # a bug here must not end the watchdog for good
+                log.exception("watchdog_crashed")
+
     def _keep_lease(self) -> None:
         every = min(self.cfg.state.leader_lease_seconds / 3, 10.0)
         while not self.stop_event.wait(every):
             try:
                 self.heartbeat()
+                self._reload_between_cycles()
             except Exception:  # a bug here must not end the heartbeat for good
                 log.exception("heartbeat_crashed")
 
@@ -245,8 +350,9 @@ class Daemon:
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, reload)
 
-    def serve(self, *, run_first: bool = True, shutdown_deadline: float = 30.0) -> int:
-        """Run until stopped; returns the process exit code."""
+    def start(self, *, run_first: bool = True) -> None:
+        """The HTTP port, the scheduled jobs and the lease heartbeat, all in background threads."""
+        self._serving = True
         self.start_health_server()
         self._scheduler.add_job(
             self.run_cycle, self._trigger(), id="cycle", max_instances=1, coalesce=True,
@@ -259,23 +365,32 @@ class Daemon:
         self._scheduler.start()
         # The idle leader's heartbeat, a few times per lease (and at least every 10 s, so a lost lock shows).
         threading.Thread(target=self._keep_lease, name="lease", daemon=True).start()
+        threading.Thread(target=self._watch_cycles, name="watchdog", daemon=True).start()
         systemd.notify("READY=1")
         log.info("daemon_started", project_id=self.cfg.posthog.project_id, host=self.cfg.posthog.host,
                  projects=len(self.projects),
                  interval_s=self.cfg.schedule.interval_seconds, cron=self.cfg.schedule.cron,
                  state=self.cfg.state.describe())
+
+    def serve(self, *, run_first: bool = True, shutdown_deadline: float | None = None) -> int:
+        """Run until stopped; returns the process exit code: 0, or EXIT_ABANDONED when work was abandoned
+        (the watchdog gave up on a cycle, or a cycle did not finish within the shutdown deadline; then a
+        worker thread may still be stuck, and the caller must end the process with os._exit)."""
+        deadline = self.cfg.schedule.shutdown_deadline_seconds if shutdown_deadline is None else shutdown_deadline
+        self.start(run_first=run_first)
         self.stop_event.wait()
         systemd.notify("STOPPING=1")
         self._scheduler.shutdown(wait=False)
         # Let a cycle in flight finish its current run; a run is one transaction, so stopping later is safe.
-        finished = self._cycle_lock.acquire(timeout=shutdown_deadline)
+        finished = self._cycle_lock.acquire(timeout=deadline)
         if finished:
             self._cycle_lock.release()
         else:
-            log.warning("shutdown_deadline_passed", seconds=shutdown_deadline)
+            log.warning("shutdown_deadline_passed", seconds=deadline)
         if self._health_server is not None:
             self._health_server.shutdown()
         if finished:
             self.close()
-        log.info("daemon_stopped", clean=finished)
-        return 0
+        code = 0 if finished and not self.abandoned else EXIT_ABANDONED
+        log.info("daemon_stopped", clean=finished, abandoned=self.abandoned, exit_code=code)
+        return code

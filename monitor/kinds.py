@@ -371,10 +371,14 @@ KINDS: tuple[Kind[Any], ...] = (
     Kind("merge", "Clusters merged", "info", False, "merges", 9, check=_merge),
     Kind("stale_source", "No new runs", "warning", True, "source", metric="hours_since_last_run", unit="h"),
     Kind("source_errors", "PostHog unreachable", "critical", True, "source", metric="minutes_failing", unit="min"),
+    # A run that failed schedule.run_attempts times, set aside so its job goes on (monitor/stages/failures.py):
+    # told once per run, never resolved (`cluster-monitor runs retry` gives it another go).
+    Kind("run_quarantined", "Run quarantined", "warning", False, "source", metric="attempts"),
 )
 KIND: dict[str, Kind[Any]] = {k.name: k for k in KINDS}
 STALE_SOURCE = KIND["stale_source"]
 SOURCE_ERRORS = KIND["source_errors"]
+RUN_QUARANTINED = KIND["run_quarantined"]
 
 
 def of_scope(scope: Scope) -> list[Kind[Any]]:

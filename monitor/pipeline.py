@@ -36,11 +36,11 @@ from monitor.rules.staleness import (
     stale_sources,
 )
 from monitor.runs import Run, RunParseError
-from monitor.stages import checks, cursor, decide, discover, enqueue, evaluate, load, measure, route
+from monitor.stages import checks, cursor, decide, discover, enqueue, evaluate, failures, load, measure, route
 from monitor.stages.diff import diff_run
 from monitor.stages.discover import INGESTION_GRACE, DiscoveredRun
 from monitor.status import publish as publish_state
-from monitor.store.base import AlertState, ClusterSnapshot, Store
+from monitor.store.base import AlertState, ClusterSnapshot, RunFailure, Store
 
 __all__ = ["INGESTION_GRACE", "CycleResult", "DiscoveredRun", "Monitor"]
 
@@ -104,13 +104,37 @@ class Monitor:
         self.jobs = discover.JobIndex(client.clustering_jobs, clock)
         # `replay --since/--until`: only runs that landed in this window (None: open).
         self.replay_window: tuple[datetime | None, datetime | None] = (None, None)
+        self._watch_checked = False
+        # The last discovery's watched runs, whatever became of them (see `discover`).
+        self.landed: list[DiscoveredRun] = []
+        # The run being processed, for the daemon's watchdog to blame if the cycle hangs on it.
+        self.in_hand: DiscoveredRun | None = None
 
     # --- discover ------------------------------------------------------------------------------------
     def discover(self, now: datetime) -> list[DiscoveredRun]:
+        """The runs to process now. Also keeps `landed`: every watched run PostHog has in the window, processed
+        or not, quarantined or not; stale-source checks judge from it, not from what the monitor processed."""
         since, after = discover.discovery_bounds(now, self.cfg.posthog.lookback_days, self.store.cursor())
         found = discover.list_runs(self.client, since, after)
-        return discover.select_runs(found.values(), lambda d: discover.is_watched(d, self.cfg.watch, self.jobs),
-                                    self.replay_window, self.store.processed_ids)
+        self.landed = discover.select_runs(found.values(), lambda d: discover.is_watched(d, self.cfg.watch, self.jobs),
+                                           self.replay_window, lambda ids: set())
+        quarantined = {f.run_id for f in self.store.run_failures(quarantined=True)}
+        done = self.store.processed_ids([d.run_id for d in self.landed]) | quarantined
+        return [d for d in self.landed if d.run_id not in done]
+
+    def check_watch(self) -> list[str] | None:
+        """Warn of watched levels with no enabled job (see discover.levels_without_job); returns them, or
+        None when the jobs could not be read. Asked by the first cycle that reaches PostHog (so at start,
+        without holding the start up when PostHog is down), from the job list discovery keeps anyway."""
+        jobs = self.jobs.get()
+        if jobs is None:
+            return None
+        self._watch_checked = True
+        missing = discover.levels_without_job(self.cfg.watch, jobs.values())
+        for level in missing:
+            log.warning("watched_level_without_job", project_id=self.cfg.posthog.project_id, level=level,
+                        jobs=len(jobs), named=self.cfg.watch.jobs or None)
+        return missing
 
     def rewind_cursor(self) -> None:
         """Discovery looks back over the whole look-back window at the next cycle (then moves on as usual)."""
@@ -216,6 +240,8 @@ class Monitor:
         result.notices.extend(pushed)
         result.notifications += len(pushed)
         result.discovered = len(todo)
+        if result.error is None and not self._watch_checked:
+            self.check_watch()
         earliest_failed, interrupted = self._process_runs(todo, result, stop)
         result.notifications += self.summarise_held(self.clock())
         if result.error is None:
@@ -225,7 +251,7 @@ class Monitor:
             self._record_landings([d for d in todo if d.run_id in done])
         if result.error is None and not interrupted:
             # Only when PostHog answered: an outage is not a stale job (readiness reports outages).
-            stale = self.check_sources(self.clock(), discovered=todo)
+            stale = self.check_sources(self.clock(), discovered=self.landed)
             result.notifications += len(stale)
             result.notices.extend(stale)
         if self.deliverer is not None and not interrupted:
@@ -244,9 +270,11 @@ class Monitor:
     def _process_runs(self, todo: list[DiscoveredRun], result: CycleResult,
                       stop: Callable[[], bool] | None) -> tuple[datetime | None, bool]:
         """Each discovered run through the stages, oldest first; (when the first run left undone landed,
-        whether `stop` interrupted). A run that fails holds back the later runs of its job."""
+        whether `stop` interrupted). A run that fails holds back the later runs of its job (diffs stay in
+        order) until it succeeds or is quarantined (monitor/stages/failures.py); then they go on."""
         blocked: set[str] = set()
         earliest_failed: datetime | None = None
+        failing = {f.run_id: f for f in self.store.run_failures(quarantined=False)}
         for i, d in enumerate(todo):
             telemetry.CYCLE_RUNS_LEFT.set(len(todo) - i)
             if stop is not None and stop():
@@ -255,26 +283,62 @@ class Monitor:
                 log.info("cycle_interrupted", remaining=len(todo) - len(result.processed) - len(result.failed))
                 telemetry.CYCLE_RUNS_LEFT.set(0)
                 return earliest_failed, True
-            if d.job_key in blocked:
-                # An earlier run of this job failed: later ones wait, so diffs stay in order.
-                continue
-            try:
-                n = self.process(d, self.clock())
-            except (PostHogError, RunParseError, MetricsParseError) as exc:
-                reason = type(exc).__name__
-                telemetry.RUN_FAILURES.labels(reason=reason).inc()
-                log.error("run_failed", run_id=d.run_id, job=d.job_name, level=d.level, error=str(exc),
-                          reason=reason)
-                result.failed[d.run_id] = str(exc)
+            if d.job_key in blocked or failures.waiting(failing.get(d.run_id), self.clock()):
+                # An earlier run of this job failed, or this one waits for its next try: later ones wait.
                 blocked.add(d.job_key)
                 earliest_failed = d.emitted_at if earliest_failed is None else min(earliest_failed, d.emitted_at)
                 continue
+            self.in_hand = d
+            try:
+                n = self.process(d, self.clock())
+            except Exception as exc:  # a bad run must not stop the cycle, nor its job for good
+                result.failed[d.run_id] = failures.message(exc)
+                if self.run_failed(d, exc, failing.get(d.run_id)):
+                    continue  # quarantined: the job's later runs go on, and the cursor may pass it
+                blocked.add(d.job_key)
+                earliest_failed = d.emitted_at if earliest_failed is None else min(earliest_failed, d.emitted_at)
+                continue
+            finally:
+                self.in_hand = None
             result.processed.append(d.run_id)
             if n is not None:
                 result.notifications += 1
                 result.notices.append(n)
         telemetry.CYCLE_RUNS_LEFT.set(0)
         return earliest_failed, False
+
+    def run_failed(self, d: DiscoveredRun, exc: BaseException, prev: RunFailure | None = None) -> bool:
+        """Log and count a run's failure; unless transient, record it, and quarantine the run with its alert
+        once it has failed schedule.run_attempts times (one transaction). True when quarantined."""
+        reason = type(exc).__name__
+        telemetry.RUN_FAILURES.labels(reason=reason).inc()
+        transient = failures.is_transient(exc)
+        field_, error = failures.failure_field(exc), failures.describe(exc)
+        if not isinstance(exc, (PostHogError, RunParseError, MetricsParseError)):
+            log.exception("run_crashed", run_id=d.run_id, job=d.job_name, level=d.level, field=field_)
+        log.error("run_failed", run_id=d.run_id, job=d.job_name, level=d.level, error=failures.message(exc),
+                  field=field_, reason=reason, transient=transient)
+        if transient:
+            return False
+        now = self.clock()
+        sched = self.cfg.schedule
+        f = failures.next_failure(prev, d, field=field_, error=error, now=now, attempts_allowed=sched.run_attempts,
+                                  retry_seconds=sched.run_retry_seconds)
+        if f.quarantined_at is None:
+            self.store.record_run_failure(f, now=now)
+            log.warning("run_retry_later", run_id=d.run_id, job=d.job_name, attempts=f.attempts,
+                        retry_at=f.next_attempt_at.isoformat())
+            return False
+        alert = failures.quarantine_alert(f, project_id=self.cfg.posthog.project_id, links=self.links)
+        n, states, outbox = self._check_outcome([alert], self.store.alert_states(d.job_key), job_key=d.job_key,
+                                                now=now, key=f"quarantine:{d.run_id}", run_id=d.run_id,
+                                                name=f.job_name, level=d.level, at=d.emitted_at,
+                                                run_url=self.links.run(d.run_id))
+        self.store.record_run_failure(f, states, outbox, now=now)
+        telemetry.RUNS_QUARANTINED.inc()
+        log.error("poison_run_quarantined", run_id=d.run_id, job=d.job_name, level=d.level, field=f.field, error=error,
+                  attempts=f.attempts, notified=n is not None)
+        return True
 
     def landings(self) -> dict[str, list[datetime]]:
         """Job key -> when its recent processed runs landed (emitted_at): what adaptive polling learns
@@ -327,6 +391,15 @@ class Monitor:
                       run_url: str) -> Notification | None:
         """The lifecycle, silences and outbox of a check that belongs to no run (a stale job, PostHog down),
         committed at once; returns the notification queued, if any."""
+        n, states_out, outbox = self._check_outcome(alerts, states, job_key=job_key, now=now, key=key,
+                                                    run_id=run_id, name=name, level=level, at=at, run_url=run_url)
+        self.store.commit_alerts(states_out, outbox, now)
+        return n
+
+    def _check_outcome(self, alerts: list[Alert], states: dict[str, AlertState], *, job_key: str, now: datetime,
+                       key: str, run_id: str, name: str, level: str, at: datetime, run_url: str,
+                       ) -> tuple[Notification | None, list[AlertState], list[route.OutboxRow]]:
+        """What `_decide_check` commits: (the notification, alert states, outbox rows)."""
         dec = decide.decide_check(alerts, states, check_id=checks.check_id(now), job_key=job_key, now=now,
                                   repeat_interval=timedelta(hours=self.cfg.alerting.repeat_interval_hours),
                                   silences=self._silences)
@@ -336,8 +409,7 @@ class Monitor:
         n = checks.check_notification(
             dec.notify, key=key, project_id=self.cfg.posthog.project_id, run_id=run_id, name=name, level=level,
             at=at, run_url=run_url, host=self.cfg.posthog.links_host, now=now) if dec.notify else None
-        self.store.commit_alerts(dec.lifecycle.states, self._outbox_for(n) if n else [], now)
-        return n
+        return n, list(dec.lifecycle.states), self._outbox_for(n) if n else []
 
     def summarise_held(self, now: datetime) -> int:
         """Fold held notifications into one catch-up message per channel; returns how many were queued.
@@ -365,8 +437,10 @@ class Monitor:
         return queued
 
     def check_sources(self, now: datetime, discovered: Sequence[DiscoveredRun] = ()) -> list[Notification]:
-        """Stale-source alerts for watched jobs whose runs stopped; returns the notifications queued.
-        Runs `discovered` but not processed count as seen: failures are reported as such, not as silence."""
+        """Stale-source alerts for watched jobs whose runs stopped landing in PostHog; returns the
+        notifications queued. Judged from what PostHog has: every run `discovered` (processed, behind in
+        the backlog, failing or quarantined) counts as seen; a monitor that is behind is not a stale job,
+        and failures are reported as such (retries, then the quarantine alert), not as silence."""
         stale_after = timedelta(hours=self.cfg.alerting.stale_after_hours)
         if stale_after <= timedelta(0):
             return []

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -19,6 +20,7 @@ from monitor.alerts import Notification
 from monitor.config import Config
 from monitor.notify.render import Templates, render_email
 from monitor.pipeline import CycleResult
+from monitor.posthog.client import PostHogError
 
 
 def replay(cfg: Config, *, days: int | None = None, clock: Callable[[], datetime] | None = None,
@@ -43,6 +45,19 @@ def replay(cfg: Config, *, days: int | None = None, clock: Callable[[], datetime
         finally:
             monitor.client.close()
             monitor.store.close()
+
+
+def project_zone(cfg: Config) -> ZoneInfo:
+    """The project's timezone as PostHog has it: what `--since`/`--until`/`--at` without an offset mean
+    (PostHog shows the project's runs and events in it). PostHogError when PostHog cannot say."""
+    from monitor.app.wiring import build_client
+
+    with build_client(cfg) as client:
+        name = client.project_timezone()
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise PostHogError(f"project {cfg.posthog.project_id}: unknown timezone {name!r}") from exc
 
 
 def print_notices(notices: list[Notification], out: TextIO, *, as_json: bool = False,

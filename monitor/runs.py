@@ -8,13 +8,17 @@ frozen values out, and a bad payload raises `RunParseError` naming the run and t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import msgspec
 
 NOISE_CLUSTER_ID = -1
+# The largest count or id a run may carry: exact as a float and as a 64-bit integer in the state store. A
+# larger one is no count PostHog could have written (a size of 10^30): the run is malformed.
+MAX_COUNT = 2**53
 
 
 class RunParseError(ValueError):
@@ -47,7 +51,9 @@ KEY_ONLY = Item()
 
 
 class PayloadMetrics(msgspec.Struct, frozen=True, omit_defaults=True):
-    """The `metrics` PostHog itself attaches to a cluster (absent or null on older runs)."""
+    """The `metrics` PostHog itself attaches to a cluster (absent or null on older runs). Informational: the
+    monitor measures clusters itself (monitor/stages/measure.py), so a value that is not a finite number
+    ("NaN", Infinity, a string) is read as missing rather than failing the run (`payload_metrics`)."""
 
     avg_cost: float | None = None
     avg_latency: float | None = None
@@ -102,7 +108,27 @@ class _WireCluster(msgspec.Struct, omit_defaults=True):
     traces: dict[str, Item] | None = None
     centroid_x: float | None = None
     centroid_y: float | None = None
-    metrics: PayloadMetrics | None = None
+    metrics: dict[str, Any] | None = None
+
+
+_METRIC_INTS = frozenset({"error_count", "item_count"})
+
+
+def payload_metrics(raw: Mapping[str, Any] | None) -> PayloadMetrics | None:
+    """A cluster's `metrics` with every value that is not a finite number dropped (read as missing)."""
+    if raw is None:
+        return None
+    kept: dict[str, Any] = {}
+    for name in PayloadMetrics.__struct_fields__:
+        v = raw.get(name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            continue
+        if name in _METRIC_INTS:
+            if v != int(v) or abs(v) > 2**63 - 1:
+                continue
+            v = int(v)
+        kept[name] = v
+    return PayloadMetrics(**kept)
 
 
 _clusters_decoder = msgspec.json.Decoder(list[_WireCluster])
@@ -151,10 +177,18 @@ class Run(msgspec.Struct, frozen=True):
         return self.share(NOISE_CLUSTER_ID)
 
 
-def parse_time(run_id: str, field: str, value: Any) -> datetime:
-    """PostHog writes windows with isoformat() and timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff'."""
+def parse_time(run_id: str, field: str, value: Any, *, naive: tzinfo | None = UTC) -> datetime:
+    """An aware datetime from an ISO text ('Z', an offset, or none).
+
+    `naive` is the contract for text without an offset: UTC (the default) where the writer is Python in
+    UTC (PostHog's window ends, written with isoformat() of UTC datetimes, and run files); None where the
+    value must carry its zone, because HogQL renders a bare `timestamp` in the project's timezone: the
+    times the monitor's own queries return are converted to UTC and marked `Z` (queries._EMITTED_AT), and
+    a naive one there means a query that lost it, an error rather than a shift by the project's offset."""
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if value.tzinfo is None and naive is None:
+            raise RunParseError(run_id, field, f"no timezone offset in {value!r}")
+        return value if value.tzinfo else value.replace(tzinfo=naive)
     if value is None or value == "":
         raise RunParseError(run_id, field, "missing")
     if not isinstance(value, str):
@@ -164,7 +198,9 @@ def parse_time(run_id: str, field: str, value: Any) -> datetime:
         dt = datetime.fromisoformat(text)
     except ValueError as exc:
         raise RunParseError(run_id, field, f"not a timestamp: {value!r}") from exc
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    if dt.tzinfo is None and naive is None:
+        raise RunParseError(run_id, field, f"no timezone offset in {value!r}: expected UTC marked 'Z'")
+    return dt if dt.tzinfo else dt.replace(tzinfo=naive)
 
 
 def parse_clusters(run_id: str, raw: bytes | str | list[Any] | None) -> tuple[Cluster, ...]:
@@ -182,7 +218,10 @@ def parse_clusters(run_id: str, raw: bytes | str | list[Any] | None) -> tuple[Cl
         raise RunParseError(run_id, "$ai_clusters", str(exc)) from exc
     out: list[Cluster] = []
     seen: set[int] = set()
-    for w in wire:
+    for i, w in enumerate(wire):
+        for name, value in (("cluster_id", w.cluster_id), ("size", w.size)):
+            if value is not None and abs(value) > MAX_COUNT:
+                raise RunParseError(run_id, "$ai_clusters", f"{name} {value:.3g} is out of range - at `$[{i}].{name}`")
         if w.cluster_id in seen:
             raise RunParseError(run_id, "$ai_clusters", f"cluster_id {w.cluster_id} appears twice")
         seen.add(w.cluster_id)
@@ -200,7 +239,7 @@ def parse_clusters(run_id: str, raw: bytes | str | list[Any] | None) -> tuple[Cl
                 traces=traces,
                 centroid_x=w.centroid_x,
                 centroid_y=w.centroid_y,
-                metrics=w.metrics,
+                metrics=payload_metrics(w.metrics),
             )
         )
     return tuple(out)
@@ -214,9 +253,12 @@ def _int(run_id: str, field: str, value: Any, default: int | None = None) -> int
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise RunParseError(run_id, field, f"expected an integer, got {value!r}")
     try:
-        return int(value)
-    except (TypeError, ValueError) as exc:
-        raise RunParseError(run_id, field, f"expected an integer, got {value!r}") from exc
+        n = int(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise RunParseError(run_id, field, f"expected an integer, got {str(value)[:80]!r}") from exc
+    if abs(n) > MAX_COUNT:
+        raise RunParseError(run_id, field, f"{n:.3g} is out of range")
+    return n
 
 
 def _params(run_id: str, value: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from monitor.kinds import is_stateful
 from monitor.rules.routing import fired_severity
 from monitor.rules.staleness import SOURCE_ERRORS
 from monitor.runs import decode_stored_run
-from monitor.store.base import Acknowledgement, AlertState, ClusterSnapshot, OutboxEntry, Store
+from monitor.store.base import Acknowledgement, AlertState, ClusterSnapshot, OutboxEntry, RunFailure, Store
 
 # Far enough ahead that "the run before it" is the newest one.
 _END_OF_TIME = datetime(9999, 1, 1, tzinfo=UTC)
@@ -80,6 +80,37 @@ class OutboxHealth(msgspec.Struct, frozen=True):
     oldest_pending_age_seconds: float | None
 
 
+class FailedRunView(msgspec.Struct, frozen=True):
+    """A run that failed (`runs`, `status`): still retried, or quarantined (`quarantined_at` set)."""
+
+    run_id: str
+    job: str
+    level: str
+    job_key: str
+    landed_at: datetime
+    field: str
+    error: str
+    attempts: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+    next_attempt_at: datetime | None
+    quarantined_at: datetime | None
+
+
+def failed_run_view(f: RunFailure) -> FailedRunView:
+    return FailedRunView(run_id=f.run_id, job=f.job_name, level=f.level, job_key=f.job_key, landed_at=f.emitted_at,
+                         field=f.field, error=f.error, attempts=f.attempts, first_failed_at=f.first_failed_at,
+                         last_failed_at=f.last_failed_at,
+                         next_attempt_at=None if f.quarantined_at else f.next_attempt_at,
+                         quarantined_at=f.quarantined_at)
+
+
+def failed_run_line(f: FailedRunView) -> str:
+    state = (f"quarantined {_t(f.quarantined_at)}" if f.quarantined_at
+             else f"retry at {_t(f.next_attempt_at) if f.next_attempt_at else '?'}")
+    return f"{f.run_id}  {f.job} ({f.level})  {state}, {f.attempts} attempts  field {f.field}: {f.error}"
+
+
 class ProjectStatus(msgspec.Struct, frozen=True):
     project_id: int
     host: str
@@ -87,9 +118,8 @@ class ProjectStatus(msgspec.Struct, frozen=True):
     firing: list[FiringAlert]
     silences: list[SilenceView]
     jobs: list[JobView]
-    # Runs set aside after failing again and again. None: this version does not quarantine runs yet, so
-    # there is nothing to read; the poison-run quarantine (issue 16) fills it from its store call.
-    quarantined: list[dict[str, Any]] | None
+    # Runs set aside after failing schedule.run_attempts times (poison runs; `runs retry RUN_ID` after a fix).
+    quarantined: list[FailedRunView]
     outbox: OutboxHealth
 
 
@@ -173,7 +203,8 @@ def collect(cfg: Config, store: Store, now: datetime) -> ProjectStatus:
             for key, (level, run_id, at) in sorted(last.items())]
     return ProjectStatus(
         project_id=cfg.posthog.project_id, host=cfg.posthog.host, state=cfg.state.describe(), firing=firing,
-        silences=silence_views(store.silences(), cfg.silences, now), jobs=jobs, quarantined=None,
+        silences=silence_views(store.silences(), cfg.silences, now), jobs=jobs,
+        quarantined=[failed_run_view(f) for f in store.run_failures(quarantined=True)],
         outbox=outbox_health(store, now))
 
 
@@ -259,10 +290,9 @@ def render(status: Status) -> str:
         for j in p.jobs:
             lines.append(f"  {j.job} ({j.level})  last run {j.last_run_id} landed {_t(j.last_run_at)}, "
                          f"{age(j.age_seconds)} ago")
-        if p.quarantined is None:
-            lines.append("Quarantined runs: not tracked by this version")
-        else:
-            lines.append(f"Quarantined runs ({len(p.quarantined)})")
+        lines.append(f"Quarantined runs ({len(p.quarantined)})"
+                     + (" (`runs retry RUN_ID` after a fix)" if p.quarantined else ""))
+        lines += [f"  {failed_run_line(f)}" for f in p.quarantined]
         o = p.outbox
         lines.append(f"Outbox: {o.pending} pending" + (f" (oldest {age(o.oldest_pending_age_seconds)} old)"
                                                        if o.pending else "")

@@ -33,6 +33,15 @@ RUNS_PROCESSED = Counter(
 RUN_FAILURES = Counter(
     "cluster_monitor_run_failures_total", "Runs whose processing failed (retried next cycle)", ["reason"],
     registry=REGISTRY)
+RUNS_QUARANTINED = Counter(
+    "cluster_monitor_runs_quarantined_total", "Runs set aside after failing schedule.run_attempts times",
+    registry=REGISTRY)
+CYCLES_ABANDONED = Counter(
+    "cluster_monitor_cycles_abandoned_total", "Cycles abandoned by the watchdog (no progress for "
+    "schedule.cycle_timeout_seconds)", registry=REGISTRY)
+DELIVERIES_ABANDONED = Counter(
+    "cluster_monitor_deliveries_abandoned_total", "Sends abandoned after delivery.timeout_seconds (retried later)",
+    ["channel"], registry=REGISTRY)
 EMBEDDINGS_MISSING = Counter(
     "cluster_monitor_embeddings_missing",
     "Runs matched without PostHog's summary embeddings (lexical signals only), by reason: unavailable "

@@ -52,11 +52,16 @@ class Health:
         self.last_progress = self.clock()
         telemetry.LAST_PROGRESS.set(self.last_progress)
 
+    def stalled_for(self, now: float) -> float:
+        """Seconds the cycle in flight has gone without progress (0 between cycles): /healthz and the
+        daemon's watchdog (schedule.cycle_timeout_seconds) both judge a cycle by it."""
+        if self.cycle_started is None:
+            return 0.0
+        return now - max(self.cycle_started, self.last_progress or 0.0)
+
     def alive(self, now: float) -> bool:
         """False while a cycle has made no progress for `stuck_after` seconds: only a restart helps then."""
-        if self.cycle_started is None:
-            return True
-        return now - max(self.cycle_started, self.last_progress or 0.0) <= self.stuck_after
+        return self.stalled_for(now) <= self.stuck_after
 
     def ready(self, now: float) -> bool:
         """Ready once a cycle has succeeded and failures have not lasted longer than the bound; before

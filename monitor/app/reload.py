@@ -1,13 +1,19 @@
-"""Config reload: notice a change (SIGHUP or a new mtime), and carry the projects over to the new config.
+"""Config reload: notice a change (SIGHUP or a new mtime), decide what of it applies, and carry the
+projects over to the new config.
 
 An invalid edit is reported and the last good config stays in force; a project whose state location is
-unchanged keeps its leader lock, so a reload never hands leadership to a standby by accident.
+unchanged keeps its leader lock, so a reload never hands leadership to a standby by accident. Every section
+applies at the next cycle (projects are reopened on the new config: posthog, watch, rules, channels,
+delivery, retention...), `schedule` and `server` by the daemon (new trigger, HTTP port reopened), except
+what only a restart can change (`plan_reload`): that is logged as `config_reload_needs_restart` and the
+old value stays in force, so the daemon never runs half on one state and half on another.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -46,6 +52,40 @@ class ConfigWatch:
             log.error("config_reload_rejected", path=str(self.path), problems=exc.problems)
             return None
         return None if cfg == current else cfg
+
+
+@dataclass(frozen=True)
+class ReloadPlan:
+    """What a reload does. `cfg` is the config to run with: the new one, with what needs a restart kept at
+    its running value; `needs_restart` names each such key and why."""
+
+    cfg: Config
+    schedule: bool  # the cycle's trigger or misfire grace changed: reschedule the job
+    server: bool  # the HTTP port's settings changed: reopen it
+    needs_restart: tuple[tuple[str, str], ...]
+
+    def changed(self, old: Config) -> list[str]:
+        """The top-level sections that this reload changes."""
+        return [name for name in type(old).model_fields if getattr(old, name) != getattr(self.cfg, name)]
+
+
+def plan_reload(old: Config, new: Config) -> ReloadPlan:
+    """Decide a reload from the running and the edited config (pure)."""
+    needs: list[tuple[str, str]] = []
+    state = new.state
+    if not old.state.same_place(new.state):
+        # Moving the state mid-run would leave cursors, alert states and the outbox behind: a restart
+        # opens the new state from the start (and takes its own leader lock there).
+        needs.append(("state", f"the state moves from {old.state.describe()} to {new.state.describe()}"))
+        state = state.model_copy(update={"path": old.state.path, "url": old.state.url,
+                                         "pg_schema": old.state.pg_schema})
+    if old.state.leader_lease_seconds != new.state.leader_lease_seconds:
+        needs.append(("state.leader_lease_seconds",
+                      "the lease is recorded when the leader lock is taken, and standbys judge the leader by it"))
+        state = state.model_copy(update={"leader_lease_seconds": old.state.leader_lease_seconds})
+    cfg = new if state == new.state else new.model_copy(update={"state": state})
+    return ReloadPlan(cfg=cfg, schedule=old.schedule != cfg.schedule, server=old.server != cfg.server,
+                      needs_restart=tuple(needs))
 
 
 def reconcile_projects(projects: list[Project], cfg: Config,

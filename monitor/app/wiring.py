@@ -64,6 +64,18 @@ def build_notifiers(cfg: Config, templates: Templates | None = None) -> dict[str
     return notifiers
 
 
+def build_client(cfg: Config, *, sleep: Callable[[float], None] = time.sleep,
+                 budget: RequestBudget | None = None, max_retries: int | None = None,
+                 timeout: float | None = None) -> PostHogClient:
+    """The project's PostHog client, drawing on the process's budget for its key unless given one.
+    `max_retries`, `timeout`: the config's unless given (a one-off check need not wait out an outage)."""
+    key = cfg.posthog.resolved_api_key()
+    return PostHogClient(cfg.posthog.host, cfg.posthog.project_id, key,
+                         timeout=cfg.posthog.timeout_seconds if timeout is None else timeout,
+                         max_retries=cfg.posthog.max_retries if max_retries is None else max_retries,
+                         budget=budget or budget_for(key), sleep=sleep)
+
+
 def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
                   sleep: Callable[[float], None] = time.sleep, budget: RequestBudget | None = None,
                   fence: Callable[[], bool] = lambda: True, claim: Callable[[int], bool] | None = None,
@@ -72,14 +84,11 @@ def build_monitor(cfg: Config, *, clock: Callable[[], datetime] | None = None,
     `fence`: asked before delivering; `claim`: asked right before each send (see Deliverer); False when
     this replica lost the leader lock.
     `after_send`: the Deliverer's hook between a send and its "sent" mark (the crash test's; None here)."""
-    key = cfg.posthog.resolved_api_key()
-    client = PostHogClient(cfg.posthog.host, cfg.posthog.project_id, key,
-                           timeout=cfg.posthog.timeout_seconds, max_retries=cfg.posthog.max_retries,
-                           budget=budget or budget_for(key), sleep=sleep)
+    client = build_client(cfg, sleep=sleep, budget=budget)
     store = open_store(cfg.state)
     deliverer = Deliverer(store, build_notifiers(cfg), max_backoff=cfg.delivery.max_backoff_seconds,
                           max_attempts=cfg.delivery.max_attempts, sleep=sleep, fence=fence, claim=claim,
-                          after_send=after_send)
+                          after_send=after_send, timeout=cfg.delivery.timeout_seconds)
     return Monitor(cfg, client, store, deliverer, clock=clock or (lambda: datetime.now(UTC)))
 
 

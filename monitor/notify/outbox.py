@@ -6,6 +6,7 @@ module is the only thing that sends, and it marks each entry sent right after th
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ class Deliverer:
         claim: Callable[[int], bool] | None = None,
         record_for: float = 30.0,
         after_send: Callable[[], None] | None = None,
+        timeout: float | None = None,
     ) -> None:
         """`fence`: asked before a batch; False means this replica is no longer the leader (PostgreSQL
         lock lost), so it must not send what another replica now owns. `claim(entry id)`: the fence
@@ -62,7 +64,10 @@ class Deliverer:
         unrecorded send is sent again.
         `after_send`: called after a channel accepted a message and before it is marked sent, the one
         moment where a crash repeats a message; the crash test (tests/support/crashing_daemon.py) kills
-        the process there. None in production."""
+        the process there. None in production.
+        `timeout`: a send still running after this many seconds is abandoned (delivery.timeout_seconds):
+        reported, and retried later like a failed send, so one stuck message never holds the cycle. The
+        stuck send goes on in its (daemon) thread; should it still get through, that message is sent twice."""
         self.store = store
         self.fence = fence
         self.claim = claim or (lambda _id: fence())
@@ -75,6 +80,7 @@ class Deliverer:
         self._monotonic = monotonic
         self._last_send: dict[str, float] = {}
         self._after_send = after_send
+        self.timeout = timeout
 
     @property
     def channels(self) -> list[str]:
@@ -131,7 +137,7 @@ class Deliverer:
         if not self.claim(entry.id):
             return None
         try:
-            result = notifier.send(notification, thread_ts=thread)
+            result = self._send(notifier, entry, notification, thread)
         except Exception as exc:  # a bug in rendering must not lose the message: park it for retry
             log.exception("notify_crashed", channel=entry.channel, key=entry.key)
             result = SendResult(ok=False, error=f"{type(exc).__name__}: {exc}")
@@ -156,6 +162,31 @@ class Deliverer:
         log.warning("notification_retry", channel=entry.channel, key=entry.key, error=error,
                     attempts=entry.attempts + 1, retry_in_s=delay)
         return False
+
+    def _send(self, notifier: Notifier, entry: OutboxEntry, notification: Notification,
+              thread: str | None) -> SendResult:
+        """The channel's send, within `timeout` (see __init__)."""
+        if self.timeout is None:
+            return notifier.send(notification, thread_ts=thread)
+        box: list[SendResult | Exception] = []
+
+        def send() -> None:
+            try:
+                box.append(notifier.send(notification, thread_ts=thread))
+            except Exception as exc:  # handed to the caller, which parks the entry for retry
+                box.append(exc)
+
+        worker = threading.Thread(target=send, name=f"send-{entry.id}", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if not box:
+            telemetry.DELIVERIES_ABANDONED.labels(channel=entry.channel).inc()
+            log.error("delivery_abandoned", channel=entry.channel, key=entry.key, seconds=self.timeout,
+                      attempts=entry.attempts + 1)
+            return SendResult(ok=False, error=f"the send took longer than {self.timeout:g} s and was abandoned")
+        if isinstance(box[0], Exception):
+            raise box[0]
+        return box[0]
 
     def _record_sent(self, entry: OutboxEntry, now: datetime, thread_ts: str | None) -> None:
         """Mark a send that went out, retrying for `record_for` seconds while the store is unreachable: the

@@ -199,6 +199,7 @@ class PostHogClient:
         self.max_polls = max_polls
         self.budget = budget or RequestBudget()
         self._sleep = sleep
+        self._timezone: str | None = None
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._rng = random.Random()
@@ -338,6 +339,22 @@ class PostHogClient:
                 return Reply(200, r.headers, bytearray(msgspec.json.encode(results)))
         raise PostHogError(f"{name}: async query {qid} did not finish after {self.max_polls} polls",
                            retryable=True, query_name=name)
+
+    def project_timezone(self) -> str:
+        """The project's timezone setting (`timezone` of `GET /api/projects/{id}/`, an IANA name), in
+        which PostHog shows and reads wall-clock times: what a time a user typed without an offset means.
+        Asked once per client (one project) and kept: it changes only when a user edits the project."""
+        if self._timezone is None:
+            resp = self._request("GET", f"/api/projects/{self.project_id}/", name="project")
+            try:
+                doc = msgspec.json.decode(resp.content)
+            except msgspec.DecodeError as exc:
+                raise PostHogError(f"project: malformed answer: {exc}", retryable=True) from exc
+            tz = doc.get("timezone") if isinstance(doc, dict) else None
+            if not isinstance(tz, str) or not tz:
+                raise PostHogError(f"project {self.project_id}: the answer has no timezone", query_name="project")
+            self._timezone = tz
+        return self._timezone
 
     def clustering_jobs(self) -> list[dict[str, Any]]:
         """Every clustering job of the project, following PostHog's pagination."""

@@ -312,10 +312,11 @@ ALL_QUERIES: dict[str, str] = {
 }
 
 
-def cluster_embeddings_values(*, level: str, event: str, emitted_from: str, emitted_to: str, run_id: str,
-                              window_start: str, window_end: str,
+def cluster_embeddings_values(*, level: str, event: str, emitted_from: datetime, emitted_to: datetime,
+                              run_id: str, window_start: datetime, window_end: datetime,
                               per_cluster: int = EMBEDDING_ITEMS_PER_CLUSTER) -> dict[str, object]:
-    """The bound values of CLUSTER_EMBEDDINGS for one run (every value a placeholder)."""
+    """The bound values of CLUSTER_EMBEDDINGS for one run (every value a placeholder; the client binds the
+    times with their offset, see time_value)."""
     return {"event": event, "emitted_from": emitted_from, "emitted_to": emitted_to, "run_id": run_id,
             "window_start": window_start, "window_end": window_end, "product": EMBEDDING_PRODUCT,
             "document_type": DOCUMENT_TYPE_FOR_LEVEL.get(level, DOCUMENT_TYPE_FOR_LEVEL["trace"]),

@@ -20,18 +20,23 @@ def jobs_seen(last: Mapping[str, tuple[str, str, datetime]], discovered: Iterabl
               jobs: Mapping[str, Mapping[str, Any]], watch: WatchConfig) -> list[JobSeen]:
     """The newest run of every watched, enabled job and level, by job key.
 
-    `last`: the store's newest processed run per job key. A run discovered but not yet processed (a
-    backlog, or a run that keeps failing) still proves the source is alive: it counts as seen.
+    `last`: the store's newest processed run per job key; `discovered`: the runs PostHog has (the
+    monitor's discovery, processed or not). Staleness is judged from what PostHog has: a run discovered
+    but not processed (a backlog, a run being retried or quarantined) proves the source is alive. A job
+    PostHog does not list is named as its runs name it.
     """
     newest = dict(last)
+    named: dict[str, str] = {}
     for d in discovered:
+        if d.job_name:
+            named[d.job_key] = d.job_name
         if d.job_key not in newest or d.emitted_at > newest[d.job_key][2]:
             newest[d.job_key] = (d.level, d.run_id, d.emitted_at)
     out: list[JobSeen] = []
     for job_key, (level, last_run_id, emitted_at) in sorted(newest.items()):
         job_id = job_key.split("|", 1)[0]
         job = jobs.get(job_id)
-        name = str(job.get("name")) if job else job_id.removeprefix("name:")
+        name = str(job.get("name")) if job else named.get(job_key) or job_id.removeprefix("name:")
         if job is not None and not job.get("enabled", True):
             continue  # switched off in PostHog on purpose: silence is expected
         if watch.jobs and job_id not in watch.jobs and name not in watch.jobs:

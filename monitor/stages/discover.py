@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -38,11 +38,6 @@ class DiscoveredRun:
         return f"{self.job_id or 'name:' + self.job_name}|{self.level}"
 
 
-def q_time(dt: datetime) -> str:
-    """Times are bound as ISO strings and parsed by parseDateTimeBestEffort in the query."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def discovered_from_row(row: Mapping[str, Any]) -> DiscoveredRun:
     run_id = str(row.get("run_id") or "")
     if not run_id:
@@ -52,7 +47,7 @@ def discovered_from_row(row: Mapping[str, Any]) -> DiscoveredRun:
         run_id=run_id, level=level, job_id=str(row.get("job_id") or ""), job_name=str(row.get("job_name") or ""),
         event=str(row.get("event") or queries.EVENT_FOR_LEVEL.get(level, "$ai_trace_clusters")),
         event_uuid=str(row.get("event_uuid") or ""),
-        emitted_at=parse_time(run_id, "timestamp", row.get("emitted_at")),
+        emitted_at=parse_time(run_id, "timestamp", row.get("emitted_at"), naive=None),
         window_end=parse_time(run_id, "$ai_window_end", row.get("window_end")),
     )
 
@@ -69,7 +64,9 @@ def list_runs(client: PostHogClient, since: datetime, after: datetime) -> dict[s
     found: dict[str, DiscoveredRun] = {}
     for _page in range(100):
         res = client.query(queries.DISCOVER_RUNS, {
-            "since": q_time(since), "after_ts": q_time(after), "after_uuid": after_uuid,
+            # datetimes: the client binds them with an explicit offset and microseconds (queries.time_value),
+            # so the project's timezone cannot shift them and the keyset's `after_ts` matches exactly.
+            "since": since, "after_ts": after, "after_uuid": after_uuid,
         }, name="discover_runs")
         fresh = 0
         for row in res.rows():
@@ -84,7 +81,7 @@ def list_runs(client: PostHogClient, since: datetime, after: datetime) -> dict[s
         if not res.has_more or not res.results or fresh == 0:
             break
         last = res.rows()[-1]
-        after = parse_time("?", "emitted_at", last["emitted_at"])
+        after = parse_time("?", "emitted_at", last["emitted_at"], naive=None)
         after_uuid = str(last["event_uuid"])
     return found
 
@@ -122,6 +119,16 @@ class JobIndex:
                 log.warning("clustering_jobs_unavailable", error=str(exc))
             self._fetched_at = now
         return self.jobs
+
+
+def levels_without_job(watch: WatchConfig, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The watched levels no enabled job of the project clusters (among the jobs `watch.jobs` names, when
+    it names some): their runs will never come, and nothing else would say so (`watch: [evaluation]`
+    with no evaluation job finds no run, silently). Jobs come from the clustering-jobs endpoint
+    (`analysis_level`, `enabled`)."""
+    active = {str(j.get("analysis_level") or "") for j in jobs if j.get("enabled", True) and (
+        not watch.jobs or str(j.get("id")) in watch.jobs or str(j.get("name")) in watch.jobs)}
+    return [level for level in watch.levels if level not in active]
 
 
 def is_watched(d: DiscoveredRun, watch: WatchConfig, jobs: JobIndex) -> bool:

@@ -15,7 +15,7 @@ import msgspec
 from monitor.posthog import queries
 from monitor.posthog.client import PostHogClient, PostHogError
 from monitor.runs import Run, RunParseError, decode_stored_run, run_from_properties
-from monitor.stages.discover import DiscoveredRun, q_time
+from monitor.stages.discover import DiscoveredRun
 from monitor.store.base import Store
 
 
@@ -57,8 +57,8 @@ def run_from_row(row: Mapping[str, Any], d: DiscoveredRun) -> Run:
 def fetch_run(client: PostHogClient, d: DiscoveredRun) -> Run:
     res = client.query(queries.GET_RUN, {
         "event": d.event,
-        "emitted_from": q_time(d.emitted_at - timedelta(seconds=1)),
-        "emitted_to": q_time(d.emitted_at + timedelta(seconds=1)),
+        "emitted_from": d.emitted_at - timedelta(seconds=1),
+        "emitted_to": d.emitted_at + timedelta(seconds=1),
         "run_id": d.run_id,
     }, name="get_run")
     rows = res.rows()

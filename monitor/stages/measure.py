@@ -32,7 +32,7 @@ from monitor.metrics import (
 from monitor.posthog import queries
 from monitor.posthog.client import PostHogClient, PostHogError
 from monitor.runs import Run
-from monitor.stages.discover import DiscoveredRun, q_time
+from monitor.stages.discover import DiscoveredRun
 from monitor.store.base import ClusterSnapshot
 
 log = structlog.get_logger()
@@ -42,11 +42,11 @@ def fetch_metrics(client: PostHogClient, run: Run, d: DiscoveredRun) -> dict[int
     q = queries.CLUSTER_METRICS.get(run.level, queries.CLUSTER_METRICS["generation"])
     res = client.query(q, {
         "event": d.event,
-        "emitted_from": q_time(d.emitted_at - timedelta(seconds=1)),
-        "emitted_to": q_time(d.emitted_at + timedelta(seconds=1)),
+        "emitted_from": d.emitted_at - timedelta(seconds=1),
+        "emitted_to": d.emitted_at + timedelta(seconds=1),
         "run_id": run.run_id,
-        "window_start": q_time(run.window_start),
-        "window_end": q_time(run.window_end),
+        "window_start": run.window_start,
+        "window_end": run.window_end,
     }, name=f"cluster_metrics_{run.level}")
     return metrics_from_rows(res.rows(), run.run_id)
 
@@ -58,9 +58,9 @@ def fetch_cluster_vectors(client: PostHogClient, run: Run, d: DiscoveredRun) -> 
     log and counted in /metrics."""
     try:
         res = client.query(queries.CLUSTER_EMBEDDINGS, queries.cluster_embeddings_values(
-            level=run.level, event=d.event, emitted_from=q_time(d.emitted_at - timedelta(seconds=1)),
-            emitted_to=q_time(d.emitted_at + timedelta(seconds=1)), run_id=run.run_id,
-            window_start=q_time(run.window_start), window_end=q_time(run.window_end)), name="cluster_embeddings")
+            level=run.level, event=d.event, emitted_from=d.emitted_at - timedelta(seconds=1),
+            emitted_to=d.emitted_at + timedelta(seconds=1), run_id=run.run_id,
+            window_start=run.window_start, window_end=run.window_end), name="cluster_embeddings")
         vecs = emb.vectors_from_rows([[r.get("cluster_id"), r.get("items"), r.get("mean")] for r in res.rows()])
     except PostHogError as exc:
         telemetry.EMBEDDINGS_MISSING.labels(reason="unavailable").inc()

@@ -42,7 +42,7 @@ def open_leadership(state: StateConfig, project_id: int) -> Leadership:
     except ImportError as exc:
         raise _no_driver(exc) from exc
     return PostgresLeadership(state.url.get_secret_value(), lock_key(project_id),
-                              lease_seconds=state.leader_lease_seconds)
+                              lease_seconds=state.leader_lease_seconds, store_schema=state.pg_schema)
 
 
 __all__ = ["Leadership", "Store", "StoreError", "open_leadership", "open_store"]

@@ -94,6 +94,26 @@ class ProcessedRun:
 
 
 @dataclass(frozen=True)
+class RunFailure:
+    """A run that failed to parse or process (monitor/stages/failures.py): retried after `next_attempt_at`
+    until it succeeds or has failed schedule.run_attempts times; then `quarantined_at` is set and the job's
+    later runs go on without it."""
+
+    run_id: str
+    job_key: str
+    job_name: str
+    level: str
+    emitted_at: datetime
+    field: str  # the run's field at fault ("(processing)" when no field is to blame)
+    error: str
+    attempts: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+    next_attempt_at: datetime
+    quarantined_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class PruneResult:
     """What one pass of retention removed."""
 
@@ -101,6 +121,8 @@ class PruneResult:
     clusters: int = 0
     alert_states: int = 0
     notifications: int = 0
+    # Rows of cluster_monitor_sends (PostgreSQL leadership) whose notification was pruned.
+    send_claims: int = 0
 
 
 class Store(Protocol):
@@ -130,6 +152,19 @@ class Store(Protocol):
 
     def commit_alerts(self, states: Sequence[AlertState], outbox: Sequence[tuple[str, str, bytes]],
                       now: datetime) -> None: ...
+
+    def record_run_failure(self, failure: RunFailure, states: Sequence[AlertState] = (),
+                           outbox: Sequence[tuple[str, str, bytes]] = (), *, now: datetime) -> None:
+        """Upsert a run's failure, with the quarantine alert's state and notifications, at once."""
+        ...
+
+    def run_failures(self, *, quarantined: bool | None = None) -> list[RunFailure]:
+        """Failed runs, oldest first: all, only quarantined (True) or only those still being retried (False)."""
+        ...
+
+    def retry_run(self, run_id: str) -> RunFailure | None:
+        """Forget a run's failures (after a fix) so discovery takes it again; the one forgotten, or None."""
+        ...
 
     def last_runs(self) -> dict[str, tuple[str, str, datetime]]:
         """job_key -> (level, run id, emitted_at) of its newest processed run."""
@@ -213,6 +248,11 @@ class Leadership(Protocol):
         under this leadership) only while leadership is still certain."""
         ...
 
+    def prune_sends(self) -> int:
+        """Retention of the send claims: forget those of outbox entries that are gone (pruned with the
+        sent notifications); how many were forgotten."""
+        ...
+
     def release(self) -> None: ...
 
 
@@ -229,6 +269,9 @@ class AlwaysLeader:
 
     def claim(self, outbox_id: int) -> bool:
         return True
+
+    def prune_sends(self) -> int:
+        return 0  # claims are recorded on PostgreSQL only
 
     def release(self) -> None:
         return None

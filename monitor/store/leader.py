@@ -11,7 +11,8 @@ PostgreSQL's own clock. The leader renews the heartbeat whenever it proves it st
 before each send, and while idle); a standby that finds it older than the lease ends the holder's session
 (`pg_terminate_backend`) and takes the lock. Every send is claimed first in `cluster_monitor_sends`, in
 one statement that succeeds only on the live lock session of the current epoch: the record of which
-leadership sent which outbox entry.
+leadership sent which outbox entry. Its rows go with the outbox entries they claimed: retention prunes
+sent notifications from the store, then `prune_sends` forgets their claims (monitor/store/retention.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import psycopg
 import structlog
+from psycopg import sql
 
 from monitor.store.base import StoreError
 from monitor.store.pg import connect, redact_url, scrub
@@ -76,8 +78,12 @@ class PostgresLeadership:
     and a user timeout bound how long a dead network can keep that question hanging.
     """
 
-    def __init__(self, url: str, key: int, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+    def __init__(self, url: str, key: int, *, lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                 store_schema: str | None = None) -> None:
+        """`store_schema`: the schema of the project's store (state.pg_schema), whose outbox the claims
+        point into; the leader's own tables stay in the connection's default schema."""
         self._url = url
+        self._outbox = sql.Identifier(store_schema, "outbox") if store_schema else sql.Identifier("outbox")
         self.key = key
         self.lease_seconds = lease_seconds
         self._classid = (key >> 32) & 0xFFFFFFFF
@@ -196,6 +202,23 @@ class PostgresLeadership:
             log.warning("leader_lost", lock_key=self.key, epoch=self.epoch, error=error, at="claim")
             self._drop()
             return False
+
+    def prune_sends(self) -> int:
+        """Forget this project's claims whose outbox entry is gone: retention deleted the sent notification,
+        and without this the table keeps one row per notification forever. A claim of an entry still in the
+        outbox (pending, failed, or sent and kept for its thread) stays, so a reclaim is still told."""
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                return 0
+            try:
+                with self._conn.transaction():
+                    cur = self._conn.execute(sql.SQL(
+                        "DELETE FROM cluster_monitor_sends s WHERE s.lock_key = %s "
+                        "AND NOT EXISTS (SELECT 1 FROM {} o WHERE o.id = s.outbox_id)").format(self._outbox),
+                        (self.key,))
+                    return cur.rowcount
+            except psycopg.Error as exc:
+                raise self._error(exc) from exc
 
     def _verify_locked(self, at: str) -> bool:
         try:

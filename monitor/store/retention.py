@@ -10,12 +10,13 @@ reads, and at least the previous run that the next one diffs against.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import structlog
 
 from monitor.config import Config
-from monitor.store.base import PruneResult, Store
+from monitor.store.base import Leadership, PruneResult, Store
 
 log = structlog.get_logger()
 
@@ -30,19 +31,23 @@ def runs_to_keep(cfg: Config) -> int:
     return max([STALE_LEARNING_RUNS, *(r.window + r.for_.of for r in cfg.rules)])
 
 
-def prune_state(store: Store, cfg: Config, now: datetime) -> PruneResult | None:
-    """One retention pass over a project's state; None when retention is off or the pass failed (it is
-    retried at the next one: a failed pass loses nothing)."""
+def prune_state(store: Store, cfg: Config, now: datetime, leader: Leadership | None = None) -> PruneResult | None:
+    """One retention pass over a project's state, and over the leader's send claims of the notifications
+    it removed (PostgreSQL); None when retention is off or the pass failed (it is retried at the next one:
+    a failed pass loses nothing)."""
     days = cfg.state.retention_days
     if days is None:
         return None
     started = time.monotonic()
     try:
         result = store.prune(now - timedelta(days=days), runs_to_keep(cfg))
+        if leader is not None:
+            result = replace(result, send_claims=leader.prune_sends())
     except Exception as exc:  # a closed store during a reload, a dropped connection: try again later
         log.warning("state_prune_failed", project_id=cfg.posthog.project_id, error=f"{type(exc).__name__}: {exc}")
         return None
     log.info("state_pruned", project_id=cfg.posthog.project_id, retention_days=days, runs=result.runs,
              clusters=result.clusters, alert_states=result.alert_states, notifications=result.notifications,
+             send_claims=result.send_claims,
              seconds=round(time.monotonic() - started, 3))
     return result

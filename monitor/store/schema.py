@@ -133,10 +133,31 @@ CREATE TABLE IF NOT EXISTS cluster_vectors (
 )
 """
 
+# Migration 4: runs that failed to parse or process, until they succeed; `quarantined_at` once they failed
+# schedule.run_attempts times (poison runs, monitor/stages/failures.py). Processing a run deletes its row.
+# A handful of rows at most: no index.
+RUN_FAILURES = """
+CREATE TABLE IF NOT EXISTS run_failures (
+    run_id TEXT PRIMARY KEY,
+    job_key TEXT NOT NULL,
+    job_name TEXT NOT NULL,
+    level TEXT NOT NULL,
+    emitted_at {ts} NOT NULL,
+    field TEXT NOT NULL,
+    error TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    first_failed_at {ts} NOT NULL,
+    last_failed_at {ts} NOT NULL,
+    next_attempt_at {ts} NOT NULL,
+    quarantined_at {ts}
+)
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, clusters, alert states, outbox, key-values and silences", BASELINE),
     Migration(2, "acknowledgements of firing alerts", ACKNOWLEDGEMENTS),
     Migration(3, "cluster means in PostHog's embedding space, per run", CLUSTER_VECTORS),
+    Migration(4, "runs that failed, and those quarantined (poison runs)", RUN_FAILURES),
 )
 
 

@@ -14,7 +14,7 @@ import threading
 import zlib
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import msgspec
@@ -26,6 +26,7 @@ from monitor.store.base import (
     OutboxEntry,
     ProcessedRun,
     PruneResult,
+    RunFailure,
     StoreError,
 )
 from monitor.store.schema import MIGRATIONS, TYPES, VERSION_TABLE, Migration, check_order
@@ -33,6 +34,7 @@ from monitor.store.schema import MIGRATIONS, TYPES, VERSION_TABLE, Migration, ch
 RUN_METRICS_PREFIX = "run_metrics:"
 # Rows per transaction when pruning: a cycle's store calls wait for one batch at most, never for a prune.
 PRUNE_BATCH = 50
+CURSOR_KEY = "discovery_cursor"
 _FINGERPRINT = re.compile(rb'"fingerprint":"([^"]*)"')
 
 
@@ -253,6 +255,8 @@ class SQLStore:
                 # The history of run-level rules, read back with kv_get(f"run_metrics:{run_id}").
                 self._kv_write(cur, RUN_METRICS_PREFIX + run.run_id, msgspec.json.encode(run.run_metrics).decode())
             self._write_alerts(cur, run.alert_states, run.outbox, run.processed_at)
+            # Processed at last: its earlier failures (a retried quarantined run, say) are over.
+            self._exec(cur, "DELETE FROM run_failures WHERE run_id = ?", (run.run_id,))
 
     def commit_alerts(self, states: Sequence[AlertState], outbox: Sequence[tuple[str, str, bytes]],
                       now: datetime) -> None:
@@ -283,6 +287,48 @@ class SQLStore:
             [(key, channel, payload, self._to_db(now), self._to_db(now)) for key, channel, payload in outbox],
         )
 
+    # --- runs that failed (poison runs) ------------------------------------------------------------------
+    _FAIL_COLS = ("run_id, job_key, job_name, level, emitted_at, field, error, attempts, first_failed_at, "
+                  "last_failed_at, next_attempt_at, quarantined_at")
+
+    def record_run_failure(self, failure: RunFailure, states: Sequence[AlertState] = (),
+                           outbox: Sequence[tuple[str, str, bytes]] = (), *, now: datetime) -> None:
+        f = failure
+        with self._tx() as cur:
+            self._exec(
+                cur,
+                f"INSERT INTO run_failures ({self._FAIL_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id) DO UPDATE SET job_key = excluded.job_key, job_name = excluded.job_name, "
+                "level = excluded.level, emitted_at = excluded.emitted_at, field = excluded.field, "
+                "error = excluded.error, attempts = excluded.attempts, first_failed_at = excluded.first_failed_at, "
+                "last_failed_at = excluded.last_failed_at, next_attempt_at = excluded.next_attempt_at, "
+                "quarantined_at = excluded.quarantined_at",
+                (f.run_id, f.job_key, f.job_name, f.level, self._to_db(f.emitted_at), f.field, f.error[:2000],
+                 f.attempts, self._to_db(f.first_failed_at), self._to_db(f.last_failed_at),
+                 self._to_db(f.next_attempt_at), self._opt_to_db(f.quarantined_at)))
+            self._write_alerts(cur, states, outbox, now)
+
+    def run_failures(self, *, quarantined: bool | None = None) -> list[RunFailure]:
+        where = {None: "", True: " WHERE quarantined_at IS NOT NULL", False: " WHERE quarantined_at IS NULL"}
+        return [RunFailure(run_id=r[0], job_key=r[1], job_name=r[2], level=r[3], emitted_at=self._from_db(r[4]),
+                           field=r[5], error=r[6], attempts=int(r[7]), first_failed_at=self._from_db(r[8]),
+                           last_failed_at=self._from_db(r[9]), next_attempt_at=self._from_db(r[10]),
+                           quarantined_at=self._opt_from_db(r[11]))
+                for r in self._all(f"SELECT {self._FAIL_COLS} FROM run_failures{where[quarantined]} "
+                                   "ORDER BY emitted_at, run_id")]
+
+    def retry_run(self, run_id: str) -> RunFailure | None:
+        gone = [f for f in self.run_failures() if f.run_id == run_id]
+        if not gone:
+            return None
+        with self._tx() as cur:
+            self._exec(cur, "DELETE FROM run_failures WHERE run_id = ?", (run_id,))
+            # Discovery looks from a little behind its cursor on: move it back so the run is found again.
+            cursor = self._exec(cur, "SELECT value FROM kv WHERE key = ?", (CURSOR_KEY,)).fetchone()
+            if cursor and datetime.fromisoformat(str(cursor[0])) > gone[0].emitted_at:
+                self._kv_write(cur, CURSOR_KEY, iso(gone[0].emitted_at - timedelta(seconds=1)))
+        return gone[0]
+
     def last_runs(self) -> dict[str, tuple[str, str, datetime]]:
         rows = self._all(
             "SELECT job_key, level, run_id, emitted_at FROM ("
@@ -293,11 +339,11 @@ class SQLStore:
 
     # --- cursor and small values ------------------------------------------------------------------------
     def cursor(self) -> datetime | None:
-        v = self.kv_get("discovery_cursor")
+        v = self.kv_get(CURSOR_KEY)
         return datetime.fromisoformat(v) if v else None
 
     def set_cursor(self, ts: datetime) -> None:
-        self.kv_set("discovery_cursor", iso(ts))
+        self.kv_set(CURSOR_KEY, iso(ts))
 
     def kv_get(self, key: str) -> str | None:
         rows = self._all("SELECT value FROM kv WHERE key = ?", (key,))

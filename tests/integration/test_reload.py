@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from structlog.testing import capture_logs
 
 from monitor.daemon import Daemon
@@ -58,3 +63,83 @@ def test_a_valid_edit_applies_at_the_next_cycle_and_an_invalid_one_keeps_the_las
     assert any(e["event"] == "config_reloaded" for e in logs)
     assert third is not None and set(third.processed) == generation_runs
     d.monitor.store.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _healthz(port: int) -> int:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code
+    except httpx.TransportError:
+        return 0
+
+
+def test_a_reload_applies_schedule_and_server_and_says_what_needs_a_restart(tmp_path: Path) -> None:
+    """Nothing here polls PostHog: the daemon is started without a first cycle and the schedule is hours
+    long, so only the reload itself runs (the lease thread's between-cycles reload is what this calls)."""
+    path = tmp_path / "config.yaml"
+    first_port, second_port = _free_port(), _free_port()
+    doc: dict[str, Any] = {
+        "posthog": {"host": "http://127.0.0.1:9", "project_id": 1, "api_key": "phx_unused"},
+        "schedule": {"interval_seconds": 7200, "misfire_grace_seconds": 60},
+        "server": {"port": first_port},
+        "state": {"path": str(tmp_path / "s.sqlite")},
+    }
+    _write(path, doc, 1_000)
+    d = Daemon(path)
+    d.start(run_first=False)
+    try:
+        assert _healthz(first_port) in (200, 503)
+        job = d._scheduler.get_job("cycle")
+        assert job is not None and job.trigger.interval.total_seconds() == 7200
+
+        moved = {**doc, "schedule": {"interval_seconds": 60, "misfire_grace_seconds": 5},
+                 "server": {"port": second_port, "ready_after_failure_seconds": 42},
+                 "state": {"path": str(tmp_path / "elsewhere.sqlite")}}
+        _write(path, moved, 2_000)
+        with capture_logs() as logs:
+            d._reload_between_cycles()
+        events = {e["event"]: e for e in logs}
+        # The schedule: the job runs on the new interval from now, with the new grace.
+        job = d._scheduler.get_job("cycle")
+        assert job is not None and isinstance(job.trigger, IntervalTrigger)
+        assert job.trigger.interval.total_seconds() == 60 and job.misfire_grace_time == 5
+        assert job.next_run_time - datetime.now(UTC) <= timedelta(seconds=60)
+        # The server: the new port answers, the old one is closed.
+        assert _healthz(second_port) in (200, 503) and _healthz(first_port) == 0
+        assert d.health.ready_after_failure == 42
+        # The state: named as needing a restart, the old file kept.
+        assert events["config_reload_needs_restart"]["section"] == "state"
+        assert "elsewhere.sqlite" in events["config_reload_needs_restart"]["reason"]
+        assert d.cfg.state.path == tmp_path / "s.sqlite"
+        assert events["config_reloaded"]["sections"] == ["schedule", "server"]
+
+        # A crontab line replaces the interval.
+        _write(path, {**moved, "schedule": {"cron": "*/5 * * * *"}}, 3_000)
+        d._reload_between_cycles()
+        job = d._scheduler.get_job("cycle")
+        assert job is not None and isinstance(job.trigger, CronTrigger)
+        assert job.next_run_time - datetime.now(UTC) <= timedelta(minutes=5)
+
+        # A port already taken: the error is logged and the port in use stays open.
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            busy = taken.getsockname()[1]
+            _write(path, {**moved, "schedule": {"cron": "*/5 * * * *"},
+                          "server": {"port": busy, "ready_after_failure_seconds": 42}}, 4_000)
+            with capture_logs() as logs:
+                d._reload_between_cycles()
+        assert [e["port"] for e in logs if e["event"] == "config_reload_failed"] == [busy]
+        assert _healthz(second_port) in (200, 503) and d.cfg.server.port == second_port
+    finally:
+        d.stop_event.set()
+        d._scheduler.shutdown(wait=False)
+        if d._health_server is not None:
+            d._health_server.shutdown()
+            d._health_server.server_close()
+        d.close()

@@ -15,6 +15,9 @@ from monitor.store import open_store
 from monitor.store.schema import MIGRATIONS
 
 # The unit tier's store tests, collected here again where `opener` (below) opens PostgreSQL.
+from tests.unit.test_poison_runs import (  # noqa: F401
+    test_the_store_keeps_a_quarantine_with_its_alert_and_forgets_it_on_retry_or_success,
+)
 from tests.unit.test_store import (  # noqa: F401
     T0,
     Opener,
@@ -93,3 +96,50 @@ def test_a_postgres_database_from_before_versioning_upgrades_in_place(postgres_u
         assert store.add_silence({"kinds": ["mix_shift"]}, T0) == 2, "ids go on from the old ones"
     finally:
         store.close()
+
+
+def test_retention_prunes_the_send_claims_with_the_sent_notifications(postgres_url: str) -> None:
+    """`cluster_monitor_sends` has a row per notification sent: it goes with the pruned outbox row. Claims of
+    entries still in the outbox stay (a reclaim is still told), and another project's claims (its outbox in
+    a schema of its own, the same ids) are not touched."""
+    import json
+
+    import psycopg
+
+    from monitor.config import parse_config
+    from monitor.store import open_leadership
+    from monitor.store.retention import prune_state
+
+    doc = {"posthog": {"project_id": 1, "api_key": "k"}, "state": {"url": postgres_url, "retention_days": 30}}
+    cfg = parse_config(json.dumps(doc), "c.yaml", env={})
+    extra = cfg.model_copy(update={"state": cfg.state.for_project(2),
+                                   "posthog": cfg.posthog.model_copy(update={"project_id": 2})})
+    opened = [(c, open_store(c.state), open_leadership(c.state, c.posthog.project_id)) for c in (cfg, extra)]
+    old, now = T0, T0 + timedelta(days=60)
+    try:
+        for _, store, leader in opened:
+            assert leader.acquire()
+            store.commit_alerts([], [("sent-old", "slack", b"{}"), ("sent-new", "slack", b"{}"),
+                                     ("pending", "slack", b"{}")], old)
+            by_key = {e.key: e.id for e in store.outbox()}
+            assert all(leader.claim(i) for i in by_key.values())
+            store.mark_sent(by_key["sent-old"], old)
+        main_store, main_leader = opened[0][1], opened[0][2]
+        with main_store._tx() as cur:  # type: ignore[attr-defined]
+            cur.execute("UPDATE outbox SET created_at = %s WHERE key = 'sent-new'", (now,))
+        main_store.mark_sent(next(e.id for e in main_store.outbox() if e.key == "sent-new"), now)
+
+        result = prune_state(main_store, cfg, now, main_leader)
+
+        assert result is not None and result.notifications == 1 and result.send_claims == 1
+        ids = {e.key: e.id for e in main_store.outbox()}
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            claims = db.execute("SELECT lock_key, outbox_id FROM cluster_monitor_sends ORDER BY 1, 2").fetchall()
+        keys = {c.posthog.project_id: leader.key for c, _, leader in opened}  # type: ignore[attr-defined]
+        assert sorted(o for k, o in claims if k == keys[1]) == sorted([ids["sent-new"], ids["pending"]])
+        assert len([o for k, o in claims if k == keys[2]]) == 3, "the other project's claims stay"
+        assert prune_state(main_store, cfg, now, main_leader) == result.__class__(), "nothing twice"
+    finally:
+        for _, store, leader in opened:
+            store.close()
+            leader.release()

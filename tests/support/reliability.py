@@ -475,12 +475,14 @@ class CellResult:
 
 
 def _cursor_ok(m: Monitor, w: World) -> bool:
-    """The cursor never passes a run that is not processed: the scenario's and bad runs stay after it;
-    a late run may land up to the ingestion grace behind it, which discovery still looks back over."""
+    """The cursor never passes a run that is not processed: the scenario's and bad runs stay after it,
+    until a bad run is quarantined (then its job goes on, by design: monitor/stages/failures.py); a late run
+    may land up to the ingestion grace behind it, which discovery still looks back over."""
     cursor = m.store.cursor()
     if cursor is None:
         return True
     done = m.store.processed_ids([r["run_id"] for r in w.ds.runs] + list(w.extra_ok) + list(w.extra_bad))
+    done |= {f.run_id for f in m.store.run_failures(quarantined=True)}
     strict = [r["emitted_at"] for r in w.ds.runs if r["run_id"] not in done]
     strict += [at for rid, (_, at) in w.extra_bad.items() if rid not in done]
     graced = [at for rid, at in w.extra_ok.items() if rid not in done]
@@ -552,6 +554,9 @@ def run_cell(cell: Cell, server: LocalPostHog, tmp: Path, expected: list[str]) -
         runs_lost += sum(1 for rid in w.extra_ok if rid not in extra_done)
         if any(rid in extra_done for rid in w.extra_bad):
             problems.append("a bad run was recorded as processed")
+        quarantined = {f.run_id for f in m.store.run_failures(quarantined=True)}
+        if set(w.extra_bad) - quarantined:
+            problems.append("a bad run was not quarantined")
         got = _headers(w.slack)
         want = list(expected)
         missing = 0

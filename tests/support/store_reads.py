@@ -69,7 +69,7 @@ def what_to_ask(sqlite_path: str) -> dict[str, list[str]]:
     """The keys to ask about, read straight from a state file with sqlite3 (not through the store)."""
     import sqlite3
 
-    conn = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"file:{sqlite_path}?mode=ro&immutable=1", uri=True)
     try:
         def col(q: str) -> list[str]:
             return [str(r[0]) for r in conn.execute(q)]

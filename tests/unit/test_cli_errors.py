@@ -126,3 +126,32 @@ def test_an_unexpected_error_is_one_line_too(files: dict[str, str], monkeypatch:
     result = CliRunner().invoke(app, ["status", "-c", files["cfg"]], env={"KEY": "phx_test"})
     assert result.exit_code == 1 and result.stderr.strip().splitlines() == [
         "cluster-monitor: unexpected error: RuntimeError: boom second line (CLUSTER_MONITOR_DEBUG=1 shows where)"]
+
+
+def test_check_config_refuses_what_run_would_die_on_and_warns_of_what_would_do_nothing(tmp_path: Path) -> None:
+    """A bad cron line used to pass check-config and end `run` in a ValueError (a restart loop in a
+    container), a bad sender in a traceback at the first send; a silence that ended never applies."""
+    base = {"posthog": {"host": "http://127.0.0.1:9", "project_id": 1, "api_key": "phx_test"},
+            "state": {"path": str(tmp_path / "s.sqlite")}}
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps({**base, "schedule": {"cron": "*/10 * * *"},
+                                "email": {"host": "smtp.example.com", "from": "alerts at example.com",
+                                          "to": ["team@example.com"]}}, indent=1))
+    path.chmod(0o600)
+    cron, sender = (next(i + 1 for i, ln in enumerate(path.read_text().splitlines()) if key in ln)
+                    for key in ('"cron"', '"from"'))
+    for command in (["check-config"], ["run"], ["once"]):
+        result = CliRunner().invoke(app, [*command, "-c", str(path)])
+        assert result.exit_code == 2 and "Traceback" not in result.stderr, (command, result.stderr)
+        assert result.stderr.strip().splitlines()[1:] == [
+            f"  {path}:{cron}: schedule.cron: '*/10 * * *' is not a crontab line (five fields: minute hour day month "
+            'weekday, e.g. "*/10 * * * *"): Wrong number of fields; got 4, expected 5',
+            f"  {path}:{sender}: email.from: 'alerts at example.com' is not an email address (expected "
+            'name@example.com or "Name" <name@example.com>)']
+    path.write_text(json.dumps({**base, "silences": [{"kinds": ["cost_spike"], "until": "2020-01-01T00:00:00Z"}]},
+                               indent=1))
+    until = next(i + 1 for i, ln in enumerate(path.read_text().splitlines()) if '"until"' in ln)
+    result = CliRunner().invoke(app, ["check-config", "--offline", "-c", str(path)])
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.strip() == (f"warning: {path}:{until}: silences.0.until: 2020-01-01T00:00:00+00:00 is in the "
+                                     "past: this silence never applies (remove it, or move `until` forward)")

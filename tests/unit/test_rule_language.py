@@ -160,7 +160,8 @@ def test_routes_take_alerts_in_order_continue_and_leave_the_rest_to_the_default(
 
 
 def test_route_errors_are_clear() -> None:
-    with pytest.raises(ConfigError, match=r"slack\.channel needs slack\.bot_token"):
+    with pytest.raises(ConfigError,
+                       match=r"routes\.0\.slack\.channel: route .a. posts to a channel, which needs slack\.bot_token"):
         _routed_config(routes=[{"name": "a", "slack": {"channel": "#x"}}])
     with pytest.raises(ConfigError, match="a route needs slack or email"):
         _routed_config(routes=[{"name": "a"}])

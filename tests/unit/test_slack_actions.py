@@ -151,7 +151,7 @@ def test_config_turns_buttons_on_only_with_a_signing_secret_from_the_environment
     with pytest.raises(ConfigError) as exc:
         parse_config("posthog:\n  project_id: 1\n  api_key: phx_x\n" + SLACK
                      + "  actions: true\n  signing_secret: ${S}\n", "c.yaml", env={"S": "x"})
-    assert "slack.actions needs server.port" in exc.value.problems[0]
+    assert "c.yaml:6: slack.actions: needs server.port" in exc.value.problems[0]  # at its own line
 
 
 def test_silence_add_takes_a_lineage_as_a_click_does(tmp_path: Path) -> None:

@@ -60,12 +60,29 @@ def _alert(kind: str, severity: str = "warning", cluster_id: int | None = 0, val
 # --- discover ---------------------------------------------------------------------------------------------
 def test_discovery_parses_a_row_and_names_the_run_of_a_bad_one() -> None:
     d = discover.discovered_from_row({"run_id": "r9", "level": "", "event": "$ai_trace_clusters", "job_id": "",
-                                      "job_name": "legacy", "event_uuid": "u9", "emitted_at": "2026-11-01 03:00:00",
+                                      "job_name": "legacy", "event_uuid": "u9", "emitted_at": "2026-11-01 03:00:00Z",
                                       "window_end": "2026-11-01T03:00:00+00:00"})
     assert (d.level, d.job_key, d.emitted_at) == ("trace", "name:legacy|trace", T0)
     with pytest.raises(RunParseError) as err:
         discover.discovered_from_row({"run_id": "r9", "emitted_at": "soon", "window_end": "x"})
     assert (err.value.run_id, err.value.field) == ("r9", "timestamp")
+    # A time the monitor's query returns without its zone would be the project's wall clock: refused.
+    with pytest.raises(RunParseError, match="no timezone offset"):
+        discover.discovered_from_row({"run_id": "r9", "emitted_at": "2026-11-01 03:00:00",
+                                      "window_end": "2026-11-01T03:00:00+00:00"})
+
+
+def test_a_watched_level_without_an_enabled_job_is_named() -> None:
+    jobs = [{"id": "a", "name": "Default - traces", "analysis_level": "trace", "enabled": True},
+            {"id": "b", "name": "Default - generations", "analysis_level": "generation", "enabled": False},
+            {"id": "c", "name": "Coding", "analysis_level": "generation", "enabled": True}]
+    every = WatchConfig(levels=["trace", "generation", "evaluation"])
+    assert discover.levels_without_job(every, jobs) == ["evaluation"]
+    assert discover.levels_without_job(WatchConfig(levels=["trace", "generation"]), jobs) == []
+    # Named jobs: only those count (the disabled one does not).
+    assert discover.levels_without_job(WatchConfig(jobs=["Default - traces", "b"], levels=["trace", "generation"]),
+                                       jobs) == ["generation"]
+    assert discover.levels_without_job(WatchConfig(levels=["trace"]), []) == ["trace"]
 
 
 def test_discovery_looks_back_behind_the_cursor_but_not_past_the_horizon() -> None:

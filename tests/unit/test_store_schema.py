@@ -28,8 +28,9 @@ def _old_copy(tmp_path: Path) -> Path:
 
 
 def _objects(path: Path) -> dict[str, str]:
-    """Tables and indexes of a SQLite file, as their CREATE statements."""
-    conn = sqlite3.connect(path)
+    """Tables and indexes of a SQLite file, as their CREATE statements. Read-only and immutable, so reading
+    the committed fixture leaves no -wal/-shm files beside it."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
     try:
         return {str(n): re.sub(r"\s+", " ", str(s)) for n, s in conn.execute(
             "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name != 'schema_version'")}
