@@ -2,7 +2,10 @@
 
 Both talk HTTP to the local PostHog server; calls and response bytes are counted from its query log.
 The naive workflow is PostHog's exploring-llm-clusters skill done on a schedule: list recent runs, fetch
-each new run, then one `IN (...)` metrics query per cluster.
+each new run, then one `IN (...)` metrics query per cluster. The monitor is measured on the same runs three
+ways: every cluster carrying the `metrics` PostHog computes (the run alone suffices: 1 call), as generated
+(PostHog's best effort leaves some runs' metrics null or absent: those take the metrics query too), and
+with none (every run: the run and the metrics query).
 
     ./dev bench api_budget [--projects 1 10 100]
     ./dev bench api_budget --adaptive [--days 7]
@@ -31,7 +34,7 @@ from pathlib import Path
 
 from monitor.app.wiring import build_monitor
 from monitor.config import parse_config
-from monitor.local.posthog.generator import generate
+from monitor.local.posthog.generator import Dataset, generate, with_embedded_metrics
 from monitor.local.posthog.server import LocalPostHog
 from monitor.pacing import Pacing, next_poll_delay
 from monitor.posthog.client import PostHogClient, RequestBudget
@@ -41,13 +44,13 @@ END = datetime(2026, 11, 1, tzinfo=UTC)
 
 NAIVE_LIST = """
 SELECT JSONExtractString(properties, '$ai_clustering_run_id') AS run_id, timestamp
-FROM events WHERE event IN ('$ai_trace_clusters', '$ai_generation_clusters')
-  AND timestamp >= now() - INTERVAL 30 DAY ORDER BY timestamp DESC LIMIT 100
+FROM events WHERE event IN ('$ai_trace_clusters', '$ai_generation_clusters', '$ai_evaluation_clusters')
+  AND timestamp >= parseDateTimeBestEffort({since}) ORDER BY timestamp DESC LIMIT 100
 """
 NAIVE_GET = """
 SELECT JSONExtractRaw(properties, '$ai_clusters') AS clusters, JSONExtractString(properties, '$ai_window_start'),
        JSONExtractString(properties, '$ai_window_end')
-FROM events WHERE event IN ('$ai_trace_clusters', '$ai_generation_clusters')
+FROM events WHERE event IN ('$ai_trace_clusters', '$ai_generation_clusters', '$ai_evaluation_clusters')
   AND JSONExtractString(properties, '$ai_clustering_run_id') = {run_id} LIMIT 1
 """
 NAIVE_METRICS = """
@@ -68,7 +71,10 @@ def _count(server: LocalPostHog, since: int) -> tuple[int, int]:
 def naive_poll(client: PostHogClient, seen: set[str]) -> None:
     import msgspec
 
-    rows = client.query(NAIVE_LIST, {}, name="naive_list").rows()
+    # The skill says "the last 30 days" (now() - INTERVAL 30 DAY); bound here to the generated data's end,
+    # since the local server's now() is the wall clock, not its virtual one.
+    since = (END - timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S")
+    rows = client.query(NAIVE_LIST, {"since": since}, name="naive_list").rows()
     for r in rows:
         if r["run_id"] in seen:
             continue
@@ -177,6 +183,48 @@ def explain_cost(days: int) -> int:
     return 0 if len(asked) == len(explained) else 1
 
 
+def _projects(base: int, n: int) -> list[Dataset]:
+    return [generate("steady", days=2, team_id=base + i, end=END, scale=0.05 if n > 1 else 0.1, seed=i,
+                     evaluations=True) for i in range(n)]
+
+
+def _monitor_budget(datasets: list[Dataset], base: int, first_day: datetime, last_runs: datetime,
+                    new_runs: int) -> tuple[int, int, float, float]:
+    """The monitor over one local PostHog holding `datasets`: (idle poll calls, idle bytes, calls and bytes
+    per new run). New-run cost excludes the discovery call every poll makes anyway."""
+    n_projects = len(datasets)
+    server = LocalPostHog(api_key=KEY)
+    for ds in datasets:
+        server.load(ds)
+    server.clock.set(first_day)
+    server.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        monitors = []
+        for i in range(n_projects):
+            cfg = parse_config(json.dumps({
+                "posthog": {"host": server.url, "project_id": base + i, "api_key": KEY, "lookback_days": 30},
+                "watch": {"levels": ["trace", "generation", "evaluation"]},
+                "state": {"path": str(Path(tmp) / f"s{i}.sqlite")}}), "bench", env={})
+            monitors.append(build_monitor(cfg, clock=lambda: END + timedelta(hours=12)))
+        for m in monitors:  # catch up with the backlog, and fetch the jobs list once
+            m.cycle()
+        mark = len(server.requests)
+        for m in monitors:
+            m.cycle()
+        idle_calls, idle_bytes = _count(server, mark)
+        server.clock.set(last_runs + timedelta(minutes=5))
+        mark = len(server.requests)
+        for m in monitors:
+            m.cycle()
+        run_calls, run_bytes = _count(server, mark)
+        for m in monitors:
+            m.client.close()
+            m.store.close()
+    server.stop()
+    return (idle_calls, idle_bytes, (run_calls - n_projects) / max(new_runs, 1),
+            (run_bytes - idle_bytes) / max(new_runs, 1))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--projects", type=int, nargs="*", default=[1, 10, 100])
@@ -188,53 +236,37 @@ def main() -> int:
         return adaptive(args.days or 7)
     if args.explain:
         return explain_cost(args.days or 14)
-    print(f"{'projects':>8} {'who':<8} {'idle calls':>10} {'idle bytes':>11} {'calls/new run':>14} "
+    print(f"{'projects':>8} {'who':<34} {'idle calls':>10} {'idle bytes':>11} {'calls/new run':>14} "
           f"{'bytes/new run':>14}")
     for n_projects in args.projects:
-        server = LocalPostHog(api_key=KEY)
-        # 2 jobs x 2 levels per project, 2 days of runs each: the first day is the backlog, the second
-        # day's runs are "new" when the clock moves.
-        base = 1000 * n_projects
-        datasets = []
-        for i in range(n_projects):
-            ds = generate("steady", days=2, team_id=base + i, end=END, scale=0.05 if n_projects > 1 else 0.1,
-                          seed=i)
-            server.load(ds)
-            datasets.append(ds)
+        # 2 jobs x 2 levels per project (and the evaluation job), 2 days of runs each: the first day is the
+        # backlog, the second day's runs are "new" when the clock moves. The local PostHog keeps one
+        # ClickHouse per process, so each pass loads the same runs under project ids of its own.
+        datasets = _projects(1000 * n_projects, n_projects)
         last_runs = max(r["emitted_at"] for ds in datasets for r in ds.runs)
         first_day = last_runs - timedelta(hours=12)
-        server.clock.set(first_day)
-        server.start()
-        with tempfile.TemporaryDirectory() as tmp:
-            monitors = []
-            for i in range(n_projects):
-                cfg = parse_config(json.dumps({
-                    "posthog": {"host": server.url, "project_id": base + i, "api_key": KEY, "lookback_days": 30},
-                    "state": {"path": str(Path(tmp) / f"s{i}.sqlite")}}), "bench", env={})
-                monitors.append(build_monitor(cfg, clock=lambda: END + timedelta(hours=12)))
-            for m in monitors:  # catch up with the backlog, and fetch the jobs list once
-                m.cycle()
-            mark = len(server.requests)
-            for m in monitors:
-                m.cycle()
-            idle_calls, idle_bytes = _count(server, mark)
-            server.clock.set(last_runs + timedelta(minutes=5))
-            new_runs = sum(1 for ds in datasets for r in ds.runs if r["emitted_at"] > first_day)
-            mark = len(server.requests)
-            for m in monitors:
-                m.cycle()
-            run_calls, run_bytes = _count(server, mark)
-            # New-run cost excludes the discovery call every poll makes anyway.
-            per_run_calls = (run_calls - n_projects) / max(new_runs, 1)
-            per_run_bytes = (run_bytes - idle_bytes) / max(new_runs, 1)
-            print(f"{n_projects:>8} {'monitor':<8} {idle_calls:>10} {idle_bytes:>11,} {per_run_calls:>14.2f} "
+        new_runs = sum(1 for ds in datasets for r in ds.runs if r["emitted_at"] > first_day)
+        # The same runs three ways: PostHog's metrics in every cluster, as generated (PostHog's best effort:
+        # some runs null or absent), and none at all.
+        with_share = sum(r["metrics_in_event"] == "present" for ds in datasets for r in ds.truth["runs"]
+                         if datetime.fromisoformat(r["emitted_at"]) > first_day) / max(new_runs, 1)
+        for k, (label, present) in enumerate((("monitor, PostHog's metrics in run", True),
+                                              (f"monitor, as generated ({with_share:.0%} with)", None),
+                                              ("monitor, no metrics in run", False))):
+            base = 1000 * n_projects + 100_000 * (k + 1)
+            variant = [d if present is None else with_embedded_metrics(d, present) for d in _projects(base, n_projects)]
+            idle_calls, idle_bytes, per_run_calls, per_run_bytes = _monitor_budget(variant, base, first_day,
+                                                                                   last_runs, new_runs)
+            print(f"{n_projects:>8} {label:<34} {idle_calls:>10} {idle_bytes:>11,} {per_run_calls:>14.2f} "
                   f"{per_run_bytes:>14,.0f}")
-            for m in monitors:
-                m.client.close()
-                m.store.close()
+        base = 1000 * n_projects
 
         # The naive workflow on the same data, same clock moves.
+        server = LocalPostHog(api_key=KEY)
+        for ds in datasets:
+            server.load(ds)
         server.clock.set(first_day)
+        server.start()
         clients = [PostHogClient(server.url, base + i, KEY) for i in range(n_projects)]
         seen: list[set[str]] = [set() for _ in range(n_projects)]
         for c, s in zip(clients, seen, strict=True):
@@ -249,7 +281,7 @@ def main() -> int:
             naive_poll(c, s)
         n_run, b_run = _count(server, mark)
         per_call = (n_run - n_projects) / max(new_runs, 1)
-        print(f"{n_projects:>8} {'naive':<8} {n_idle:>10} {b_idle:>11,} {per_call:>14.2f} "
+        print(f"{n_projects:>8} {'naive':<34} {n_idle:>10} {b_idle:>11,} {per_call:>14.2f} "
               f"{(b_run - b_idle) / max(new_runs, 1):>14,.0f}")
         for c in clients:
             c.close()

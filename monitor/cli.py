@@ -695,8 +695,10 @@ def local_posthog(
                                               "HogQL functions")] = "current",
     rate_limits: Annotated[str, typer.Option(help="'off', 'default' (240/min and 2,400/h per key) or "
                                                   "'legacy' (120/h)")] = "off",
-    evaluations: Annotated[bool, typer.Option(help="also $ai_evaluation events and daily evaluation-level "
-                                                   "clustering runs")] = False,
+    evaluations: Annotated[bool | None, typer.Option(
+        "--evaluations/--no-evaluations",
+        help="$ai_evaluation events and daily evaluation-level clustering runs (default: on in scenarios with "
+             "evaluation changes, e.g. drift)")] = None,
     item_overlap: Annotated[float | None, typer.Option(
         min=0.0, max=1.0, help="fraction of each run's items taken from the previous run of its job (0: none, "
         "as for a busy team; default: what uniform sampling gives)")] = None,

@@ -164,6 +164,13 @@ class Thresholds(_Strict):
     error_rate_increase_pp: float | None = Field(default=None, ge=0)
     p95_latency_s: float | None = Field(default=None, ge=0)
     share_shift_pp: float | None = Field(default=None, ge=0)
+    # Evaluation level: pass rate (of evaluations with a verdict) below this; a fall by this many
+    # percentage points since the previous run; a not-applicable rate at or above this; the judge's
+    # average cost per evaluation rising by this fraction since the previous run (1.0 = doubled).
+    pass_rate_min: float | None = Field(default=None, ge=0, le=1)
+    pass_rate_drop_pp: float | None = Field(default=None, ge=0)
+    na_rate_max: float | None = Field(default=None, ge=0, le=1)
+    judge_cost_increase: float | None = Field(default=None, ge=0)
     new_cluster_min_share: float | None = Field(default=None, ge=0, le=1)
     disappeared_min_share: float | None = Field(default=None, ge=0, le=1)
     # Clusters with fewer items than this never page on rates and averages.
@@ -196,6 +203,10 @@ def _default_thresholds() -> Thresholds:
         error_rate_increase_pp=5.0,
         p95_latency_s=None,
         share_shift_pp=5.0,
+        pass_rate_min=0.5,
+        pass_rate_drop_pp=10.0,
+        na_rate_max=0.5,
+        judge_cost_increase=1.0,
         new_cluster_min_share=0.02,
         disappeared_min_share=0.02,
         min_items=20,

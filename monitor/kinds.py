@@ -87,6 +87,8 @@ class Metric:
     unit: Unit = ""
     # Python format for the text of alerts when the unit's own ($, %, s) does not fit.
     text: str | None = None
+    # A change since the lineage's previous run, in percentage points, of this other metric.
+    change_of: str | None = None
 
 
 METRICS: tuple[Metric, ...] = (
@@ -103,7 +105,16 @@ METRICS: tuple[Metric, ...] = (
     Metric("size", "cluster", "items in the cluster"),
     Metric("share", "cluster", "the cluster's share of the run's clustered items (0..1)", "ratio"),
     Metric("share_change_pp", "cluster", "change of share since the lineage's previous run, percentage points",
-           text="{:+.1f} pp"),
+           text="{:+.1f} pp", change_of="share"),
+    Metric("pass_rate", "cluster", "evaluation level: share of evaluations that passed, of those with a verdict "
+           "(not applicable counts as a verdict, as in PostHog) (0..1)", "ratio"),
+    Metric("pass_rate_change_pp", "cluster", "evaluation level: change of pass rate since the lineage's previous run, "
+           "percentage points", text="{:+.1f} pp", change_of="pass_rate"),
+    Metric("na_rate", "cluster", "evaluation level: share of evaluations judged not applicable (0..1)", "ratio"),
+    Metric("avg_judge_cost", "cluster", "evaluation level: average cost of the LLM judge per evaluation that cost "
+           "anything, USD", "usd"),
+    Metric("total_judge_cost", "cluster", "evaluation level: total cost of the LLM judge over the cluster's "
+           "evaluations, USD (needs the monitor's metrics query)", "usd"),
     Metric("run_total_cost", "run", "total cost of every clustered item, USD", "usd"),
     Metric("run_items", "run", "clustered items in the run"),
     Metric("noise_share", "run", "share of items in the noise cluster (-1) (0..1)", "ratio"),
@@ -235,6 +246,60 @@ def _p95_latency(v: ClusterView) -> Finding | None:
     return None
 
 
+def _which(v: ClusterView) -> str:
+    """Which evaluation a cluster's verdicts are mostly from, as alerts name it."""
+    m = v.now
+    if m is None or not m.evaluation_name:
+        return "Evaluations"
+    runtime = {"llm_judge": "LLM judge", "hog": "Hog code"}.get(m.evaluation_runtime or "", m.evaluation_runtime)
+    return f"Evaluation '{m.evaluation_name}'" + (f" ({runtime})" if runtime else "")
+
+
+def _pass_rate(v: ClusterView) -> Finding | None:
+    m, t, pm = v.now, v.limits, v.before
+    if (v.big_enough and m is not None and m.pass_rate is not None and t.pass_rate_min is not None
+            and m.pass_rate < t.pass_rate_min):
+        return Finding(f"{_which(v)}: pass rate {m.pass_rate:.1%} is below {t.pass_rate_min:.1%}", "pass_rate",
+                       m.pass_rate, t.pass_rate_min, pm.pass_rate if pm else None)
+    return None
+
+
+def _pass_rate_drop(v: ClusterView) -> Finding | None:
+    # Judged as a rise of the share of evaluations that did not pass, against sampling noise.
+    m, t, pm = v.now, v.limits, v.before
+    if (v.big_enough and m is not None and pm is not None and m.pass_rate is not None
+            and pm.pass_rate is not None and t.pass_rate_drop_pp is not None
+            and (pm.pass_rate - m.pass_rate) * 100 >= t.pass_rate_drop_pp
+            and rise_z(1 - m.pass_rate, m.items, 1 - pm.pass_rate, pm.items) >= t.min_z):
+        return Finding(
+            f"{_which(v)}: pass rate {m.pass_rate:.1%}, was {pm.pass_rate:.1%} "
+            f"({(m.pass_rate - pm.pass_rate) * 100:+.1f} pp; threshold -{t.pass_rate_drop_pp:g} pp)",
+            "pass_rate", m.pass_rate, pm.pass_rate - t.pass_rate_drop_pp / 100, pm.pass_rate)
+    return None
+
+
+def _na_rate(v: ClusterView) -> Finding | None:
+    m, t, pm = v.now, v.limits, v.before
+    if (v.big_enough and m is not None and m.na_rate is not None and t.na_rate_max is not None
+            and m.na_rate >= t.na_rate_max):
+        return Finding(f"{_which(v)}: {m.na_rate:.1%} of evaluations not applicable, at or above "
+                       f"{t.na_rate_max:.1%}", "na_rate", m.na_rate, t.na_rate_max, pm.na_rate if pm else None)
+    return None
+
+
+def _judge_cost(v: ClusterView) -> Finding | None:
+    m, t, pm = v.now, v.limits, v.before
+    if (v.big_enough and m is not None and pm is not None and m.avg_judge_cost and pm.avg_judge_cost
+            and t.judge_cost_increase is not None
+            and m.avg_judge_cost > pm.avg_judge_cost * (1 + t.judge_cost_increase)):
+        return Finding(
+            f"{_which(v)}: judge cost per evaluation ${m.avg_judge_cost:.4f}, was ${pm.avg_judge_cost:.4f} "
+            f"({_pct(m.avg_judge_cost, pm.avg_judge_cost)}; threshold +{t.judge_cost_increase * 100:.0f}%)",
+            "avg_judge_cost", m.avg_judge_cost, pm.avg_judge_cost * (1 + t.judge_cost_increase),
+            pm.avg_judge_cost)
+    return None
+
+
 def _share_shift(v: ClusterView) -> Finding | None:
     # A split or merge explains its clusters' share changes: they are not told again as shifts.
     match, t = v.match, v.limits
@@ -299,6 +364,11 @@ KINDS: tuple[Kind[Any], ...] = (
     Kind("error_spike", "Error spike", "warning", False, "cluster", 2, "error_rate", "ratio", _error_spike,
          yields_to=("error_rate",)),
     Kind("p95_latency", "p95 latency", "warning", True, "cluster", 6, "p95_latency", "s", _p95_latency),
+    Kind("pass_rate", "Pass rate", "critical", True, "cluster", 1, "pass_rate", "ratio", _pass_rate),
+    Kind("pass_rate_drop", "Pass rate drop", "warning", False, "cluster", 2, "pass_rate", "ratio", _pass_rate_drop,
+         yields_to=("pass_rate",)),
+    Kind("na_rate", "Not applicable", "info", True, "cluster", 6, "na_rate", "ratio", _na_rate),
+    Kind("judge_cost_spike", "Judge cost spike", "warning", False, "cluster", 5, "avg_judge_cost", "usd", _judge_cost),
     Kind("share_shift", "Traffic shift", "info", False, "cluster", 10, "share", "ratio", _share_shift),
     # Its fields show the distance as a number (0.15), where a rule on the same metric shows a percentage.
     Kind("mix_shift", "Traffic mix shift", "warning", False, "run", 2, MIX_SHIFT_METRIC, "", _mix_shift,

@@ -21,6 +21,11 @@ class PostHogLinks:
     def cluster(self, run_id: str, cluster_id: int) -> str:
         return f"{self.base}/clusters/{quote(run_id, safe='')}/{int(cluster_id)}"
 
+    def evaluations(self) -> str:
+        """PostHog's evaluations page (products/llm_analytics/manifest.tsx: `{ui_path}/evaluations`; one
+        evaluation's page, `.../evaluations/{id}`, needs the evaluation's id, which a run does not carry)."""
+        return f"{self.base}/evaluations"
+
     def trace(self, trace_id: str, *, timestamp: datetime | None = None, event: str | None = None) -> str:
         """PostHog's own trace links carry `?event=` (the generation to open) and `?timestamp=` (where to
         look for the trace's events, so the page need not scan all time): `urls.llmAnalyticsTrace(id,

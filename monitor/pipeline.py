@@ -159,7 +159,11 @@ class Monitor:
         return load.fetch_run(self.client, d)
 
     def fetch_metrics(self, run: Run, d: DiscoveredRun) -> dict[int, ClusterMetrics]:
-        return measure.fetch_metrics(self.client, run, d)
+        return self.measure(run, d).metrics
+
+    def measure(self, run: Run, d: DiscoveredRun) -> measure.Measured:
+        return measure.measure_run(self.client, run, d,
+                                   measure.query_metrics_needed(self.cfg.thresholds, self.cfg.rules))
 
     def process(self, d: DiscoveredRun, now: datetime) -> Notification | None:
         # The new run first, the previous one after: the answer's buffers are gone before the previous
@@ -171,7 +175,8 @@ class Monitor:
         prev_vectors = emb.decode(self.store.cluster_vectors(prev.run_id)) if prev else None
         diff, lineages = diff_run(prev, run, prev_lineages, threshold=self.cfg.matching.threshold,
                                   prev_vectors=prev_vectors, vectors=vectors)
-        metrics = self.fetch_metrics(run, d)
+        measured = self.measure(run, d)
+        metrics = measured.metrics
         prev_metrics = measure.stored_metrics(self.store.run_snapshots(prev.run_id)) if prev else {}
         ctx = RuleContext(
             project_id=self.cfg.posthog.project_id, run=run, prev_run=prev, diff=diff, metrics=metrics,
@@ -180,6 +185,8 @@ class Monitor:
         history, run_history = self._rule_history(d.job_key, run) if self.cfg.rules else ([], [])
         ev = evaluate.evaluate_run(ctx, self.cfg.rules, history, run_history)
         alerts = ev.alerts
+        if measured.note:
+            alerts = [msgspec.structs.replace(a, summary=f"{a.summary} ({measured.note})") for a in alerts]
         for a in alerts:
             telemetry.ALERTS_FIRED.labels(kind=a.kind, severity=a.severity).inc()
         present = {lineages[c.cluster_id]: c.title for c in run.clusters if c.cluster_id in lineages}

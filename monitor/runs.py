@@ -51,9 +51,10 @@ KEY_ONLY = Item()
 
 
 class PayloadMetrics(msgspec.Struct, frozen=True, omit_defaults=True):
-    """The `metrics` PostHog itself attaches to a cluster (absent or null on older runs). Informational: the
-    monitor measures clusters itself (monitor/stages/measure.py), so a value that is not a finite number
-    ("NaN", Infinity, a string) is read as missing rather than failing the run (`payload_metrics`)."""
+    """The `metrics` PostHog itself attaches to a cluster (absent or null on older runs). Best effort: the
+    monitor uses them where they suffice and measures the rest itself (monitor/stages/measure.py), so a
+    value of the wrong kind ("NaN", Infinity, a string for a number) is read as missing rather than failing
+    the run (`payload_metrics`)."""
 
     avg_cost: float | None = None
     avg_latency: float | None = None
@@ -62,6 +63,12 @@ class PayloadMetrics(msgspec.Struct, frozen=True, omit_defaults=True):
     error_rate: float | None = None
     error_count: int | None = None
     item_count: int | None = None
+    # Evaluation level only (evaluation_clustering/aggregates.py): null elsewhere.
+    pass_rate: float | None = None
+    na_rate: float | None = None
+    dominant_evaluation_name: str | None = None
+    dominant_runtime: str | None = None
+    avg_judge_cost: float | None = None
 
 
 class Cluster(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -113,6 +120,10 @@ class _WireCluster(msgspec.Struct, omit_defaults=True):
 _METRIC_INTS = frozenset({"error_count", "item_count"})
 
 
+# The evaluation level's names (the dominant evaluation and its runtime): text, not numbers.
+_METRIC_TEXTS = frozenset({"dominant_evaluation_name", "dominant_runtime"})
+
+
 def payload_metrics(raw: Mapping[str, Any] | None) -> PayloadMetrics | None:
     """A cluster's `metrics` with every value that is not a finite number dropped (read as missing)."""
     if raw is None:
@@ -120,6 +131,10 @@ def payload_metrics(raw: Mapping[str, Any] | None) -> PayloadMetrics | None:
     kept: dict[str, Any] = {}
     for name in PayloadMetrics.__struct_fields__:
         v = raw.get(name)
+        if name in _METRIC_TEXTS:
+            if isinstance(v, str) and v:
+                kept[name] = v
+            continue
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             continue
         if name in _METRIC_INTS:

@@ -128,6 +128,8 @@ def make_config(env: PostHogEnv, slack_server: LocalSlack | None, smtp_server: L
         "schedule": {"interval_seconds": 1},
         "state": {"url": state} if str(state).startswith("postgresql://") else {"path": str(state)},
         "delivery": {"max_backoff_seconds": 1},
+        # Every level the local PostHog writes (the drift scenario has evaluation runs too).
+        "watch": {"levels": ["trace", "generation", "evaluation"]},
     }
     if slack_server is not None:
         doc["slack"] = {"webhook_url": slack_server.webhook_url}
@@ -192,6 +194,7 @@ def write_daemon_config(path: Path, env: PostHogEnv, slack: LocalSlack, state: P
         "slack": {"webhook_url": slack.webhook_url},
         "state": {"path": str(state)},
         "delivery": {"max_backoff_seconds": 1},
+        "watch": {"levels": ["trace", "generation", "evaluation"]},
         **extra,
     }
     path.write_text(json.dumps(doc))  # JSON is YAML

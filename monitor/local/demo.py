@@ -35,6 +35,9 @@ posthog:
   lookback_days: 30
 schedule:
   interval_seconds: 1
+watch:
+  # The demo's PostHog also clusters its evaluations (LLM judges' verdicts): their pass rates are watched too.
+  levels: [trace, generation, evaluation]
 slack:
   webhook_url: {slack.webhook_url}
 email:

@@ -29,6 +29,9 @@ METRICS: dict[str, tuple[str, str]] = {
     "avg_latency": ("Average latency", "s"),
     "avg_tokens": ("Tokens per item", ""),
     "items": ("Items", ""),
+    "pass_rate": ("Pass rate", "ratio"),
+    "na_rate": ("Not applicable", "ratio"),
+    "avg_judge_cost": ("Judge cost per evaluation", "usd"),
 }
 MAX_CHARTS = 3
 MAX_BARS = 10

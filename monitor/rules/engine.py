@@ -306,6 +306,9 @@ def _alert(ctx: RuleContext, *, kind: str, rule: str, severity: str, stateful: b
         top = tuple(c.top_trace_ids(3))
         if top:
             links.append(Link("Top trace", ctx.links.trace(top[0])))
+        m = ctx.metrics.get(c.cluster_id)
+        if m is not None and m.evaluation_name:
+            links.append(Link("Evaluations", ctx.links.evaluations()))
     elif subject.gone is not None and ctx.prev_run is not None:
         links.append(Link("Previous run", ctx.links.cluster(ctx.prev_run.run_id, subject.gone.cluster_id)))
     shown = c or subject.gone

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from monitor.config import Rule
-from monitor.kinds import CLUSTER_METRICS, MIX_SHIFT_METRIC, fmt
+from monitor.kinds import CLUSTER_METRICS, METRIC, MIX_SHIFT_METRIC, fmt
 from monitor.runs import Cluster
 from monitor.store.base import ClusterSnapshot
 
@@ -58,8 +58,11 @@ def cluster_value(metric: str, p: Point, prev: Point | None) -> float | None:
         return float(p.size)
     if metric == "share":
         return p.share
-    if metric == "share_change_pp":
-        return (p.share - prev.share) * 100 if prev is not None else None
+    change_of = METRIC[metric].change_of if metric in METRIC else None
+    if change_of is not None:
+        now = cluster_value(change_of, p, None)
+        before = cluster_value(change_of, prev, None) if prev is not None else None
+        return (now - before) * 100 if now is not None and before is not None else None
     if metric == "cost_share":
         cost = _num(p.metrics.get("total_cost"))
         return cost / p.run_cost if cost is not None and p.run_cost > 0 else None

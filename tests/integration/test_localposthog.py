@@ -49,7 +49,7 @@ def test_list_recent_runs(drift_posthog: PostHogEnv) -> None:
     assert got == {run["run_id"] for run in drift_posthog.dataset.runs}
     assert doc["hasMore"] is False
     levels = {row[1] for row in doc["results"]}
-    assert levels == {"trace", "generation"}
+    assert levels == {"trace", "generation", "evaluation"}  # drift has evaluation runs by default
 
 
 def test_get_one_run_returns_the_payload(drift_posthog: PostHogEnv) -> None:

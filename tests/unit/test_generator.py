@@ -36,7 +36,8 @@ NATIVE = {"$ai_total_cost_usd": "float", "$ai_input_tokens": "int", "$ai_latency
 
 @pytest.fixture(scope="module")
 def drift() -> Dataset:
-    return generate("drift", end=END, scale=SMALL)
+    """The traffic, trace and generation runs alone (the evaluation level has its own tests below)."""
+    return generate("drift", end=END, scale=SMALL, evaluations=False)
 
 
 _cache: dict[str, Dataset] = {}
@@ -438,11 +439,16 @@ def test_every_named_scenario_exists_and_unknown_ones_are_refused() -> None:
 
 @pytest.fixture(scope="module")
 def drift_evals() -> Dataset:
-    return generate("drift", end=END, scale=SMALL, evaluations=True)
+    return generate("drift", end=END, scale=SMALL)
 
 
-def test_evaluations_are_off_by_default_and_leave_the_rest_unchanged(drift: Dataset, drift_evals: Dataset) -> None:
+def test_evaluations_are_on_by_default_in_drift_only_and_leave_the_rest_unchanged(
+        drift: Dataset, drift_evals: Dataset) -> None:
     assert not any(e[1] == "$ai_evaluation" for e in drift.events) and not drift.truth["evaluation_events"]
+    steady = generate("steady", end=END, scale=SMALL, days=2)
+    assert not any(e[1] == "$ai_evaluation" for e in steady.events)
+    assert any(e[1] == "$ai_evaluation" for e in generate("steady", end=END, scale=SMALL, days=2,
+                                                          evaluations=True).events)
     assert [j.to_api() for j in drift.jobs] == [j.to_api() for j in drift_evals.jobs[:-1]]
     assert drift_evals.jobs[-1].analysis_level == "evaluation"
     assert [r for r in drift_evals.runs if r["level"] != "evaluation"] == drift.runs
@@ -483,6 +489,12 @@ def test_evaluation_runs_and_the_drift_scenarios_evaluation_changes(drift_evals:
     assert appears and first_day[appears] >= failure["day"]  # a new failure-mode cluster, only after the change
     assert all(v is None for rid, v in failure["pass_rate_by_run"].items() if first_day[rid] < failure["day"])
     assert failure["pass_rate_by_run"][appears] == 0.0
+    # Where the monitor's default pass-rate limit is first crossed after the change: what it should alert on.
+    alert = drop["pass_rate_alert_run_id"]
+    assert alert and first_day[alert] >= drop["day"] and drop["pass_rate_by_run"][alert] < 0.5
+    before = [v for rid, v in drop["pass_rate_by_run"].items() if first_day[rid] < first_day[alert]]
+    assert before and all(v is None or v >= 0.5 for v in before)
+    assert failure["pass_rate_alert_run_id"] == appears
 
 
 def test_old_run_events_parse(drift: Dataset) -> None:

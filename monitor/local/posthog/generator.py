@@ -21,6 +21,8 @@ events and 56 runs) takes about two seconds.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -85,6 +87,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "new_cluster_min_share": 0.02,
     "disappeared_min_share": 0.02,
     "share_shift_pp": 5.0,
+    "pass_rate_min": 0.5,
 }
 CLUSTERING_PARAMS_BASE: dict[str, Any] = {
     "clustering_method": "hdbscan",
@@ -1104,15 +1107,21 @@ def _eval_change_truth(plan: _Plan, runs: list[dict[str, Any]]) -> list[dict[str
         key = (f"{ch.judge}|{ch.app}" if ch.kind == "pass_rate_drop" else f"failure:{ch.judge}:{ch.title}")
         series: dict[str, float | None] = {}
         appears = None
+        below = None  # the first run from the change on where the monitor's default pass-rate limit is crossed
         for r in runs:
             cid = next((c for c, k in r["clusters"].items() if k == key), None)
-            series[r["run_id"]] = r["metrics"][cid]["pass_rate"] if cid is not None else None
+            m = r["metrics"][cid] if cid is not None else None
+            series[r["run_id"]] = m["pass_rate"] if m is not None else None
             if cid is not None and appears is None and r["day"] >= day:
                 appears = r["run_id"]
+            if (m is not None and below is None and r["day"] >= day and m["item_count"] >= 20
+                    and m["pass_rate"] is not None and m["pass_rate"] < DEFAULT_THRESHOLDS["pass_rate_min"]):
+                below = r["run_id"]
         firsts = [r["run_id"] for r in runs if r["day"] >= day]
         out.append({"kind": ch.kind, "judge": ch.judge, "app": ch.app, "topic": ch.topic, "day": day,
                     "effective_at": _dt(eff).isoformat(), "cluster_key": key, "note": ch.note,
                     "first_run_id": firsts[0] if firsts else None, "pass_rate_by_run": series,
+                    "pass_rate_alert_run_id": below,
                     **({"cluster_title": ch.title, "appears_run_id": appears} if ch.kind == "failure_mode" else {}),
                     **({"pass_rate": ch.pass_rate} if ch.kind == "pass_rate_drop" else {})})
     return out
@@ -1248,14 +1257,15 @@ def _crossings(prev: _RunResult, new: _RunResult, tr: dict[str, Any]) -> list[di
 
 def generate(scenario: str = "drift", *, seed: int = 7, days: int = 14, team_id: int = 1,
              end: datetime | None = None, max_samples: int = 1500, scale: float = 1.0,
-             evaluations: bool = False, item_overlap: float | None = None,
+             evaluations: bool | None = None, item_overlap: float | None = None,
              embeddings: bool = True) -> Dataset:
     """Generate one team's traffic and clustering runs for a scenario (see scenarios.SCENARIOS).
 
     Traffic covers `days + 7` days before `end` (default: today's midnight UTC), so the first of the
     `days` daily runs has a full seven-day window. `scale` multiplies the volume; the minimum number of
     items for a run scales with it (1000 at scale 1, never below 20), as PostHog's per-team override
-    would. The same arguments always give the same dataset.
+    would. The same arguments always give the same dataset. `evaluations`: also `$ai_evaluation` events and
+    the evaluation job's runs; None (default) turns them on for scenarios with evaluation changes (drift).
 
     `truth` holds: the scenario and its parameters; `runs` (per run: its clusters as {cluster_id: topic},
     sizes, titles, and the true metrics of every cluster even where the event's metrics are null);
@@ -1363,9 +1373,9 @@ def generate(scenario: str = "drift", *, seed: int = 7, days: int = 14, team_id:
         })
 
     eval_truth: list[dict[str, Any]] = []
+    if evaluations is None:
+        evaluations = bool(scen.eval_changes)
     if evaluations:
-        # Off by default until the monitor processes evaluation runs: every existing consumer counts on
-        # the trace and generation jobs alone.
         ev = make_evaluations(
             seed=seed, team_id=team_id, gen_t=gens.t, gen_topic=gens.topic, gen_app=gens.app, gen_key=gens.key,
             gen_trace=gens.trace_id, gen_cost=gens.cost, gen_latency=gens.latency, gen_tokens=gens.tokens,
@@ -1418,6 +1428,25 @@ def generate(scenario: str = "drift", *, seed: int = 7, days: int = 14, team_id:
     return Dataset(team_id=team_id, jobs=jobs, events=events, runs=summaries, truth=truth, scenario=scen.name,
                    seed=seed, embeddings=table, timings={"traffic_s": t_traffic - t_start, "runs_s": t_done - t_traffic,
                                        "total_s": t_done - t_start})
+
+
+def with_embedded_metrics(ds: Dataset, present: bool) -> Dataset:
+    """The same dataset with every run's clusters carrying PostHog's `metrics` (`present`, from the truth:
+    none null or absent) or none at all (as PostHog's best-effort activity can leave them): for comparing
+    the monitor with and without them on the same runs."""
+    truth = {r["run_id"]: r["metrics"] for r in ds.truth["runs"]}
+    events: list[EventRow] = []
+    for e in ds.events:
+        if e[1].endswith("_clusters"):
+            props = json.loads(e[3])
+            for c in props["$ai_clusters"]:
+                if present:
+                    c["metrics"] = truth[props["$ai_clustering_run_id"]][str(c["cluster_id"])]
+                else:
+                    c.pop("metrics", None)
+            e = (e[0], e[1], e[2], json.dumps(props), e[4], e[5])
+        events.append(e)
+    return dataclasses.replace(ds, events=events)
 
 
 def _catalogue_directions() -> dict[str, Any]:

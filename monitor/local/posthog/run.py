@@ -35,7 +35,7 @@ def start_local_posthog(
     timezone: str = "UTC",
     release: Release = "current",
     rate_limits: Literal["off", "default", "legacy"] = "off",
-    evaluations: bool = False,
+    evaluations: bool | None = None,
     item_overlap: float | None = None,
 ) -> tuple[LocalPostHog, Any]:
     """Generate the scenario, load it and start serving; returns the server and the dataset."""
@@ -55,7 +55,7 @@ def start_local_posthog(
 def serve_forever(*, host: str, port: int, scenario: str, seed: int, days: int, api_key: str,
                   query_log: Path | None, project_id: int, scale: float, timezone: str = "UTC",
                   release: Release = "current", rate_limits: Literal["off", "default", "legacy"] = "off",
-                  evaluations: bool = False, item_overlap: float | None = None) -> None:
+                  evaluations: bool | None = None, item_overlap: float | None = None) -> None:
     started = time.monotonic()
     server, ds = start_local_posthog(scenario=scenario, seed=seed, days=days, project_id=project_id,
                                      api_key=api_key, host=host, port=port, query_log=query_log, scale=scale,
