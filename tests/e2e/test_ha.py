@@ -44,6 +44,8 @@ def _write_config(path: Path, env: PostHogEnv, slack: LocalSlack, url: str, **ex
         "posthog": {"host": env.url, "project_id": env.project_id, "api_key": "${TEST_POSTHOG_KEY}",
                     "lookback_days": 60, "max_retries": 1},
         "schedule": {"interval_seconds": 1},
+        # Every level the local PostHog writes, as tests/conftest.make_config (the control) watches.
+        "watch": {"levels": ["trace", "generation", "evaluation"]},
         "alerting": {"stale_after_hours": 0, "catch_up_after_hours": 0},
         "slack": {"webhook_url": slack.webhook_url},
         "state": {"url": _with_password(url)},
