@@ -3,7 +3,7 @@
 Module-level collectors in one registry, so every part of the shell counts into the same place and
 `/metrics` exposes them without wiring. Names follow Prometheus' conventions: counters end in `_total`,
 times are `*_timestamp_seconds` (Unix seconds), durations `*_seconds`. deploy/k8s/prometheusrule.yaml
-alerts on these names and tests/test_deploy.py checks that every name it uses is defined here.
+alerts on these names and tests/unit/test_deploy.py checks that every name it uses is defined here.
 """
 
 from __future__ import annotations
