@@ -35,7 +35,8 @@ def test_two_projects_in_one_config_are_each_processed_alerted_and_remembered_ap
         assert d.projects[0].monitor.client.budget is d.projects[1].monitor.client.budget
         result = d.run_cycle()
         assert result is not None and result.ok
-        drift_runs = {r["run_id"] for r in drift.dataset.runs}
+        # The main project watches the default levels (trace and generation), not the drift's evaluation runs.
+        drift_runs = {r["run_id"] for r in drift.dataset.runs if r["level"] in ("trace", "generation")}
         steady_traces = {r["run_id"] for r in steady.dataset.runs if r["level"] == "trace"}
         assert set(result.processed) == drift_runs | steady_traces
         # Alerts came from the drifting project only, each with its own project's links.
