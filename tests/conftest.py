@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from monitor.app import wiring
 from monitor.app.wiring import build_monitor
 from monitor.config import Config, parse_config
 from monitor.local.posthog.generator import Dataset, generate
@@ -24,6 +25,7 @@ from monitor.local.posthog.server import LocalPostHog
 from monitor.local.slack import LocalSlack
 from monitor.local.smtp import LocalSMTP
 from monitor.pipeline import Monitor
+from monitor.posthog.client import RequestBudget
 from tests.support.postgres import SKIP_ENV, PostgresServer, PostgresUnavailable
 
 API_KEY = "phx_test_key_0123456789"
@@ -161,10 +163,32 @@ def config_doc(cfg: Config) -> dict[str, Any]:
     return out
 
 
+def virtual_budget() -> RequestBudget:
+    """PostHog's per-key request budget on a clock of its own that its waits move on: the limits are
+    counted and enforced as in production, but waiting one out costs a test no wall-clock time."""
+    t = [0.0]
+
+    def sleep(s: float) -> None:
+        t[0] += s
+
+    return RequestBudget(clock=lambda: t[0], sleep=sleep, wall=lambda: t[0])
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_budgets() -> Iterator[None]:
+    """Each test is a deployment of its own. The process-wide budget per API key (monitor.app.wiring) would
+    otherwise carry every earlier test's queries: the session's one test key spends PostHog's 2,400 an hour
+    within minutes, and every later test waited out the hour for real (the CI run that timed out)."""
+    wiring._BUDGETS.clear()
+    yield
+    wiring._BUDGETS.clear()
+
+
 def monitor_for(cfg: Config, *, clock: Callable[[], datetime] | None = None) -> Monitor:
     """A monitor whose clock stands just after the generated data (runs are ~1 day old: not stale)."""
     # No pacing between messages in tests: the local endpoint has no rate limit to respect.
-    m = build_monitor(cfg, sleep=lambda s: None, clock=clock or (lambda: END + timedelta(hours=1)))
+    m = build_monitor(cfg, sleep=lambda s: None, clock=clock or (lambda: END + timedelta(hours=1)),
+                      budget=virtual_budget())
     assert m.deliverer is not None
     m.deliverer.min_interval = 0.0
     return m
@@ -199,3 +223,25 @@ def write_daemon_config(path: Path, env: PostHogEnv, slack: LocalSlack, state: P
     }
     path.write_text(json.dumps(doc))  # JSON is YAML
     return path
+
+
+# A test that hangs fails the run within minutes, with every thread's stack, instead of running CI into its
+# hard limit with nothing said (a test waiting out PostHog's hourly budget did exactly that). The stacks go
+# to a file, as the test's own stderr is captured and lost when the process exits; ./dev prints it.
+TEST_TIME_LIMIT_S = 600
+HANG_LOG = Path(__file__).resolve().parent.parent / ".test-hang.log"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    import faulthandler
+
+    with HANG_LOG.open("w") as out:
+        out.write(f"{item.nodeid} ran past {TEST_TIME_LIMIT_S} s; its threads:\n")
+        out.flush()
+        faulthandler.dump_traceback_later(TEST_TIME_LIMIT_S, exit=True, file=out)
+        try:
+            yield
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+    HANG_LOG.unlink(missing_ok=True)
