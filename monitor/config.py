@@ -878,19 +878,21 @@ def config_warnings(cfg: Config, now: datetime) -> list[Problem]:
 
 
 def unknown_kinds(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
-    """(key path, message) for every name in `silences:` and `inhibit:` that names no alert kind and no rule
-    of this config: such a name matches nothing, so a typo would quietly mute nothing (or, in `inhibit:`,
-    replace the default inhibition with one that never applies)."""
+    """(key path, message) for every name in `silences:`, `inhibit:` and routes' `match.kinds` that names no
+    alert kind and no rule of this config: such a name matches nothing, so a typo would quietly mute nothing
+    (in `inhibit:`, replace the default inhibition with one that never applies; in a route, send its alerts
+    to the default channels instead)."""
     rule_names = [r.name for r in cfg.rules]
     out: list[tuple[tuple[str | int, ...], str]] = []
     named: list[tuple[tuple[str | int, ...], list[str]]] = [
         *((("silences", i, "kinds"), s.kinds) for i, s in enumerate(cfg.silences)),
         *((("inhibit", i, key), names) for i, r in enumerate(cfg.inhibit)
           for key, names in (("when", r.when), ("suppress", r.suppress))),
+        *((("routes", i, "match", "kinds"), r.match.kinds) for i, r in enumerate(cfg.routes)),
     ]
     for path, names in named:
         for j, name in enumerate(names):
-            why = kinds.unknown_kind(name, rule_names)
+            why = kinds.unknown_kind(name, rule_names, glob=path[0] == "routes")
             if why is not None:
                 out.append(((*path, j), why))
     return out

@@ -27,6 +27,7 @@ Names must stay stable: they are part of every alert's fingerprint and of people
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -440,11 +441,16 @@ def default_inhibitions() -> list[tuple[list[str], list[str]]]:
     return [([k.name], list(k.inhibits)) for k in KINDS if k.inhibits]
 
 
-def unknown_kind(name: str, rule_names: Iterable[str]) -> str | None:
-    """Why `name` names no alert (a message for people), or None when it names a kind or a rule."""
+def unknown_kind(name: str, rule_names: Iterable[str], *, glob: bool = False) -> str | None:
+    """Why `name` names no alert (a message for people), or None when it names a kind or a rule.
+    `glob`: `name` is a case-insensitive pattern, as a route's `match.kinds` (monitor/rules/routing.py),
+    and is known when it matches some kind or rule."""
     rules = list(rule_names)
     known = [k.name for k in KINDS] + rules
     if name in known or rule_name(name) in rules:
+        return None
+    alert_kinds = [*known, *(rule_kind(r, stateful) for r in rules for stateful in (True, False))]
+    if glob and any(fnmatch.fnmatchcase(k.lower(), name.lower()) for k in alert_kinds):
         return None
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""

@@ -167,3 +167,22 @@ def test_silence_add_refuses_an_unknown_kind_and_takes_a_rule_name(tmp_path: Pat
         assert ok.exit_code == 0 and "added" in ok.output, ok.output
     listed = runner.invoke(app, ["silence", "list", "--config", str(cfg)])
     assert "new_cluster" in listed.output and "cost-vs-week" in listed.output and "new_clustr" not in listed.output
+
+
+def test_route_kinds_are_globs_checked_against_the_kinds_and_rules() -> None:
+    text = BASE + """routes:
+  - name: money
+    match: {kinds: ["COST_*", cost-vs-week, "rule*:cost-*"]}
+    slack: {webhook_url: "https://hooks.slack.test/T/B/money"}
+  - name: typo
+    match: {kinds: [eror_rate, "nothing_*"]}
+    slack: {webhook_url: "https://hooks.slack.test/T/B/typo"}
+"""
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, "c.yaml", env={})
+    problems = exc.value.problems
+    assert len(problems) == 2, problems
+    assert "routes.1.match.kinds.0: 'eror_rate' is not an alert kind (did you mean 'error_rate'?)" in problems[0]
+    assert "routes.1.match.kinds.1: 'nothing_*' is not an alert kind" in problems[1]
+    fixed = parse_config(text.replace("eror_rate, ", "").replace('"nothing_*"', '"error_*"'), "c.yaml", env={})
+    assert fixed.routes[0].match.kinds == ["COST_*", "cost-vs-week", "rule*:cost-*"]
