@@ -90,30 +90,36 @@ class Metric:
     text: str | None = None
     # A change since the lineage's previous run, in percentage points, of this other metric.
     change_of: str | None = None
+    # The heading of its chart in emails (monitor/notify/chart.py); None: not drawn as a chart.
+    chart: str | None = None
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("total_cost", "cluster", "total cost of the cluster's items in the run window, USD", "usd"),
-    Metric("avg_cost", "cluster", "average cost per item, USD", "usd"),
+    Metric("total_cost", "cluster", "total cost of the cluster's items in the run window, USD", "usd",
+           chart="Total cost"),
+    Metric("avg_cost", "cluster", "average cost per item, USD", "usd", chart="Average cost per item"),
     Metric("cost_share", "cluster", "the cluster's share of the run's total cost (0..1)", "ratio"),
     Metric("error_rate", "cluster",
-           "share of items with at least one failed generation, span or embedding (0..1)", "ratio"),
+           "share of items with at least one failed generation, span or embedding (0..1)", "ratio",
+           chart="Error rate"),
     Metric("error_count", "cluster", "items with at least one error"),
-    Metric("p50_latency", "cluster", "median latency per item, seconds", "s"),
-    Metric("p95_latency", "cluster", "95th percentile latency per item, seconds", "s"),
-    Metric("avg_latency", "cluster", "average latency per item, seconds", "s"),
-    Metric("avg_tokens", "cluster", "average input + output tokens per item"),
+    Metric("p50_latency", "cluster", "median latency per item, seconds", "s", chart="Median latency"),
+    Metric("p95_latency", "cluster", "95th percentile latency per item, seconds", "s", chart="p95 latency"),
+    Metric("avg_latency", "cluster", "average latency per item, seconds", "s", chart="Average latency"),
+    Metric("avg_tokens", "cluster", "average input + output tokens per item", chart="Tokens per item"),
     Metric("size", "cluster", "items in the cluster"),
-    Metric("share", "cluster", "the cluster's share of the run's clustered items (0..1)", "ratio"),
+    Metric("share", "cluster", "the cluster's share of the run's clustered items (0..1)", "ratio",
+           chart="Share of traffic"),
     Metric("share_change_pp", "cluster", "change of share since the lineage's previous run, percentage points",
            text="{:+.1f} pp", change_of="share"),
     Metric("pass_rate", "cluster", "evaluation level: share of evaluations that passed, of those with a verdict "
-           "(not applicable counts as a verdict, as in PostHog) (0..1)", "ratio"),
+           "(not applicable counts as a verdict, as in PostHog) (0..1)", "ratio", chart="Pass rate"),
     Metric("pass_rate_change_pp", "cluster", "evaluation level: change of pass rate since the lineage's previous run, "
            "percentage points", text="{:+.1f} pp", change_of="pass_rate"),
-    Metric("na_rate", "cluster", "evaluation level: share of evaluations judged not applicable (0..1)", "ratio"),
+    Metric("na_rate", "cluster", "evaluation level: share of evaluations judged not applicable (0..1)", "ratio",
+           chart="Not applicable"),
     Metric("avg_judge_cost", "cluster", "evaluation level: average cost of the LLM judge per evaluation that cost "
-           "anything, USD", "usd"),
+           "anything, USD", "usd", chart="Judge cost per evaluation"),
     Metric("total_judge_cost", "cluster", "evaluation level: total cost of the LLM judge over the cluster's "
            "evaluations, USD (needs the monitor's metrics query)", "usd"),
     Metric("run_total_cost", "run", "total cost of every clustered item, USD", "usd"),

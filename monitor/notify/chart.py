@@ -12,27 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from monitor.alerts import Alert, Chart, ChartBar
+from monitor.kinds import METRICS as KIND_METRICS
 from monitor.kinds import scope_of
 from monitor.matching.model import RunDiff
 from monitor.metrics import ClusterMetrics
 from monitor.runs import Cluster, Run
 
 SHARE = "share"
-# Per-cluster metrics a chart can show (ClusterMetrics fields), with what people read and the unit.
-METRICS: dict[str, tuple[str, str]] = {
-    SHARE: ("Share of traffic", "ratio"),
-    "avg_cost": ("Average cost per item", "usd"),
-    "total_cost": ("Total cost", "usd"),
-    "error_rate": ("Error rate", "ratio"),
-    "p95_latency": ("p95 latency", "s"),
-    "p50_latency": ("Median latency", "s"),
-    "avg_latency": ("Average latency", "s"),
-    "avg_tokens": ("Tokens per item", ""),
-    "items": ("Items", ""),
-    "pass_rate": ("Pass rate", "ratio"),
-    "na_rate": ("Not applicable", "ratio"),
-    "avg_judge_cost": ("Judge cost per evaluation", "usd"),
-}
+# Per-cluster metrics a chart can show, with its heading and unit: those the registry gives a chart heading.
+METRICS: dict[str, tuple[str, str]] = {m.name: (m.chart, m.unit) for m in KIND_METRICS if m.chart is not None}
 MAX_CHARTS = 3
 MAX_BARS = 10
 

@@ -57,3 +57,15 @@ def test_each_alert_is_charted_with_its_own_metric_and_a_disappeared_cluster_kee
     assert [c.metric for c in only_share] == ["share"]
     stale = msgspec.structs.replace(alert("stale_source", "hours_since_last_run", None, ""), run_id="")
     assert alert_charts(new, prev, diff, metrics, prev_metrics, [stale]) == ()
+
+
+def test_every_charted_metric_is_one_a_cluster_has_and_an_alert_can_carry() -> None:
+    from monitor.kinds import CLUSTER_METRICS
+    from monitor.metrics import ClusterMetrics
+    from monitor.notify.chart import METRICS, SHARE
+
+    fields = set(ClusterMetrics.__struct_fields__)
+    assert SHARE in METRICS and {"avg_cost", "error_rate", "pass_rate"} <= set(METRICS)
+    assert set(METRICS) - {SHARE} <= fields, set(METRICS) - {SHARE} - fields
+    assert set(METRICS) <= set(CLUSTER_METRICS)
+    assert all(label for label, _ in METRICS.values())
