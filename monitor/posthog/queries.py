@@ -61,17 +61,20 @@ _EMITTED_AT = "concat(toString(toTimeZone(timestamp, 'UTC')), 'Z')"
 # Old run events (before levels and jobs) counted `$ai_total_traces_analyzed`.
 _TOTAL_ITEMS = "coalesce(properties.$ai_total_items_analyzed, properties.$ai_total_traces_analyzed)"
 
-
-# One light query per poll for every job and level of the project: ids and windows, never payloads.
-DISCOVER_RUNS = f"""
-SELECT
+# What discovery and the payload query both read of a run event: its ids, window and size.
+_RUN_HEADER = f"""\
     JSONExtractString(properties, '$ai_clustering_run_id') AS run_id,
     JSONExtractString(properties, '$ai_clustering_level') AS level,
     JSONExtractString(properties, '$ai_clustering_job_id') AS job_id,
     JSONExtractString(properties, '$ai_clustering_job_name') AS job_name,
     JSONExtractString(properties, '$ai_window_start') AS window_start,
     JSONExtractString(properties, '$ai_window_end') AS window_end,
-    {_TOTAL_ITEMS} AS total_items,
+    {_TOTAL_ITEMS} AS total_items,"""
+
+# One light query per poll for every job and level of the project: ids and windows, never payloads.
+DISCOVER_RUNS = f"""
+SELECT
+{_RUN_HEADER}
     event,
     toString(uuid) AS event_uuid,
     {_EMITTED_AT} AS emitted_at
@@ -91,13 +94,7 @@ LIMIT {DISCOVER_PAGE}
 # tells a missing or mistyped property (which extracts as no clusters) from a run with none.
 GET_RUN = f"""
 SELECT
-    JSONExtractString(properties, '$ai_clustering_run_id') AS run_id,
-    JSONExtractString(properties, '$ai_clustering_level') AS level,
-    JSONExtractString(properties, '$ai_clustering_job_id') AS job_id,
-    JSONExtractString(properties, '$ai_clustering_job_name') AS job_name,
-    JSONExtractString(properties, '$ai_window_start') AS window_start,
-    JSONExtractString(properties, '$ai_window_end') AS window_end,
-    {_TOTAL_ITEMS} AS total_items,
+{_RUN_HEADER}
     JSONExtractArrayRaw(properties, '$ai_clusters') AS clusters,
     JSONType(properties, '$ai_clusters') AS clusters_type,
     JSONExtractRaw(properties, '$ai_clustering_params') AS params,
