@@ -54,9 +54,12 @@ def new_project_id() -> int:
 
 def start_posthog(scenario: str = "drift", *, scale: float = 0.1, days: int = 14, seed: int = 7,
                   query_log: Path | None = None, clock_at: datetime | None = None,
-                  item_overlap: float | None = None, embeddings_table: bool | None = None) -> PostHogEnv:
+                  item_overlap: float | None = None, embeddings_table: bool | None = None,
+                  evaluations: bool | None = None) -> PostHogEnv:
+    """`evaluations`: whether the scenario's evaluation-level runs are written (None: the scenario's own)."""
     pid = new_project_id()
-    ds = generate(scenario, seed=seed, days=days, team_id=pid, end=END, scale=scale, item_overlap=item_overlap)
+    ds = generate(scenario, seed=seed, days=days, team_id=pid, end=END, scale=scale, item_overlap=item_overlap,
+                  evaluations=evaluations)
     server = LocalPostHog(api_key=API_KEY, query_log=query_log, embeddings_table=embeddings_table)
     if clock_at is not None:
         server.clock.set(clock_at)

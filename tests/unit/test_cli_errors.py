@@ -5,22 +5,13 @@ the same click main (and its error formatting) as the console script."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from monitor import logs
 from monitor.cli import app
 from monitor.store.sqlite import SQLiteStore
-
-
-@pytest.fixture(autouse=True)
-def _logs_back_to_stderr() -> Iterator[None]:
-    """Commands that configure logging bind it to the runner's captured stderr, closed once it returns."""
-    yield
-    logs.configure("info")
 
 
 @pytest.fixture
