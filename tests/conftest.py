@@ -232,7 +232,16 @@ def write_daemon_config(path: Path, env: PostHogEnv, slack: LocalSlack, state: P
 # hard limit with nothing said (a test waiting out PostHog's hourly budget did exactly that). The stacks go
 # to a file, as the test's own stderr is captured and lost when the process exits; ./dev prints it.
 TEST_TIME_LIMIT_S = 600
-HANG_LOG = Path(__file__).resolve().parent.parent / ".test-hang.log"
+HANG_LOG = Path(__file__).resolve().parent.parent / f".test-hang{os.environ.get('PYTEST_XDIST_WORKER', '')}.log"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `./dev test`'s two processes (pytest-xdist, --dist loadgroup) the end-to-end tier runs on one of
+    them, in order: its daemons, leases and kills are timed, and two such tests at once on two cores would
+    measure each other. Integration and unit tests spread over both."""
+    for item in items:
+        if "/tests/e2e/" in str(item.path).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.xdist_group("e2e"))
 
 
 @pytest.hookimpl(hookwrapper=True)
