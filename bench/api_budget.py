@@ -156,9 +156,10 @@ def explain_cost(days: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = parse_config(json.dumps({
             "posthog": {"host": server.url, "project_id": team, "api_key": KEY, "lookback_days": 60},
-            "alerting": {"catch_up_after_hours": 0},
+            "alerting": {"catch_up_after_hours": 0}, "watch": {"levels": ["trace", "generation", "evaluation"]},
             "state": {"path": str(Path(tmp) / "s.sqlite")}}), "bench", env={})
-        m = build_monitor(cfg, clock=lambda: END + timedelta(hours=1))
+        # Counted, not timed: no pacing to PostHog's per-key rate limit.
+        m = build_monitor(cfg, clock=lambda: END + timedelta(hours=1), budget=RequestBudget(limits=((10**9, 1.0),)))
         mark = len(server.requests)
         result = m.cycle()
         m.client.close()

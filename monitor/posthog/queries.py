@@ -296,14 +296,15 @@ _EXPLAIN_PER_ITEM = f"""
         groupArray(if(event = '$ai_trace', ifNull(toString(properties.$ai_trace_name), ''), NULL)) AS trace_names
     FROM events
     WHERE event IN {{events}}
-        AND timestamp >= parseDateTimeBestEffort({{{{window_start}}}})
+        AND timestamp >= {{since}}
         AND timestamp < parseDateTimeBestEffort({{{{window_end}}}})
         AND {{key}} IN (SELECT item_key FROM ({{run_items}}))
     GROUP BY item_key
 """
+_SINCE_WINDOW = "parseDateTimeBestEffort({window_start})"
 
 _EXPLAIN_SUMMARIES = """
-    SELECT {key} AS item_key, argMax(toString(properties.$ai_summary_title), timestamp) AS title
+    SELECT {key} AS item_key, argMax({title}, timestamp) AS title
     FROM events
     WHERE event = '{event}'
         AND timestamp >= parseDateTimeBestEffort({{window_start}})
@@ -312,47 +313,82 @@ _EXPLAIN_SUMMARIES = """
     GROUP BY item_key
 """
 
-_EXPLAIN = """
+# The values of an item, as _EXPLAIN_PER_ITEM computes them and monitor/attribution.py reads them.
+_ITEM_VALUES = ("trace_id", "first_seen", "cost", "latency", "input_tokens", "output_tokens", "errors", "models",
+                "providers", "model_costs", "error_types", "statuses", "error_spans", "trace_names")
+
+
+def _item_values(alias: str, indent: str) -> str:
+    return ",\n".join(f"{indent}{alias}.{c} AS {c}" for c in _ITEM_VALUES)
+
+
+_EXPLAIN = f"""
 SELECT
     cm.run_id AS run_id,
     cm.cluster_id AS cluster_id,
     cm.item_key AS item_key,
-    t.trace_id AS trace_id,
-    t.first_seen AS first_seen,
-    t.cost AS cost,
-    t.latency AS latency,
-    t.input_tokens AS input_tokens,
-    t.output_tokens AS output_tokens,
-    t.errors AS errors,
-    t.models AS models,
-    t.providers AS providers,
-    t.model_costs AS model_costs,
-    t.error_types AS error_types,
-    t.statuses AS statuses,
-    t.error_spans AS error_spans,
-    t.trace_names AS trace_names,
+{_item_values('t', '    ')},
     s.title AS summary_title
-FROM ({run_items}) AS cm
-INNER JOIN ({per_item}) AS t ON t.item_key = cm.item_key
-LEFT JOIN ({summaries}) AS s ON s.item_key = cm.item_key
+FROM ({{run_items}}) AS cm
+INNER JOIN ({{per_item}}) AS t ON t.item_key = cm.item_key
+LEFT JOIN ({{summaries}}) AS s ON s.item_key = cm.item_key
 LIMIT 50000
 """
 
 
+_SUMMARY_TITLE = "toString(properties.$ai_summary_title)"
+
+
 def _explain_query(key: str, events: str, summary_event: str, summary_key: str) -> str:
-    per_item = _EXPLAIN_PER_ITEM.format(key=key, events=events, run_items=_EXPLAIN_RUN_ITEMS)
-    summaries = _EXPLAIN_SUMMARIES.format(key=summary_key, event=summary_event, run_items=_EXPLAIN_RUN_ITEMS)
+    per_item = _EXPLAIN_PER_ITEM.format(key=key, events=events, run_items=_EXPLAIN_RUN_ITEMS, since=_SINCE_WINDOW)
+    summaries = _EXPLAIN_SUMMARIES.format(key=summary_key, event=summary_event, run_items=_EXPLAIN_RUN_ITEMS,
+                                          title=_SUMMARY_TITLE)
+    return _EXPLAIN.format(run_items=_EXPLAIN_RUN_ITEMS, per_item=per_item, summaries=summaries)
+
+
+# The evaluation level: its items are `$ai_evaluation` events, and what they cost, how long they took and
+# whether they failed is the evaluated generation's (`$ai_target_event_id`), as in PostHog's own metrics for
+# this level and in CLUSTER_METRICS["evaluation"] above (generations up to a day before the window). So an
+# item's row is its target generation's, under the evaluation's key; the title shown beside a
+# representative item is the judge's reasoning, which says why it passed or failed.
+_EVALUATION_TARGETS = f"""
+    SELECT toString(uuid) AS item_key, ifNull(toString(properties.$ai_target_event_id), '') AS target
+    FROM events
+    WHERE event = '$ai_evaluation'
+        AND timestamp >= parseDateTimeBestEffort({{window_start}})
+        AND timestamp < parseDateTimeBestEffort({{window_end}})
+        AND toString(uuid) IN (SELECT item_key FROM ({_EXPLAIN_RUN_ITEMS}))
+"""
+_EXPLAIN_EVALUATION_PER_ITEM = f"""
+    SELECT
+        ev.item_key AS item_key,
+{_item_values('g', '        ')}
+    FROM ({{targets}}) AS ev
+    INNER JOIN ({{per_generation}}) AS g ON g.item_key = ev.target
+"""
+
+
+def _explain_evaluation_query() -> str:
+    targets = f"SELECT target AS item_key FROM ({_EVALUATION_TARGETS})"
+    per_generation = _EXPLAIN_PER_ITEM.format(key="toString(uuid)", events="('$ai_generation')", run_items=targets,
+                                              since=f"{_SINCE_WINDOW} - toIntervalDay(1)")
+    per_item = _EXPLAIN_EVALUATION_PER_ITEM.format(targets=_EVALUATION_TARGETS, per_generation=per_generation)
+    summaries = _EXPLAIN_SUMMARIES.format(key="toString(uuid)", event="$ai_evaluation", run_items=_EXPLAIN_RUN_ITEMS,
+                                          title="substring(ifNull(toString(properties.$ai_evaluation_reasoning), ''), "
+                                                "1, 300)")
     return _EXPLAIN.format(run_items=_EXPLAIN_RUN_ITEMS, per_item=per_item, summaries=summaries)
 
 
 # Per level: trace items are keyed by trace id (their generations, embeddings, spans and the trace event),
-# generation items by the generation's event uuid. The evaluation level has no explanation yet.
+# generation items by the generation's event uuid, evaluation items by the evaluation's event uuid (with
+# the values of the generation it judged).
 ALERT_EXPLANATION = {
     "trace": _explain_query("properties.$ai_trace_id",
                             "('$ai_generation', '$ai_span', '$ai_embedding', '$ai_trace')",
                             "$ai_trace_summary", "properties.$ai_trace_id"),
     "generation": _explain_query("toString(uuid)", "('$ai_generation')",
                                  "$ai_generation_summary", "properties.$ai_generation_id"),
+    "evaluation": _explain_evaluation_query(),
 }
 
 # Document types of the summaries each level clusters (posthog/temporal/llm_analytics/trace_clustering/

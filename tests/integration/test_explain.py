@@ -4,6 +4,7 @@ behind it, and the one explanation query is asked only for runs whose message ha
 
 from __future__ import annotations
 
+import json
 import re
 from email.message import EmailMessage
 from pathlib import Path
@@ -64,10 +65,10 @@ def _html(messages: list[EmailMessage]) -> str:
 
 def test_cost_spikes_name_the_model_and_error_alerts_the_error_in_slack_and_email(
         drift_posthog: PostHogEnv, slack: LocalSlack, smtp: LocalSMTP, tmp_path: Path) -> None:
-    # Explanations cover the trace and generation levels; the evaluation level's operational cost alerts
-    # carry none yet (said in the README), so this test watches the two levels it is about.
+    # Every level: an evaluation cluster's cost is that of the generations its evaluations judged, and is
+    # explained by their models as the other levels' are.
     m = monitor_for(make_config(drift_posthog, slack, smtp, tmp_path / "state.sqlite",
-                                watch={"levels": ["trace", "generation"]}))
+                                watch={"levels": ["trace", "generation", "evaluation"]}))
     seen = len(drift_posthog.requests(method="POST"))
     try:
         result = m.cycle()
@@ -77,6 +78,9 @@ def test_cost_spikes_name_the_model_and_error_alerts_the_error_in_slack_and_emai
 
     spikes = _slack_sections(slack.messages, "Cost spike")
     assert spikes, "the drift scenario has a cost spike"
+    spiked_levels = {n.level for n in result.notices for a in n.alerts
+                     if a.kind == kinds.COST_SPIKE.name and a.status == "firing"}
+    assert spiked_levels == {"trace", "generation", "evaluation"}, spiked_levels
     for text in spikes:
         assert f"{SWITCHED_MODEL} went from " in text and "of this cluster's generations" in text, text
     errors = _slack_sections(slack.messages, "Error rate") + _slack_sections(slack.messages, "Error spike")
@@ -113,11 +117,14 @@ def _discovered(run: dict[str, Any]) -> DiscoveredRun:
                          emitted_at=run["emitted_at"], window_end=run["window_end"])
 
 
-@pytest.mark.parametrize(("level", "summaries"), [("trace", True), ("generation", True), ("trace", False)])
+@pytest.mark.parametrize(("level", "summaries"),
+                         [("trace", True), ("generation", True), ("trace", False), ("evaluation", False)])
 def test_representative_traces_carry_summary_titles_where_posthog_wrote_them(level: str, summaries: bool) -> None:
     # The generator writes PostHog's summary events ($ai_trace_summary / $ai_generation_summary, titled by
     # the topic) with the embeddings; without them the query still answers, and traces go by their ids.
-    ds = generate("steady", days=2, team_id=new_project_id(), end=END, scale=0.05, embeddings=summaries)
+    # An evaluation's item is titled by the judge's reasoning, which every evaluation has.
+    ds = generate("steady", days=2, team_id=new_project_id(), end=END, scale=0.05, embeddings=summaries,
+                  evaluations=level == "evaluation")
     server = LocalPostHog(api_key=API_KEY)
     server.load(ds)
     server.start()
@@ -136,13 +143,17 @@ def test_representative_traces_carry_summary_titles_where_posthog_wrote_them(lev
         client.close()
         server.stop()
     assert told.explanation and told.explanation[0].startswith("Models of this cluster's generations: ")
+    reasonings = {json.loads(e[3]).get("$ai_evaluation_reasoning") for e in ds.events if e[1] == "$ai_evaluation"}
     assert 2 <= len(told.traces) <= 3
     ids = [t.trace_id for t in told.traces]
     assert len(set(ids)) == len(ids)  # each trace once, at generation level too
     for t in told.traces:
         assert t.url.startswith(f"https://eu.posthog.com/project/{ds.team_id}/ai-observability/traces/{t.trace_id}?")
         assert "timestamp=" in t.url and (("event=" in t.url) == (level == "generation"))
-        assert (t.title in TOPIC_TITLES) if summaries else t.title == ""
+        if level == "evaluation":
+            assert t.title and t.title in reasonings, t.title
+        else:
+            assert (t.title in TOPIC_TITLES) if summaries else t.title == ""
     # Titles come from users' apps: inert in Slack.
     told = msgspec.structs.replace(told, traces=tuple(msgspec.structs.replace(t, title="*bold* <!channel>")
                                                       for t in told.traces))
