@@ -3,7 +3,9 @@
 Slack's request-URL interactivity: Slack signs each request with the app's signing secret (X-Slack-
 Signature, `v0=` HMAC-SHA256 of `v0:{timestamp}:{body}`); slack-sdk's SignatureVerifier checks it, and
 the timestamp to within 5 minutes, in constant time. A request seen already (same signature) is refused
-too: a captured click cannot be replayed inside those 5 minutes. Only then is the body parsed.
+too: a captured click cannot be replayed inside those 5 minutes, to this replica (its memory, before the
+body is parsed) or to another one on the same store (the signature is recorded there once, before the
+click acts).
 
 A click writes the same store rows as the CLI (`silence add`, `ack`), through a store opened for the
 click and closed after it, as the CLI does: any replica can take it (PostgreSQL is shared; SQLite has
@@ -17,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import structlog
@@ -37,6 +39,8 @@ log = structlog.get_logger()
 MAX_BODY = 64_000  # a block_actions payload of one of our messages is a few kB
 REPLAY_WINDOW = 5 * 60  # Slack's: a timestamp further from now than this is refused anyway
 SLACK_RESPONSE_HOSTS = ("hooks.slack.com",)
+# The store's one-time tokens of Slack requests (Store.first_use): the request's signature and the click's index.
+REPLAY_NAMESPACE = "slack_request:"
 
 
 class _Clock(Clock):
@@ -75,11 +79,15 @@ class SlackActions:
         except ActionError as exc:
             log.warning("slack_action_rejected", reason=str(exc))
             return 400, b"bad request\n"
-        for c in clicks:
-            text = self._act(cfg, c)
-            if c.response_url and _may_respond(c.response_url, slack.base_url, slack.webhook_url):
+        signature = next((v for k, v in headers.items() if k.lower() == "x-slack-signature"), "")
+        replayed = False
+        for i, c in enumerate(clicks):
+            text = self._act(cfg, c, f"{REPLAY_NAMESPACE}{signature}:{i}")
+            if text is None:
+                replayed = True
+            elif c.response_url and _may_respond(c.response_url, slack.base_url, slack.webhook_url):
                 self._respond(c.response_url, text)
-        return 200, b""
+        return (401, b"unauthorized\n") if replayed else (200, b"")
 
     def _verified(self, body: bytes, headers: Mapping[str, str], secret: str) -> bool:
         h = {k.lower(): v for k, v in headers.items()}
@@ -101,8 +109,9 @@ class SlackActions:
             self._seen[signature] = now
         return True
 
-    def _act(self, cfg: Config, c: Click) -> str:
-        """Write what the click asks; the sentence to show the clicking user."""
+    def _act(self, cfg: Config, c: Click, token: str) -> str | None:
+        """Write what the click asks; the sentence to show the clicking user, or None for a request another
+        replica on the same store has taken already (`token`: its signature)."""
         who = display(c.user_name, 80)
         fields = {"action": c.action, "fingerprint": display(c.ref.fingerprint, 64), "user": who,
                   "user_id": display(c.user_id, 40), "team_id": display(c.team_id, 40)}
@@ -117,6 +126,10 @@ class SlackActions:
             log.error("slack_action_failed", error=str(exc), **fields)
             return "The monitor could not reach its state store: nothing was changed. Try again."
         try:
+            if not store.first_use(token, now, now - timedelta(seconds=2 * REPLAY_WINDOW)):
+                log.warning("slack_action_rejected", reason="replayed request (taken by another replica)",
+                            **fields)
+                return None
             if c.action == ACK_ACTION:
                 return self._acknowledge(store, c, who, now, fields)
             return self._silence(store, pcfg, c, who, now, fields)

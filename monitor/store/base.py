@@ -217,6 +217,12 @@ class Store(Protocol):
 
     def kv_set(self, key: str, value: str) -> None: ...
 
+    def first_use(self, key: str, now: datetime, forget_before: datetime) -> bool:
+        """Record a one-time token (`namespace:value`, e.g. a Slack request's signature) and say whether this
+        is its first use by any replica on this store; tokens of its namespace recorded before
+        `forget_before` are forgotten in the same transaction."""
+        ...
+
     def prune(self, before: datetime, keep_runs: int, *, batch: int = ...) -> PruneResult:
         """Retention: forget runs, resolved alerts and sent notifications older than `before`, never the
         newest `keep_runs` runs of a job; in small transactions, beside a running cycle."""

@@ -353,6 +353,16 @@ class SQLStore:
         with self._tx() as cur:
             self._kv_write(cur, key, value)
 
+    def first_use(self, key: str, now: datetime, forget_before: datetime) -> bool:
+        namespace = key.split(":", 1)[0] + ":"
+        with self._tx() as cur:
+            self._exec(cur, "DELETE FROM kv WHERE substr(key, 1, ?) = ? AND value < ?",
+                       (len(namespace), namespace, iso(forget_before)))
+            # The key is the table's primary key: of two replicas inserting it at once, one gets no row.
+            row = self._exec(cur, "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING "
+                                  "RETURNING key", (key, iso(now))).fetchone()
+        return row is not None
+
     def _kv_write(self, cur: Any, key: str, value: str) -> None:
         self._exec(cur, "INSERT INTO kv (key, value) VALUES (?, ?) "
                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))

@@ -217,6 +217,33 @@ def test_bad_signature_stale_timestamp_tampered_body_and_replay_are_refused_and_
     assert _state(cfg)[0] == []
 
 
+def test_a_click_replayed_to_another_replica_on_the_same_store_is_refused(
+        actions_server: tuple[Config, HealthServer, str], slack: LocalSlack) -> None:
+    cfg, _server, url = actions_server
+    # A second replica: its own HTTP port and its own handler (and so its own memory of signatures), on the
+    # same store, as two replicas behind one load balancer are.
+    other = start_http_server(ServerConfig(host="127.0.0.1", port=0), Health(started_at=time.time()),
+                              lambda: None, slack_actions=SlackActions(lambda: cfg).handle)
+    assert other is not None
+    try:
+        (message,) = slack.messages
+        good = slack.click(message, SILENCE_ACTION, request_url=url, signing_secret=SECRET)
+        assert good.status == 200
+        other_url = f"http://127.0.0.1:{other.server_address[1]}/slack/actions"
+        with structlog.testing.capture_logs() as logs:
+            assert slack.post(SignedRequest(other_url, good.body, good.headers)).status == 401
+        assert any(e["event"] == "slack_action_rejected" and "another replica" in e["reason"] for e in logs)
+        assert slack.wait_for_responses(1)
+        assert len(slack.responses) == 1  # only the click that acted is answered
+        silences, _acks = _state(cfg)
+        assert len(silences) == 1
+        # A fresh click (its own timestamp and signature) on the other replica acts.
+        ack = slack.click(message, ACK_ACTION, request_url=other_url, signing_secret=SECRET)
+        assert ack.status == 200 and [a.by for a in _state(cfg)[1]] == ["ana"]
+    finally:
+        other.shutdown()
+
+
 def test_untrusted_text_in_a_click_reaches_the_store_bound_and_logs_and_slack_inert(
         actions_server: tuple[Config, HealthServer, str], slack: LocalSlack) -> None:
     cfg, _server, url = actions_server

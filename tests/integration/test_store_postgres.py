@@ -23,6 +23,7 @@ from tests.unit.test_store import (  # noqa: F401
     Opener,
     _run,
     opening,
+    test_a_one_time_token_is_used_once_across_openers_until_it_is_forgotten,
     test_a_prune_lets_a_cycle_commit_between_its_batches,
     test_commit_run_is_atomic,
     test_cursor_kv_and_silences,

@@ -127,6 +127,20 @@ def test_cursor_kv_and_silences(opener: Opener) -> None:
     assert store.remove_silence(sid) and not store.remove_silence(sid)
 
 
+def test_a_one_time_token_is_used_once_across_openers_until_it_is_forgotten(opener: Opener) -> None:
+    a, b = opener(), opener()  # two replicas on one store
+    keep = timedelta(minutes=10)
+    assert a.first_use("slack_request:v0=aa:0", T0, T0 - keep)
+    assert not b.first_use("slack_request:v0=aa:0", T0 + timedelta(minutes=1), T0 - keep)
+    assert b.first_use("slack_request:v0=bb:0", T0 + timedelta(minutes=1), T0 - keep)
+    a.kv_set("cursor_like", "x")
+    # Past the window the namespace's old tokens are forgotten; other keys are not touched.
+    later = T0 + timedelta(minutes=11)
+    assert a.first_use("slack_request:v0=aa:0", later, later - keep)
+    assert not a.first_use("slack_request:v0=bb:0", later, later - keep)
+    assert a.kv_get("cursor_like") == "x"
+
+
 def test_run_metrics_commit_with_their_run_or_not_at_all(opener: Opener) -> None:
     from dataclasses import replace
 
