@@ -63,6 +63,11 @@ GROUP BY item_id LIMIT 50000
 """
 
 
+def _unpaced() -> RequestBudget:
+    """A request budget without limits, for benches that count calls rather than wait them out."""
+    return RequestBudget(limits=((10**9, 1.0),))
+
+
 def _count(server: LocalPostHog, since: int) -> tuple[int, int]:
     reqs = server.requests[since:]
     return len(reqs), sum(int(r.get("bytes") or 0) for r in reqs)
@@ -100,7 +105,7 @@ def _simulate(server: LocalPostHog, team: int, start: datetime, end: datetime, t
         "state": {"path": str(tmp / f"{name}.sqlite")}}), "bench", env={})
     # Days of polls in minutes of real time: PostHog's per-key rate limit (the shared budget) would pace
     # them to real time, so this client gets a budget of its own without limits.
-    m = build_monitor(cfg, clock=lambda: now[0], budget=RequestBudget(limits=((10**9, 1.0),)))
+    m = build_monitor(cfg, clock=lambda: now[0], budget=_unpaced())
     sched = cfg.schedule
     pacing = Pacing(interval=sched.interval_seconds, idle_interval=sched.idle_interval_seconds or 0.0,
                     window=sched.landing_window_minutes * 60.0)
@@ -159,7 +164,7 @@ def explain_cost(days: int) -> int:
             "alerting": {"catch_up_after_hours": 0}, "watch": {"levels": ["trace", "generation", "evaluation"]},
             "state": {"path": str(Path(tmp) / "s.sqlite")}}), "bench", env={})
         # Counted, not timed: no pacing to PostHog's per-key rate limit.
-        m = build_monitor(cfg, clock=lambda: END + timedelta(hours=1), budget=RequestBudget(limits=((10**9, 1.0),)))
+        m = build_monitor(cfg, clock=lambda: END + timedelta(hours=1), budget=_unpaced())
         mark = len(server.requests)
         result = m.cycle()
         m.client.close()

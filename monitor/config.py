@@ -884,15 +884,16 @@ def unknown_kinds(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
     to the default channels instead)."""
     rule_names = [r.name for r in cfg.rules]
     out: list[tuple[tuple[str | int, ...], str]] = []
-    named: list[tuple[tuple[str | int, ...], list[str]]] = [
-        *((("silences", i, "kinds"), s.kinds) for i, s in enumerate(cfg.silences)),
-        *((("inhibit", i, key), names) for i, r in enumerate(cfg.inhibit)
+    # (key path, names, whether the names are globs)
+    named: list[tuple[tuple[str | int, ...], list[str], bool]] = [
+        *((("silences", i, "kinds"), s.kinds, False) for i, s in enumerate(cfg.silences)),
+        *((("inhibit", i, key), names, False) for i, r in enumerate(cfg.inhibit)
           for key, names in (("when", r.when), ("suppress", r.suppress))),
-        *((("routes", i, "match", "kinds"), r.match.kinds) for i, r in enumerate(cfg.routes)),
+        *((("routes", i, "match", "kinds"), r.match.kinds, True) for i, r in enumerate(cfg.routes)),
     ]
-    for path, names in named:
+    for path, names, glob in named:
         for j, name in enumerate(names):
-            why = kinds.unknown_kind(name, rule_names, glob=path[0] == "routes")
+            why = kinds.unknown_kind(name, rule_names, glob=glob)
             if why is not None:
                 out.append(((*path, j), why))
     return out

@@ -455,9 +455,10 @@ def unknown_kind(name: str, rule_names: Iterable[str], *, glob: bool = False) ->
     known = [k.name for k in KINDS] + rules
     if name in known or rule_name(name) in rules:
         return None
-    alert_kinds = [*known, *(rule_kind(r, stateful) for r in rules for stateful in (True, False))]
-    if glob and any(fnmatch.fnmatchcase(k.lower(), name.lower()) for k in alert_kinds):
-        return None
+    if glob:
+        alert_kinds = [*known, *(rule_kind(r, stateful) for r in rules for stateful in (True, False))]
+        if any(fnmatch.fnmatchcase(k.lower(), name.lower()) for k in alert_kinds):
+            return None
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     text = f"{name!r} is not an alert kind{hint}. Alert kinds: {', '.join(k.name for k in KINDS)}"

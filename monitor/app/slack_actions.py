@@ -72,14 +72,14 @@ class SlackActions:
             return 404, b"not found\n"
         if len(body) > MAX_BODY:
             return 413, b"too large\n"
-        if not self._verified(body, headers, slack.signing_secret.get_secret_value()):
+        signature = next((v for k, v in headers.items() if k.lower() == "x-slack-signature"), "")
+        if not self._verified(body, headers, signature, slack.signing_secret.get_secret_value()):
             return 401, b"unauthorized\n"
         try:
             clicks = parse_clicks(body)
         except ActionError as exc:
             log.warning("slack_action_rejected", reason=str(exc))
             return 400, b"bad request\n"
-        signature = next((v for k, v in headers.items() if k.lower() == "x-slack-signature"), "")
         replayed = False
         for i, c in enumerate(clicks):
             text = self._act(cfg, c, f"{REPLAY_NAMESPACE}{signature}:{i}")
@@ -89,12 +89,10 @@ class SlackActions:
                 self._respond(c.response_url, text)
         return (401, b"unauthorized\n") if replayed else (200, b"")
 
-    def _verified(self, body: bytes, headers: Mapping[str, str], secret: str) -> bool:
-        h = {k.lower(): v for k, v in headers.items()}
-        signature = h.get("x-slack-signature") or ""
+    def _verified(self, body: bytes, headers: Mapping[str, str], signature: str, secret: str) -> bool:
+        timestamp = next((v for k, v in headers.items() if k.lower() == "x-slack-request-timestamp"), None)
         try:
-            ok = SignatureVerifier(secret, _Clock(self._wall)).is_valid(
-                body, h.get("x-slack-request-timestamp"), signature)
+            ok = SignatureVerifier(secret, _Clock(self._wall)).is_valid(body, timestamp, signature)
         except (ValueError, UnicodeDecodeError):  # a timestamp that is not a number, a body not UTF-8
             ok = False
         if not ok:
