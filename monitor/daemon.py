@@ -69,6 +69,7 @@ class Daemon:
                              ready_after_failure=self.cfg.server.ready_after_failure_seconds,
                              leading=self._leading, stuck_after=self.cfg.state.leader_lease_seconds)
         self.stop_event = threading.Event()
+        self.stop_signal: str | None = None  # the signal that asked to stop (None: stopped from code)
         self._cycle_lock = threading.Lock()
         self._on_cycle = on_cycle
         self._scheduler = BackgroundScheduler(timezone="UTC")
@@ -339,7 +340,10 @@ class Daemon:
 
     def install_signals(self) -> None:
         def stop(signum: int, _frame: Any) -> None:
-            log.info("shutdown_requested", signal=signal.Signals(signum).name)
+            # No logging here: the handler runs on the main thread between two of its bytecodes, possibly
+            # inside a log call that holds structlog's (non-reentrant) lock on stderr, and would wait for
+            # it forever. serve() logs the request once it wakes.
+            self.stop_signal = signal.Signals(signum).name
             self.stop_event.set()
 
         def reload(_signum: int, _frame: Any) -> None:
@@ -379,6 +383,8 @@ class Daemon:
         deadline = self.cfg.schedule.shutdown_deadline_seconds if shutdown_deadline is None else shutdown_deadline
         self.start(run_first=run_first)
         self.stop_event.wait()
+        if self.stop_signal is not None:
+            log.info("shutdown_requested", signal=self.stop_signal)
         systemd.notify("STOPPING=1")
         self._scheduler.shutdown(wait=False)
         # Let a cycle in flight finish its current run; a run is one transaction, so stopping later is safe.
